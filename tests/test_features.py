@@ -1,0 +1,125 @@
+"""Features: shapes, presets, cache keys, bad input, normalisation."""
+
+import os
+import time
+import warnings
+
+import numpy as np
+import pytest
+import soundfile
+
+from scnn.features import (AudioFileError, FeatureConfig, Normalizer, extract_features, feature_config,
+                           file_to_mfcc, load_audio)
+
+
+def tone(path, seconds=0.5, rate=8000, frequency=440.0, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    signal = 0.3 * np.sin(2 * np.pi * frequency * t)
+    if channels > 1:
+        signal = np.stack([signal] * channels, axis=1)
+    soundfile.write(str(path), signal, rate)
+    return path
+
+
+@pytest.fixture
+def wavs(tmp_path):
+    return [tone(tmp_path / f"{d}_anna_{i}.wav", 0.3 + 0.1 * i, frequency=200 + 100 * d)
+            for d in range(3) for i in range(3)]
+
+
+def test_default_and_paper_shapes(wavs):
+    for preset in ("default", "paper"):
+        config = feature_config(preset)
+        matrix = file_to_mfcc(wavs[0], config)
+        assert matrix.shape == (32, 32) and matrix.dtype == np.float32
+    paper = file_to_mfcc(wavs[0], feature_config("paper"))
+    assert np.all(paper[16:] == 0), "paper preset: 16 MFCCs zero-padded to 32 rows"
+    assert np.all(paper[:, 10:] == 0), "0.3 s at hop 512 gives 5 frames, the rest zero padding"
+
+
+def test_fixed_frames_centre_crop_and_pad(tmp_path):
+    config = FeatureConfig(top_db=None, num_frames=16, hop_length=128, n_fft=256, n_mels=40, n_mfcc=13)
+    short = file_to_mfcc(tone(tmp_path / "short.wav", 0.05), config)
+    long = file_to_mfcc(tone(tmp_path / "long.wav", 3.0), config)
+    assert short.shape == long.shape == (13, 16)
+
+
+def test_cache_hit_and_invalidation(wavs, tmp_path):
+    cache = tmp_path / "cache"
+    config = feature_config("default")
+    first = extract_features(wavs, config, cache_dir=cache, workers=1, progress=False)
+    assert not first.from_cache and first.features.shape == (9, 32, 32)
+    start = time.perf_counter()
+    second = extract_features(wavs, config, cache_dir=cache, workers=1, progress=False)
+    assert second.from_cache and time.perf_counter() - start < 1.0
+    np.testing.assert_array_equal(first.features, second.features)
+    assert not extract_features(wavs, feature_config("default", n_mfcc=20), cache_dir=cache, workers=1,
+                                progress=False).from_cache
+    tone(wavs[0], 0.9)  # the file changes: size and mtime
+    os.utime(wavs[0], ns=(time.time_ns(), time.time_ns() + 10**9))
+    third = extract_features(wavs, config, cache_dir=cache, workers=1, progress=False)
+    assert not third.from_cache and not np.array_equal(third.features[0], first.features[0])
+    assert not list(cache.glob("*.tmp*")), "no temporary files left behind"
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"this is not audio at all" * 10, "cannot read"),
+                                             (None, "cannot read")])
+def test_bad_files_name_the_file(tmp_path, content, reason):
+    path = tmp_path / "0_anna_0.wav"
+    if content is None:  # truncated: a valid header cut short
+        tone(path, 0.5)
+        path.write_bytes(path.read_bytes()[:30])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(AudioFileError, match=reason) as error:
+        file_to_mfcc(path, feature_config())
+    assert str(path) in str(error.value)
+
+
+def test_skip_bad_reports_and_strict_mode_stops(wavs, tmp_path):
+    bad = tmp_path / "9_anna_0.wav"
+    bad.write_bytes(b"")
+    with pytest.raises(AudioFileError, match="9_anna_0.wav"):
+        extract_features(wavs + [bad], feature_config(), workers=1, progress=False)
+    result = extract_features(wavs + [bad], feature_config(), workers=1, progress=False, skip_bad=True)
+    assert len(result.paths) == len(wavs) and [p for p, _ in result.skipped] == [str(bad)]
+
+
+def test_stereo_and_other_rates_warn(tmp_path):
+    with pytest.warns(UserWarning, match="mono"):
+        audio = load_audio(tone(tmp_path / "stereo.wav", channels=2), 8000)
+    assert audio.ndim == 1
+    with pytest.warns(UserWarning, match="resampled from 16000"):
+        audio = load_audio(tone(tmp_path / "fast.wav", 0.5, rate=16000), 8000)
+    assert abs(audio.size - 4000) <= 1
+
+
+def test_parallel_extraction_equals_serial(tmp_path):
+    paths = [tone(tmp_path / f"{i % 10}_bob_{i}.wav", 0.2 + 0.01 * i, frequency=150 + 20 * i) for i in range(60)]
+    config = feature_config()
+    serial = extract_features(paths, config, workers=1, progress=False)
+    parallel = extract_features(paths, config, workers=2, progress=False)
+    np.testing.assert_array_equal(serial.features, parallel.features)
+
+
+def test_normalizer_fits_train_only_and_round_trips():
+    rng = np.random.default_rng(0)
+    train = rng.normal(5.0, 2.0, size=(100, 4, 8)).astype(np.float32)
+    train[:, 3] = 0.0  # a zero-padded row
+    normalizer = Normalizer.fit(train)
+    normalized = normalizer(train)
+    np.testing.assert_allclose(normalized[:, :3].mean(axis=(0, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(normalized[:, :3].std(axis=(0, 2)), 1, atol=1e-4)
+    assert np.all(normalized[:, 3] == 0)
+    clone = Normalizer.from_state_dict(normalizer.state_dict())
+    np.testing.assert_array_equal(clone(train), normalized)
+    assert np.array_equal(Normalizer.fit(train, enabled=False)(train), train)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="fit"):
+        FeatureConfig(fit="middle")
+    with pytest.raises(ValueError, match="n_mfcc"):
+        FeatureConfig(n_mfcc=80, n_mels=40)
+    with pytest.raises(ValueError, match="unknown feature preset"):
+        feature_config("fancy")
