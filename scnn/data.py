@@ -1,0 +1,295 @@
+"""Spoken-digit audio: locate (or download) FSDD, parse file names, split.
+
+Free Spoken Digit Dataset (FSDD): 3,000 mono 8 kHz WAVs named
+``{digit}_{speaker}_{take}.wav``, 6 speakers, 50 takes per digit and speaker.
+Upstream's official split: takes 0-4 are the test set, 5-49 the training set.
+
+Where the recordings are found (:func:`locate_fsdd`): an explicit folder, else
+``$SCNN_DATA_DIR``, else ``<user cache>/scnn/fsdd/recordings``, which is
+downloaded (pinned release v1.0.10), checked file by file against the SHA-256
+manifest shipped with the package, and moved into place atomically.
+
+Users' own keyword data in the Speech Commands layout (``root/<label>/*.wav``)
+goes through :func:`list_class_folders` and the same feature pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+FSDD_ENV_VAR = "SCNN_DATA_DIR"
+FSDD_RELEASE_TAG = "v1.0.10"
+FSDD_URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/{FSDD_RELEASE_TAG}.zip"
+FSDD_DIGITS = tuple(str(digit) for digit in range(10))
+FSDD_PATTERN = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<take>\d+)\.wav$")
+MANIFEST_PATH = Path(__file__).with_name("resources") / "fsdd_manifest.sha256"
+SPLITS = ("official", "speaker", "random")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One audio file and its label (class index); speaker and take where the name gives them."""
+
+    path: Path
+    label: int
+    speaker: str | None = None
+    take: int | None = None
+
+
+# --------------------------------------------------------------------------- locating and downloading
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/scnn``, else ``~/.cache/scnn``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "scnn"
+
+
+def _holds_wavs(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.wav"))
+
+
+def locate_fsdd(data_dir: str | Path | None = None, download: bool = True, url: str = FSDD_URL) -> Path:
+    """The folder of FSDD wavs: argument, else ``$SCNN_DATA_DIR``, else the cache (downloaded if absent).
+
+    A folder holding a ``recordings/`` subfolder (the repository's root) is accepted too.
+    A missing folder given by argument or environment raises FileNotFoundError saying
+    where it looked and how to provide one; only the cache location is downloaded into.
+    """
+    how_to = (f"pass --data-dir DIR (a folder of FSDD .wav files), set {FSDD_ENV_VAR}=DIR, or leave both "
+              f"unset to download FSDD {FSDD_RELEASE_TAG} into {default_cache_dir() / 'fsdd'}")
+    if data_dir is not None or os.environ.get(FSDD_ENV_VAR):
+        source = "--data-dir" if data_dir is not None else f"${FSDD_ENV_VAR}"
+        folder = Path(data_dir if data_dir is not None else os.environ[FSDD_ENV_VAR]).expanduser()
+        for candidate in (folder, folder / "recordings"):
+            if _holds_wavs(candidate):
+                return candidate
+        state = "does not exist" if not folder.exists() else "holds no .wav files"
+        raise FileNotFoundError(f"FSDD folder {folder} (from {source}) {state}; {how_to}")
+    folder = default_cache_dir() / "fsdd" / "recordings"
+    if _holds_wavs(folder):
+        return folder
+    if not download:
+        raise FileNotFoundError(f"FSDD not found in the cache {folder} and downloading is off; {how_to}")
+    return download_fsdd(folder, url=url)
+
+
+def load_manifest(path: str | Path | None = None) -> dict[str, str]:
+    """``{file name: sha256 hex}`` from a ``sha256sum``-format list (default: the packaged one)."""
+    path = Path(path) if path is not None else MANIFEST_PATH
+    manifest = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise ValueError(f"{path}:{number}: expected '<sha256>  <file name>', got {line!r}")
+        manifest[parts[1].lstrip("*")] = parts[0].lower()
+    return manifest
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_recordings(folder: str | Path, manifest: dict[str, str]) -> None:
+    """Check that ``folder`` holds exactly the manifest's files with their checksums; ValueError if not."""
+    folder = Path(folder)
+    present = {path.name for path in folder.glob("*.wav")}
+    missing = sorted(set(manifest) - present)
+    extra = sorted(present - set(manifest))
+    mismatched = sorted(name for name in set(manifest) & present if sha256_of(folder / name) != manifest[name])
+    problems = [f"{len(names)} {what} (e.g. {', '.join(names[:3])})"
+                for what, names in (("missing", missing), ("unexpected", extra), ("with wrong SHA-256", mismatched))
+                if names]
+    if problems:
+        raise ValueError(f"{folder} does not match the FSDD manifest: " + "; ".join(problems))
+
+
+class DownloadError(RuntimeError):
+    """Downloading or unpacking FSDD failed; nothing was left behind."""
+
+
+def download_fsdd(dest: str | Path, url: str = FSDD_URL, manifest: dict[str, str] | None = None,
+                  timeout_s: float = 60.0, progress: bool = True) -> Path:
+    """Download the release zip, extract ``*/recordings/*.wav``, verify every file, move into ``dest``.
+
+    ``url`` may be ``https://``, ``http://`` or ``file://``. On any failure a
+    :class:`DownloadError` names the URL or the offending file, and neither ``dest``
+    nor any temporary file remains.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        raise DownloadError(f"{dest} already exists; remove it to download again")
+    manifest = manifest if manifest is not None else load_manifest()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        archive = staging / "release.zip"
+        _fetch(url, archive, timeout_s, progress)
+        unpacked = staging / "recordings"
+        unpacked.mkdir()
+        _extract_recordings(archive, unpacked, url)
+        try:
+            verify_recordings(unpacked, manifest)
+        except ValueError as error:
+            raise DownloadError(f"download from {url} failed verification: {error}") from None
+        os.replace(unpacked, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _fetch(url: str, target: Path, timeout_s: float, progress: bool) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(target, "wb") as handle:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"FSDD {FSDD_RELEASE_TAG}")
+            for block in iter(lambda: response.read(1 << 16), b""):
+                handle.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+            if bar is not None:
+                bar.close()
+    except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
+        raise DownloadError(f"cannot download FSDD from {url}: {error}") from error
+
+
+def _extract_recordings(archive: Path, target: Path, url: str) -> None:
+    """Extract the ``recordings/*.wav`` members flat into ``target`` (no path traversal)."""
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            members = [m for m in bundle.infolist() if not m.is_dir()
+                       and PurePosixPath(m.filename).parent.name == "recordings"
+                       and m.filename.endswith(".wav")]
+            if not members:
+                raise DownloadError(f"the archive from {url} holds no recordings/*.wav files")
+            for member in members:
+                name = PurePosixPath(member.filename).name
+                if not FSDD_PATTERN.match(name):
+                    raise DownloadError(f"the archive from {url} holds an unexpected file {member.filename!r}")
+                with bundle.open(member) as source, open(target / name, "wb") as sink:
+                    shutil.copyfileobj(source, sink)
+    except zipfile.BadZipFile as error:
+        raise DownloadError(f"the file downloaded from {url} is not a valid zip archive ({error})") from error
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def parse_fsdd_name(path: str | Path) -> Recording:
+    """``7_theo_12.wav`` -> Recording(label=7, speaker="theo", take=12); ValueError naming a bad name."""
+    path = Path(path)
+    match = FSDD_PATTERN.match(path.name)
+    if match is None:
+        raise ValueError(f"{path}: file name does not match FSDD's {{digit}}_{{speaker}}_{{take}}.wav pattern")
+    return Recording(path, int(match["digit"]), match["speaker"], int(match["take"]))
+
+
+def list_fsdd(root: str | Path) -> list[Recording]:
+    """Every ``.wav`` in ``root``, parsed and sorted by name; errors name a bad name or an empty folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"FSDD folder {root} does not exist")
+    recordings = [parse_fsdd_name(path) for path in sorted(root.glob("*.wav"))]
+    if not recordings:
+        raise ValueError(f"FSDD folder {root} holds no .wav files")
+    return recordings
+
+
+def list_class_folders(root: str | Path, extensions: tuple[str, ...] = (".wav", ".flac")) -> tuple[list[Recording], list[str]]:
+    """Speech Commands layout ``root/<label>/*.wav``: (recordings, class names sorted).
+
+    Folders starting with ``_`` or ``.`` (e.g. ``_background_noise_``) are skipped. A file
+    named ``<speaker>_nohash_<n>.wav`` gets that speaker.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    if not class_names:
+        raise ValueError(f"data folder {root} has no class subfolders (expected root/<label>/*.wav)")
+    recordings = []
+    for label, name in enumerate(class_names):
+        for path in sorted((root / name).iterdir()):
+            if path.suffix.lower() in extensions:
+                speaker = path.name.split("_nohash_")[0] if "_nohash_" in path.name else None
+                recordings.append(Recording(path, label, speaker, None))
+    if not recordings:
+        raise ValueError(f"data folder {root}: no {'/'.join(extensions)} files in its class folders")
+    return recordings, class_names
+
+
+# --------------------------------------------------------------------------- splits
+
+
+@dataclass(frozen=True)
+class Split:
+    """Disjoint train, validation and test recordings."""
+
+    train: list[Recording]
+    val: list[Recording]
+    test: list[Recording]
+
+
+def _stratified_take(recordings: list[Recording], fraction: float, seed: int) -> tuple[list, list]:
+    """(rest, taken): ``round(fraction * n_class)`` recordings per class chosen with ``seed``."""
+    rng = np.random.default_rng(seed)
+    taken_ids = set()
+    for label in sorted({r.label for r in recordings}):
+        members = sorted((r for r in recordings if r.label == label), key=lambda r: str(r.path))
+        count = int(round(fraction * len(members)))
+        for index in rng.permutation(len(members))[:count]:
+            taken_ids.add(members[index].path)
+    rest = [r for r in recordings if r.path not in taken_ids]
+    taken = [r for r in recordings if r.path in taken_ids]
+    return rest, taken
+
+
+def split_recordings(recordings: list[Recording], split: str = "official", val_fraction: float = 0.1, seed: int = 0,
+                     holdout_speaker: str = "theo", test_fraction: float = 0.1) -> Split:
+    """Split into train / validation / test; validation is carved out of train (stratified, seeded).
+
+    official: takes 0-4 test, 5-49 train (upstream's definition). speaker: every file of
+    ``holdout_speaker`` is test. random: stratified ``test_fraction`` per class, seeded.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    recordings = sorted(recordings, key=lambda r: str(r.path))
+    if split == "official":
+        if any(r.take is None for r in recordings):
+            raise ValueError("the official split needs FSDD take numbers in the file names; use 'random'")
+        train = [r for r in recordings if r.take >= 5]
+        test = [r for r in recordings if r.take < 5]
+    elif split == "speaker":
+        speakers = sorted({r.speaker for r in recordings if r.speaker is not None})
+        if holdout_speaker not in speakers:
+            raise ValueError(f"unknown holdout speaker {holdout_speaker!r}; known speakers: {', '.join(speakers)}")
+        train = [r for r in recordings if r.speaker != holdout_speaker]
+        test = [r for r in recordings if r.speaker == holdout_speaker]
+    else:
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        train, test = _stratified_take(recordings, test_fraction, seed)
+    train, val = _stratified_take(train, val_fraction, seed + 1_000_003)
+    return Split(train=train, val=val, test=test)
