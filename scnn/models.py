@@ -94,6 +94,7 @@ class SpecNetConfig:
     learn_beta, learn_threshold: train them; per_channel_beta: one beta per channel;
     readout: "membrane" (membrane summed over steps) or "spike_count" as the logits;
     dropout: probability before every dense layer but the first one fed by a convolution.
+    num_classes: size of the classifier, replacing the spec's last layer (None: as the spec says).
     """
 
     spec: str
@@ -110,6 +111,7 @@ class SpecNetConfig:
     per_channel_beta: bool = False
     readout: str = "membrane"
     dropout: float = 0.0
+    num_classes: int | None = None
 
     def __post_init__(self):
         self.input_shape = tuple(int(v) for v in self.input_shape)
@@ -171,6 +173,8 @@ class SpecNet(nn.Module):
         channels, height, width = config.input_shape
         self.blocks = nn.ModuleList()
         layers = parse_spec(config.spec)
+        if config.num_classes is not None:
+            layers[-1] = LayerSpec("fc", size=config.num_classes)
         index = 0
         features = None  # set once flattened
         while index < len(layers):
