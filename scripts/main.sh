@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job: set up, then train Model B on FSDD (official split, T = 10), evaluate the
+# best checkpoint on the test split, and write results and figures to runs/main/.
+#   bash scripts/main.sh                      # FSDD from $SCNN_DATA_DIR, else downloaded to ~/.cache/scnn
+#   bash scripts/main.sh --data-dir DIR       # use a local folder of FSDD wavs
+# Any further train.py options pass through (e.g. --model model_a --epochs 40).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/setup_env.sh"
+cd "$root"
+out="${SCNN_OUT:-runs/main}"
+python experiments/train.py --model model_b --split official --num-steps 10 --epochs 30 --seed 0 --out "$out" "$@"
+data_args=()
+for ((i = 1; i <= $#; i++)); do
+    if [ "${!i}" = "--data-dir" ]; then j=$((i + 1)); data_args=(--data-dir "${!j}"); fi
+done
+python experiments/evaluate.py --checkpoint "$out/best.pt" "${data_args[@]}" --out "$out/evaluation"
+echo "results: $out/results.json, $out/evaluation/results.json; figures: $out/*.png"
