@@ -333,8 +333,10 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         elapsed += time.perf_counter() - epoch_start
         row["epoch_time_s"] = time.perf_counter() - epoch_start
         history.append(row)
-        if row["val_accuracy"] > best["val_accuracy"]:
-            best = {"val_accuracy": row["val_accuracy"], "epoch": epoch + 1,
+        # Best = highest validation accuracy; among equals, the lowest validation loss.
+        score = (row["val_accuracy"], -row.get("val_loss", 0.0))
+        if score > (best["val_accuracy"], -best.get("val_loss", 0.0)):
+            best = {"val_accuracy": row["val_accuracy"], "val_loss": row.get("val_loss", 0.0), "epoch": epoch + 1,
                     "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         checkpoint = {
             **description, "epoch": epoch, "elapsed_s": elapsed, "history": history, "best": best,
