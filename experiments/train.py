@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default=defaults.schedule)
     optim.add_argument("--grad-clip", type=float, default=defaults.grad_clip, help="max grad norm, 0 = off")
     optim.add_argument("--loss", choices=LOSSES, default=defaults.loss)
+    optim.add_argument("--time-shift", type=int, default=defaults.time_shift,
+                       help=f"augmentation: random shift by up to N frames (default {defaults.time_shift}, 0 = off)")
+    optim.add_argument("--time-mask", type=int, default=defaults.time_mask,
+                       help=f"augmentation: mask up to N consecutive frames (default {defaults.time_mask}, 0 = off)")
+    optim.add_argument("--freq-mask", type=int, default=defaults.freq_mask,
+                       help=f"augmentation: mask up to N consecutive coefficients (default {defaults.freq_mask})")
     optim.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     optim.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and dropout")
     optim.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         model=args.model, model_overrides=overrides, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         grad_clip=args.grad_clip, loss=args.loss, seed=args.seed, patience=args.patience, threads=args.threads,
-        device=args.device,
+        device=args.device, time_shift=args.time_shift, time_mask=args.time_mask, freq_mask=args.freq_mask,
     )
     try:
         return train(train_config, data_config_from(args), args.out, resume=args.resume,

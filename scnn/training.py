@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from scnn import data as fsdd
+from scnn.augment import augment_batch
 from scnn.features import FeatureConfig, Normalizer, extract_features, feature_config
 from scnn.io import load_checkpoint, save_checkpoint, write_json, write_text
 from scnn.losses import make_loss
@@ -72,6 +73,7 @@ class TrainConfig:
     grad_clip: max gradient norm (0: off). loss: see :mod:`scnn.losses`.
     patience: early stopping after this many epochs without a better validation accuracy (0: off).
     threads: torch CPU threads (0: torch's default). device: "auto" | "cpu" | "cuda" | "cuda:N".
+    time_shift, time_mask, freq_mask: training-batch augmentation in frames/coefficients (see scnn.augment).
     """
 
     model: str = "model_b"
@@ -88,6 +90,9 @@ class TrainConfig:
     patience: int = 0
     threads: int = 0
     device: str = "auto"
+    time_shift: int = 3
+    time_mask: int = 4
+    freq_mask: int = 4
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -280,6 +285,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     scheduler = _make_scheduler(train_config, optimizer, steps_per_epoch)
     loss_fn = make_loss(train_config.loss)
     shuffle = torch.Generator().manual_seed(train_config.seed)
+    augmentation = torch.Generator().manual_seed(train_config.seed + 1)
     history, best = [], {"val_accuracy": -1.0, "epoch": -1, "state": None}
     start_epoch, elapsed = 0, 0.0
     if checkpoint is not None:
@@ -287,6 +293,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         optimizer.load_state_dict(checkpoint["optimizer_state"])
         scheduler.load_state_dict(checkpoint["scheduler_state"])
         shuffle.set_state(checkpoint["rng"]["shuffle"])
+        augmentation.set_state(checkpoint["rng"]["augmentation"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         history, best, start_epoch = checkpoint["history"], checkpoint["best"], checkpoint["epoch"] + 1
         elapsed = checkpoint["elapsed_s"]
@@ -309,7 +316,9 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train_config.epochs}", leave=False, disable=not progress)
         for start in bar:
             index = order[start:start + train_config.batch_size]
-            xb, yb = train_x[index].to(device), train_y[index].to(device)
+            xb = augment_batch(train_x[index], augmentation, train_config.time_shift, train_config.time_mask,
+                               train_config.freq_mask).to(device)
+            yb = train_y[index].to(device)
             output = model(xb)
             loss = loss_fn(output, yb)
             optimizer.zero_grad(set_to_none=True)
@@ -342,7 +351,8 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
             **description, "epoch": epoch, "elapsed_s": elapsed, "history": history, "best": best,
             "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
             "scheduler_state": scheduler.state_dict(),
-            "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"shuffle": shuffle.get_state(), "augmentation": augmentation.get_state(),
+                    "torch": torch.get_rng_state()},
         }
         save_checkpoint(last_path, checkpoint)
         save_checkpoint(out_dir / "best.pt", {**description, "epoch": best["epoch"] - 1, "model_state": best["state"]})
