@@ -25,6 +25,7 @@ from scnn.augment import augment_batch
 from scnn.features import FeatureConfig, Normalizer, extract_features, feature_config
 from scnn.io import load_checkpoint, save_checkpoint, write_json, write_text
 from scnn.losses import make_loss
+from scnn.metrics import profile_model
 from scnn.models import count_parameters, create_model, model_from_dict, model_to_dict
 
 CHECKPOINT_VERSION = 1
@@ -373,6 +374,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
 
     model.load_state_dict(best["state"])
     test = evaluate(model, *data.test, num_classes=num_classes, loss_fn=loss_fn)
+    cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
     results = {
         "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
@@ -385,6 +387,11 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         "wall_time_s": elapsed,
         "seconds_per_epoch": elapsed / max(len(history), 1),
         "split_sizes": {"train": len(train_y), "val": len(data.val[1]), "test": len(data.test[1])},
+        "activation_sparsity": cost.activation_sparsity["overall"] if cost else None,
+        "dense_macs_per_sample": cost.dense_macs["as_executed"] if cost else None,
+        "effective_acs_per_sample": cost.synaptic_operations["effective_acs"] if cost else None,
+        "effective_macs_per_sample": cost.synaptic_operations["effective_macs"] if cost else None,
+        "metrics": cost.to_dict() if cost else None,
         "skipped_files": data.skipped,
         "data_dir": data.data_dir,
         "device": str(device),

@@ -11,11 +11,12 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 stamp="$venv/.scnn-installed"
-wanted="$(cat "$root/requirements.txt" "$root/setup.cfg" | sha256sum | cut -c1-16)"
+wanted="$(cat "$root/requirements.txt" "$root/requirements-nodeps.txt" "$root/setup.cfg" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     echo "[setup] installing requirements (torch==2.13.0 CPU build, snntorch, librosa, ...)"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet -r "$root/requirements.txt"
+    "$venv/bin/python" -m pip install --quiet --no-deps -r "$root/requirements-nodeps.txt"
     "$venv/bin/python" -m pip install --quiet --no-deps -e "$root"
     echo "$wanted" > "$stamp"
 fi

@@ -115,6 +115,14 @@ def test_train_and_evaluate_scripts_end_to_end_on_fsdd(tmp_path, fsdd_dir, featu
     evaluated = json.loads((evaluation / "results.json").read_text())
     assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"])
     assert (evaluation / "confusion_matrix.png").exists()
+    assert 0 < results["activation_sparsity"] < 1 and results["dense_macs_per_sample"] == 48_600 + 4 * 692_480
+    profile = tmp_path / "profile"
+    subprocess.run([sys.executable, str(REPO_EXPERIMENTS / "profile_cost.py"), str(out / "best.pt"), "--data-dir",
+                    str(fsdd_dir), "--max-samples", "50", "--out", str(profile)], check=True, capture_output=True,
+                   text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": str(feature_cache)})
+    row = json.loads((profile / "profile.json").read_text())[0]
+    assert row["accuracy"] == results["test_accuracy"] and row["parameters"] == 692_678
+    assert row["effective_acs"] > 0 and (profile / "profile.csv").exists()
 
 
 @pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
