@@ -25,6 +25,7 @@ from snntorch import surrogate as snn_surrogate
 
 SURROGATES = ("fast_sigmoid", "atan", "sigmoid")
 RESET_MECHANISMS = ("subtract", "zero")
+ENGINES = ("fused", "snntorch")
 
 
 def make_surrogate(name: str = "fast_sigmoid", slope: float = 25.0):
@@ -42,6 +43,86 @@ def make_surrogate(name: str = "fast_sigmoid", slope: float = 25.0):
     raise ValueError(f"unknown surrogate {name!r}; choose one of {SURROGATES}")
 
 
+def _sum_to_shape(gradient: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a broadcast gradient back to a parameter's shape (e.g. ``[B, C, H, W]`` -> ``[C, 1, 1]``)."""
+    if gradient.shape == shape:
+        return gradient
+    extra = gradient.dim() - len(shape)
+    gradient = gradient.sum(dim=tuple(range(extra))) if extra > 0 else gradient
+    dims = tuple(i for i, size in enumerate(shape) if size == 1 and gradient.shape[i] != 1)
+    return gradient.sum(dim=dims, keepdim=True) if dims else gradient
+
+
+class FusedLeakySequence(torch.autograd.Function):
+    """``snntorch.Leaky`` over a whole ``[T, ...]`` sequence with a hand-written backward.
+
+    Forward, step by step exactly as snntorch computes it (same operations in the same
+    order, so spikes and membranes are bit-identical)::
+
+        reset[t] = H(U[t-1] - thr)                                   (no gradient)
+        U[t] = clamp(beta, 0, 1) * U[t-1] + I[t] - reset[t] * thr      subtract
+        U[t] = clamp(beta, 0, 1) * ((1 - reset[t]) * U[t-1]) + I[t]    zero
+        S[t] = H(U[t] - thr),   dS/dU = 1 / (slope * |U - thr| + 1)^2  (fast sigmoid)
+
+    Backward runs the recurrence in reverse (BPTT) on the saved membranes only: no
+    autograd graph of 5 x T small operations is built, which is where the plain loop
+    spends its time. Gradients flow to the current, beta (inside [0, 1], as clamp
+    passes them) and the threshold, as through snntorch's own graph.
+
+    snntorch 1.0's parallel neurons (``LeakyParallel``, ``StateLeaky``) compute the leaky
+    integration without the spike reset, so they are a different model, not a faster
+    path to this one; they are not used.
+    """
+
+    @staticmethod
+    def forward(ctx, current, beta, threshold, slope: float, reset_to_zero: bool):
+        beta_clamped = beta.clamp(0, 1)
+        membrane = torch.zeros_like(current[0])
+        membranes = torch.empty_like(current)
+        for step in range(current.shape[0]):
+            reset = (membrane - threshold > 0).to(current.dtype)
+            if reset_to_zero:
+                membrane = beta_clamped * ((1 - reset) * membrane) + current[step]
+            else:
+                membrane = beta_clamped * membrane + current[step] - reset * threshold
+            membranes[step] = membrane
+        spikes = (membranes - threshold > 0).to(current.dtype)
+        ctx.save_for_backward(membranes, beta, threshold)
+        ctx.slope, ctx.reset_to_zero = slope, reset_to_zero
+        return spikes, membranes
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membranes):
+        membranes, beta, threshold = ctx.saved_tensors
+        slope, reset_to_zero = ctx.slope, ctx.reset_to_zero
+        beta_clamped = beta.clamp(0, 1)
+        shifted = membranes - threshold
+        grad_from_spikes = grad_spikes / (slope * shifted.abs() + 1.0) ** 2
+        direct = grad_from_spikes + grad_membranes
+        # resets[t] = H(U[t-1] - thr) with U[-1] = 0; previous[t] = U[t-1].
+        previous = torch.cat([torch.zeros_like(membranes[:1]), membranes[:-1]])
+        resets = (previous - threshold > 0).to(membranes.dtype)
+        kept = (1 - resets) * previous if reset_to_zero else previous      # what beta multiplies
+        decay = beta_clamped * (1 - resets) if reset_to_zero else beta_clamped.expand_as(membranes)
+        grad_membrane_total = torch.empty_like(membranes)                  # dL/dU[t], all paths
+        carry = torch.zeros_like(membranes[0])
+        for step in range(membranes.shape[0] - 1, -1, -1):
+            carry = direct[step] + carry
+            grad_membrane_total[step] = carry
+            carry = carry * decay[step]
+        grad_beta = None
+        if ctx.needs_input_grad[1]:
+            inside = ((beta >= 0) & (beta <= 1)).to(beta.dtype)            # clamp passes these
+            grad_beta = _sum_to_shape(grad_membrane_total * kept, beta.shape) * inside
+        grad_threshold = None
+        if ctx.needs_input_grad[2]:
+            grad_threshold = -grad_from_spikes
+            if not reset_to_zero:
+                grad_threshold = grad_threshold - grad_membrane_total * resets  # U[t] -= reset[t] * thr
+            grad_threshold = _sum_to_shape(grad_threshold, threshold.shape)
+        return grad_membrane_total, grad_beta, grad_threshold, None, None
+
+
 class LIF(nn.Module):
     """Leaky integrate-and-fire layer (see the module docstring for the equations).
 
@@ -53,6 +134,9 @@ class LIF(nn.Module):
         learn_beta, learn_threshold: make them trainable parameters.
         num_channels: if given, one beta per channel (dimension 1 of ``[B, C, ...]``).
         channel_dims: trailing dimensions after the channel (2 for conv maps, 0 for FC).
+        engine: "fused" runs a whole sequence in :class:`FusedLeakySequence` (fast-sigmoid
+            surrogate only; other surrogates fall back); "snntorch" steps ``snntorch.Leaky``.
+            Both give the same spikes and membranes (tested).
     """
 
     def __init__(
@@ -66,8 +150,14 @@ class LIF(nn.Module):
         learn_threshold: bool = False,
         num_channels: int | None = None,
         channel_dims: int = 0,
+        engine: str = "fused",
     ):
         super().__init__()
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        # The fused sequence implements the fast-sigmoid surrogate; any other runs snntorch's loop.
+        self.engine = engine if surrogate == "fast_sigmoid" else "snntorch"
+        self.slope = float(slope)
         if reset_mechanism not in RESET_MECHANISMS:
             raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
         if not 0.0 <= float(beta) <= 1.0:
@@ -100,6 +190,9 @@ class LIF(nn.Module):
 
         current: input current ``[T, B, ...]``. Returns (spikes, membrane), both ``[T, B, ...]``.
         """
+        if self.engine == "fused":
+            reset_to_zero = self.leaky.reset_mechanism == "zero"
+            return FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope, reset_to_zero)
         membrane = torch.zeros_like(current[0])
         spikes, membranes = [], []
         for current_t in current:

@@ -1,0 +1,44 @@
+"""The reference code's execution: every layer at every time step, snntorch.Leaky with explicit state.
+
+This is how the paper's public code runs a spiking CNN (one Python loop over T that
+calls every convolution, pooling, linear layer and neuron per step). It shares its
+parameters with a :class:`~scnn.models.SpecNet`, so the two can be compared on the
+same weights: tests check that the fast engine gives the same spikes, membranes and
+gradients, and ``benchmarks/bench_engine.py`` measures the speed-up against it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scnn.models import NetOutput
+
+
+class ReferenceNet(nn.Module):
+    """Step-by-step twin of a spiking SpecNet (same parameter objects, not copies)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not model.config.spiking:
+            raise ValueError("ReferenceNet needs a spiking model")
+        self.model = model
+        self.num_steps = model.config.num_steps
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        """x: static input ``[B, C, H, W]``; returns classifier spikes and membrane ``[T, B, classes]``."""
+        blocks = self.model.blocks
+        membranes = [None] * len(blocks)
+        spikes_out, membrane_out = [], []
+        for _ in range(self.num_steps):
+            h = x
+            for index, block in enumerate(blocks):
+                current = block.pool(block.synapse(block.dropout(h)))
+                if membranes[index] is None:
+                    membranes[index] = torch.zeros_like(current)
+                h, membranes[index] = block.activation.leaky(current, membranes[index])
+            spikes_out.append(h)
+            membrane_out.append(membranes[-1])
+        spikes, membrane = torch.stack(spikes_out), torch.stack(membrane_out)
+        logits = membrane.sum(0) if self.model.config.readout == "membrane" else spikes.sum(0)
+        return NetOutput(logits=logits, spikes=spikes, membrane=membrane)
