@@ -7,3 +7,5 @@ Main entry points:
 """
 
 __version__ = "0.1.0"
+
+from scnn import ssm as _ssm  # noqa: E402,F401  (registers the SSM presets with scnn.models)

@@ -51,6 +51,8 @@ class FeatureConfig:
         zero-pads or crops its columns at the end (the reference code's way).
     num_rows: zero-pad the coefficient axis up to this many rows (None: n_mfcc).
     normalize: fit per-coefficient mean/std on the training split.
+    representation: "mfcc", or "waveform" for raw audio: the trimmed waveform centre-padded
+        or cropped to ``num_frames`` samples, one row (the SSM baseline's raw-audio input).
     """
 
     sample_rate: int = 8000
@@ -63,12 +65,15 @@ class FeatureConfig:
     fit: str = "center"
     num_rows: int | None = None
     normalize: bool = True
+    representation: str = "mfcc"
 
     def __post_init__(self):
         positive = ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels", "num_frames")
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"FeatureConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.representation not in ("mfcc", "waveform"):
+            raise ValueError(f"FeatureConfig.representation must be 'mfcc' or 'waveform', got {self.representation!r}")
         if self.fit not in ("center", "end"):
             raise ValueError(f"FeatureConfig.fit must be 'center' or 'end', got {self.fit!r}")
         if self.n_mfcc > self.n_mels:
@@ -78,7 +83,9 @@ class FeatureConfig:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """(rows, frames) of one feature matrix."""
+        """(rows, frames) of one feature matrix: (1, samples) for the waveform."""
+        if self.representation == "waveform":
+            return (1, self.num_frames)
         return (self.num_rows or self.n_mfcc, self.num_frames)
 
 
@@ -93,6 +100,8 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # bands, 32 ms windows every 16 ms, silence trimmed at 30 dB, 32 frames (0.51 s) centred,
     # normalised per coefficient.
     "default": FeatureConfig(),
+    # Raw audio for the SSM baseline: 8,000 samples (1 s at 8 kHz) centred after trimming.
+    "waveform": FeatureConfig(representation="waveform", num_frames=8000, n_mfcc=1, n_mels=1),
 }
 
 
@@ -149,11 +158,14 @@ def _fit_length(values: np.ndarray, length: int, axis: int = -1) -> np.ndarray:
 
 
 def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """MFCC matrix ``[rows, num_frames]`` (float32) of one mono waveform ``[samples]``."""
+    """MFCC matrix ``[rows, num_frames]`` (float32) of one mono waveform ``[samples]``
+    (or the fitted waveform itself, ``[1, num_frames]``, for ``representation="waveform"``)."""
     import librosa
 
     if config.top_db is not None and waveform.size > 0:
         waveform, _ = librosa.effects.trim(waveform, top_db=config.top_db)
+    if config.representation == "waveform":
+        return _fit_length(waveform, config.num_frames)[None, :].astype(np.float32)
     if config.fit == "center":
         # librosa's centred STFT gives 1 + samples // hop frames.
         waveform = _fit_length(waveform, (config.num_frames - 1) * config.hop_length)

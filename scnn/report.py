@@ -44,7 +44,8 @@ def profile_checkpoint(path: str | Path, data_dir: str | None = None, max_sample
     config = checkpoint["model"]["config"]
     return {
         "run": str(path.parent),
-        "architecture": checkpoint["train_config"]["model"] + (f" ({config['spec']})" if "spec" in config else ""),
+        "architecture": checkpoint["train_config"]["model"] + (f" ({config['spec']})" if "spec" in config else
+                                                              f" (SSM, H={config.get('features')}, P={config.get('state_size')})"),
         "model": checkpoint["train_config"]["model"],
         "T": profile.num_steps,
         "accuracy": accuracy,
