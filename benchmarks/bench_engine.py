@@ -1,25 +1,38 @@
-"""Speed of the spiking engine against the reference code's step-by-step loop, in the same run.
+"""Speed of the multi-step engine against the reference code's step-by-step loop.
 
-For Models A and B, T in {1, 10, 25} and batch sizes 16 and 128, it measures training
-steps (forward, membrane cross-entropy, backward, Adam step) and inference (forward
-only) of:
-    reference  every layer at every step, snntorch.Leaky per step (scnn.reference.ReferenceNet)
-    scnn       time folded into the batch, first layer once, fused LIF sequence
-on the same weights and the same random batch. Repetitions alternate between the two
-and the median is reported, so load from other processes hits both alike; the ratios
-are the result. Peak training memory is the growth of the process's maximum resident
-set size over a few training steps, each variant measured in a fresh subprocess.
-Example:
-    python benchmarks/bench_engine.py --threads 2 --out runs/bench_engine          # ~10 minutes
-    python benchmarks/bench_engine.py --quick                                        # ~1 minute
+For Models A and B at T in {1, 10, 25} and batch 16 and 128 (``--quick``: T = 10,
+batch 16 only), on random inputs ``[B, 1, 32, 32]`` and the same weights, it times:
+
+* training: forward, cross-entropy on the logits, backward, SGD step;
+* inference: forward under ``torch.inference_mode``; also with
+  :func:`scnn.engine.sparse_inference` (silent-input skipping), reported separately.
+
+Reference (``scnn.reference.ReferenceNet``, sharing the parameters) and engine runs
+are interleaved, repetition by repetition, and the speed-up is the median of the
+per-repetition ratios, so load from other processes hits both alike. Also:
+
+* peak training memory: each engine runs a few training steps in a fresh subprocess
+  with ``MALLOC_MMAP_THRESHOLD_=65536`` (large buffers come from mmap and go back to
+  the OS when freed, so the resident size follows live memory); the peak resident set
+  (``VmHWM``) is reset after the set-up (model, data, gradients, optimiser state) and
+  the figure is its growth over three training steps: activations, tensors saved for
+  backward and temporaries;
+* achieved GFLOP/s of the engine's training step (useful conv/linear FLOPs only:
+  forward, input gradients where needed, weight gradients) against a plain float32
+  matmul on this CPU;
+* a torch.profiler summary of the top operations of engine training (T = 10, b16).
+
+    python benchmarks/bench_engine.py --quick --out runs/bench_engine
+    python benchmarks/bench_engine.py --out runs/bench_engine          # full grid, ~10 min
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,167 +40,248 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from scnn.losses import make_loss
-from scnn.metrics import dense_macs
-from scnn.models import create_model
-from scnn.reference import ReferenceNet
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scnn.engine import sparse_inference  # noqa: E402
+from scnn.models import create_model  # noqa: E402
+from scnn.reference import ReferenceNet  # noqa: E402
 
 
-def make_pair(name: str, steps: int, seed: int = 0):
+def build(model_name: str, num_steps: int, batch_size: int, seed: int = 0):
+    """Engine model, its reference twin (same parameters), inputs [B, 1, 32, 32] and labels."""
     torch.manual_seed(seed)
-    model = create_model(name, num_steps=steps)
-    return model, ReferenceNet(model)
+    model = create_model(model_name, num_steps=num_steps)
+    inputs = torch.randn(batch_size, 1, 32, 32) * 2
+    labels = torch.randint(0, 10, (batch_size,))
+    return model, ReferenceNet(model), inputs, labels
 
 
-def train_step(model, forward, optimizer, loss_fn, x, y):
-    output = forward(x)
-    loss = loss_fn(output, y)
+def training_step(network: nn.Module, optimizer: torch.optim.Optimizer, inputs, labels) -> None:
     optimizer.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(network(inputs).logits, labels)
     loss.backward()
     optimizer.step()
 
 
-def time_once(function) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
+def inference_step(network: nn.Module, inputs, sparse: bool = False) -> None:
+    with torch.inference_mode(), sparse_inference(enabled=sparse):
+        network(inputs)
 
 
-def measure(name: str, steps: int, batch: int, repeats: int) -> dict:
-    """Median seconds per training step and per inference batch, reference and scnn alternating."""
-    model, reference = make_pair(name, steps)
-    x, y = torch.randn(batch, 1, 32, 32), torch.randint(0, 10, (batch,))
-    loss_fn = make_loss("ce_membrane")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)  # tiny lr: weights barely move
-    variants = {"reference": reference, "scnn": model}
-    train_times = {key: [] for key in variants}
-    infer_times = {key: [] for key in variants}
-    for key, forward in variants.items():  # warm-up
-        train_step(model, forward, optimizer, loss_fn, x, y)
-    for _ in range(repeats):
-        for key, forward in variants.items():
-            model.train()
-            train_times[key].append(time_once(lambda: train_step(model, forward, optimizer, loss_fn, x, y)))
-            model.eval()
-            with torch.no_grad():
-                infer_times[key].append(time_once(lambda: forward(x)))
-    row = {"model": name, "T": steps, "batch": batch}
-    for key in variants:
-        row[f"{key}_train_samples_per_s"] = batch / statistics.median(train_times[key])
-        row[f"{key}_infer_samples_per_s"] = batch / statistics.median(infer_times[key])
-    row["train_speedup"] = row["scnn_train_samples_per_s"] / row["reference_train_samples_per_s"]
-    row["infer_speedup"] = row["scnn_infer_samples_per_s"] / row["reference_infer_samples_per_s"]
-    macs = dense_macs(model, (1, 32, 32))["as_executed"]
-    # Training costs about three forward passes (forward, gradient wrt inputs, wrt weights).
-    row["scnn_train_gflops"] = 3 * 2 * macs * row["scnn_train_samples_per_s"] / 1e9
-    return row
+def interleaved(functions: dict, repeats: int, warmup: int = 2) -> dict:
+    """Seconds per call of each function, interleaved call by call; returns all samples."""
+    samples = {name: [] for name in functions}
+    for repeat in range(warmup + repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            elapsed = time.perf_counter() - start
+            if repeat >= warmup:
+                samples[name].append(elapsed)
+    return samples
 
 
-def peak_memory_child(name: str, steps: int, batch: int, variant: str) -> None:
-    """Run in a subprocess: print the growth of max RSS (bytes) over 3 training steps."""
-    model, reference = make_pair(name, steps)
-    forward = reference if variant == "reference" else model
-    x, y = torch.randn(batch, 1, 32, 32), torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
-    loss_fn = make_loss("ce_membrane")
-    optimizer.zero_grad()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(3):
-        train_step(model, forward, optimizer, loss_fn, x, y)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_growth_bytes": (after - before) * 1024}))
+def median_ratio(reference: list, candidate: list) -> float:
+    return statistics.median(r / c for r, c in zip(reference, candidate))
 
 
-def peak_memory(name: str, steps: int, batch: int, variant: str, threads: int) -> int:
-    command = [sys.executable, __file__, "--memory-child", name, str(steps), str(batch), variant,
-               "--threads", str(threads)]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])["peak_growth_bytes"]
+# --------------------------------------------------------------------------- FLOPs
+
+
+def training_flops(model: nn.Module, inputs: torch.Tensor) -> tuple[float, float]:
+    """(forward, training) FLOPs of one engine batch, conv/linear only, 2 per MAC.
+
+    Forward: first synapse once (static input hoisted), the rest T times. Training adds
+    the weight gradient of every layer (as many MACs as its forward) and the input
+    gradient of every layer but the first (input needs none).
+    """
+    macs = []
+
+    def hook(module, args, output):
+        if isinstance(module, nn.Conv2d):
+            kernel = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs.append(output.numel() * kernel)
+        elif isinstance(module, nn.Linear):
+            macs.append(output.numel() * module.in_features)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(inputs)
+    for handle in handles:
+        handle.remove()
+    forward = 2.0 * sum(macs)
+    training = forward + forward + 2.0 * sum(macs[1:])
+    return forward, training
 
 
 def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """Peak-ish float32 GFLOP/s of a square matmul on this CPU (median of repeats)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    times = [time_once(lambda: torch.mm(a, b)) for _ in range(repeats)]
-    return 2 * size ** 3 / statistics.median(times) / 1e9
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2.0 * size**3 / statistics.median(times) / 1e9
 
 
-def profile_training(name: str, steps: int = 10, batch: int = 16, top: int = 8) -> list[dict]:
-    """Top operators by self CPU time in a few scnn training steps."""
+# --------------------------------------------------------------------------- memory
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _memory_child(model_name: str, num_steps: int, batch_size: int, engine: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    model, reference, inputs, labels = build(model_name, num_steps, batch_size)
+    network = model if engine == "engine" else reference
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    for p in model.parameters():  # allocate gradients and momentum before the baseline
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident set (VmHWM) to now
+    baseline = _status_kib("VmRSS")
+    for _ in range(3):
+        training_step(network, optimizer, inputs, labels)
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"peak_growth_mib": (peak - baseline) / 1024}))
+
+
+def training_memory_mib(model_name: str, num_steps: int, batch_size: int, engine: str, threads: int) -> float:
+    environment = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    command = [sys.executable, __file__, "--memory-child", model_name, str(num_steps), str(batch_size), engine,
+               "--threads", str(threads)]
+    output = subprocess.run(command, capture_output=True, text=True, env=environment, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["peak_growth_mib"]
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile_training(model_name: str, steps: int = 10, top: int = 10) -> list[dict]:
+    """Top operations (self CPU time) of engine training at T = 10, batch 16."""
     from torch.profiler import ProfilerActivity, profile
 
-    model, _ = make_pair(name, steps)
-    x, y = torch.randn(batch, 1, 32, 32), torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-6)
-    loss_fn = make_loss("ce_membrane")
-    train_step(model, model, optimizer, loss_fn, x, y)
+    model, _, inputs, labels = build(model_name, 10, 16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        training_step(model, optimizer, inputs, labels)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        for _ in range(5):
-            train_step(model, model, optimizer, loss_fn, x, y)
+        for _ in range(steps):
+            training_step(model, optimizer, inputs, labels)
     events = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in events[:top]]
+    return [{"op": e.key, "self_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+             "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps} for e in events[:top]]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def measure(model_name: str, num_steps: int, batch_size: int, repeats: int, threads: int, memory: bool) -> dict:
+    model, reference, inputs, labels = build(model_name, num_steps, batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+    train = interleaved({
+        "reference": lambda: training_step(reference, optimizer, inputs, labels),
+        "engine": lambda: training_step(model, optimizer, inputs, labels),
+    }, repeats)
+    infer = interleaved({
+        "reference": lambda: inference_step(reference, inputs),
+        "engine": lambda: inference_step(model, inputs),
+        "engine_sparse": lambda: inference_step(model, inputs, sparse=True),
+    }, repeats)
+    with torch.no_grad():
+        densities = [float(s.mean()) for s in model(inputs, record=True).layer_spikes]
+    _, flops = training_flops(model, inputs)
+    engine_train_s = statistics.median(train["engine"])
+    row = {
+        "model": model_name, "T": num_steps, "batch": batch_size,
+        "train_ref_samples_s": batch_size / statistics.median(train["reference"]),
+        "train_engine_samples_s": batch_size / engine_train_s,
+        "train_speedup": median_ratio(train["reference"], train["engine"]),
+        "infer_ref_samples_s": batch_size / statistics.median(infer["reference"]),
+        "infer_engine_samples_s": batch_size / statistics.median(infer["engine"]),
+        "infer_speedup": median_ratio(infer["reference"], infer["engine"]),
+        "infer_sparse_speedup": median_ratio(infer["reference"], infer["engine_sparse"]),
+        "train_engine_gflops": flops / engine_train_s / 1e9,
+        "spike_density": [round(d, 4) for d in densities],
+    }
+    if memory:
+        row["train_mem_ref_mib"] = training_memory_mib(model_name, num_steps, batch_size, "reference", threads)
+        row["train_mem_engine_mib"] = training_memory_mib(model_name, num_steps, batch_size, "engine", threads)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only T=10, batch 16; fewer repeats")
+    parser.add_argument("--models", nargs="+", default=["model_b", "model_a"])
+    parser.add_argument("--steps", nargs="+", type=int, default=[1, 10, 25])
+    parser.add_argument("--batches", nargs="+", type=int, default=[16, 128])
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 9, quick 7)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="T = 10 and batch 16 only, fewer repeats")
-    parser.add_argument("--out", default="runs/bench_engine")
-    parser.add_argument("--memory-child", nargs=4, metavar=("MODEL", "T", "BATCH", "VARIANT"), help=argparse.SUPPRESS)
+    parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_engine"))
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child:
-        name, steps, batch, variant = args.memory_child
-        peak_memory_child(name, int(steps), int(batch), variant)
+        name, steps, batch, engine = args.memory_child
+        _memory_child(name, int(steps), int(batch), engine, args.threads)
         return
-
-    grid = [(name, steps, batch) for name in ("model_b", "model_a") for steps in (1, 10, 25) for batch in (16, 128)]
     if args.quick:
-        grid = [(name, 10, 16) for name in ("model_b", "model_a")]
-        args.repeats = 3
+        args.steps, args.batches = [10], [16]
+    repeats = args.repeats or (7 if args.quick else 9)
+
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": args.threads,
+               "torch": torch.__version__, "load_average_start": os.getloadavg()}
+    peak = matmul_gflops()
+    machine["matmul_gflops"] = peak
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {machine['load_average_start']}, "
+          f"float32 1024^3 matmul {peak:.1f} GFLOP/s")
     rows = []
-    header = (f"{'model':8s} {'T':>3s} {'batch':>5s} | {'train ref':>9s} {'scnn':>8s} {'ratio':>6s} | "
-              f"{'infer ref':>9s} {'scnn':>8s} {'ratio':>6s}   (samples/s)")
-    print(header, flush=True)
-    for name, steps, batch in grid:
-        row = measure(name, steps, batch, args.repeats)
-        rows.append(row)
-        print(f"{name:8s} {steps:3d} {batch:5d} | {row['reference_train_samples_per_s']:9.1f} "
-              f"{row['scnn_train_samples_per_s']:8.1f} {row['train_speedup']:5.2f}x | "
-              f"{row['reference_infer_samples_per_s']:9.1f} {row['scnn_infer_samples_per_s']:8.1f} "
-              f"{row['infer_speedup']:5.2f}x", flush=True)
-    memory = []
-    for name in ("model_b", "model_a"):
-        for batch in (16, 128) if not args.quick else (16,):
-            entry = {"model": name, "T": 10, "batch": batch}
-            for variant in ("reference", "scnn"):
-                entry[f"{variant}_peak_growth_mb"] = peak_memory(name, 10, batch, variant, args.threads) / 2**20
-            memory.append(entry)
-            print(f"peak training memory growth {name} T=10 batch {batch}: reference "
-                  f"{entry['reference_peak_growth_mb']:.1f} MB, scnn {entry['scnn_peak_growth_mb']:.1f} MB", flush=True)
-    gflops = matmul_gflops()
-    print(f"plain float32 matmul (1024x1024): {gflops:.1f} GFLOP/s", flush=True)
-    epochs = {row["model"]: {"reference_s_per_epoch": 2700 / row["reference_train_samples_per_s"],
-                             "scnn_s_per_epoch": 2700 / row["scnn_train_samples_per_s"],
-                             "scnn_share_of_matmul_peak": row["scnn_train_gflops"] / gflops}
-              for row in rows if row["T"] == 10 and row["batch"] == 16}
-    for name, entry in epochs.items():
-        print(f"{name} T=10 batch 16: {entry['reference_s_per_epoch']:.1f} s/epoch reference, "
-              f"{entry['scnn_s_per_epoch']:.1f} s/epoch scnn (2,700 samples, training steps only); "
-              f"scnn reaches {100 * entry['scnn_share_of_matmul_peak']:.0f} % of the matmul GFLOP/s", flush=True)
-    profiles = {name: profile_training(name) for name in ("model_b", "model_a")}
-    for name, top in profiles.items():
-        print(f"where scnn's training time goes ({name}, T=10, batch 16):")
-        for entry in top:
-            print(f"    {100 * entry['self_cpu_share']:5.1f} %  {entry['op']}  ({entry['calls']} calls)")
-    result = {"machine": platform.platform(), "processor": platform.processor(), "threads": args.threads,
-              "torch": torch.__version__, "rows": rows, "memory": memory, "matmul_gflops": gflops,
-              "epochs": epochs, "profiles": profiles}
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "bench_engine.json").write_text(json.dumps(result, indent=2))
+    header = (f"{'model':8} {'T':>3} {'B':>4} | {'train ref':>9} {'engine':>8} {'ratio':>6} | {'infer ref':>9} "
+              f"{'engine':>8} {'ratio':>6} {'sparse':>6} | {'GFLOP/s':>7} {'%mm':>4} | {'mem ref':>7} {'engine':>7} MiB")
+    print(header)
+    for name in args.models:
+        for steps in args.steps:
+            for batch in args.batches:
+                memory = not args.no_memory and (steps == 10 or args.quick)
+                row = measure(name, steps, batch, repeats, args.threads, memory)
+                rows.append(row)
+                memory_text = (f"{row['train_mem_ref_mib']:7.1f} {row['train_mem_engine_mib']:7.1f}"
+                               if memory else f"{'-':>7} {'-':>7}")
+                print(f"{name:8} {steps:3d} {batch:4d} | {row['train_ref_samples_s']:9.1f} "
+                      f"{row['train_engine_samples_s']:8.1f} {row['train_speedup']:6.2f} | "
+                      f"{row['infer_ref_samples_s']:9.1f} {row['infer_engine_samples_s']:8.1f} "
+                      f"{row['infer_speedup']:6.2f} {row['infer_sparse_speedup']:6.2f} | "
+                      f"{row['train_engine_gflops']:7.1f} {100 * row['train_engine_gflops'] / peak:4.0f} | {memory_text}"
+                      f"   density {row['spike_density']}", flush=True)
+    profiles = {}
+    if not args.no_profile:
+        for name in args.models:
+            profiles[name] = profile_training(name)
+            print(f"\nprofile, engine training {name} T=10 b16 (self CPU ms per step):")
+            for entry in profiles[name]:
+                print(f"  {entry['op']:45} {entry['self_ms_per_step']:7.2f} ms {100 * entry['share']:5.1f} %"
+                      f"  {entry['calls_per_step']:6.0f} calls")
+    machine["load_average_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_engine.json").write_text(json.dumps(
+        {"machine": machine, "rows": rows, "profiles": profiles, "argv": sys.argv}, indent=2))
+    with open(args.out / "bench_engine.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"\nwrote {args.out / 'bench_engine.json'} and bench_engine.csv")
 
 
 if __name__ == "__main__":

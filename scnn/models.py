@@ -225,6 +225,8 @@ class SpecNet(nn.Module):
                 x = block.activation(block.current(x))
             return NetOutput(logits=x)
 
+        from scnn.engine import spike_fed_current  # here, not at the top: engine is optional to this module
+
         layer_spikes = []
         for position, block in enumerate(self.blocks):
             if x.dim() == 4 and position == 0:
@@ -232,7 +234,10 @@ class SpecNet(nn.Module):
                 current = block.current(x)
                 current = current.unsqueeze(0).expand(self.num_steps, *current.shape)
             else:
-                current = _fold(block.current, x)
+                # Inference with engine.sparse_inference(): dense synapses skip silent inputs.
+                current = spike_fed_current(block, x)
+                if current is None:
+                    current = _fold(block.current, x)
             x, membrane = block.activation(current)
             if record:
                 layer_spikes.append(x)

@@ -56,71 +56,96 @@ def _sum_to_shape(gradient: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class FusedLeakySequence(torch.autograd.Function):
     """``snntorch.Leaky`` over a whole ``[T, ...]`` sequence with a hand-written backward.
 
-    Forward, step by step exactly as snntorch computes it (same operations in the same
-    order, so spikes and membranes are bit-identical)::
+    Forward (``I``: current ``[T, ...]``, ``U[-1] = 0``, ``S[-1] = 0``)::
 
-        reset[t] = H(U[t-1] - thr)                                   (no gradient)
-        U[t] = clamp(beta, 0, 1) * U[t-1] + I[t] - reset[t] * thr      subtract
-        U[t] = clamp(beta, 0, 1) * ((1 - reset[t]) * U[t-1]) + I[t]    zero
-        S[t] = H(U[t] - thr),   dS/dU = 1 / (slope * |U - thr| + 1)^2  (fast sigmoid)
+        reset[t] = S[t-1] = H(U[t-1] - thr)                   (detached, as in snntorch)
+        U[t] = clamp(beta, 0, 1) * U[t-1] + I[t] - S[t-1] * thr            subtract
+        U[t] = clamp(beta, 0, 1) * ((1 - S[t-1]) * U[t-1]) + I[t]          zero
+        S[t] = H(U[t] - thr),   dS/dU = 1 / (slope * |U - thr| + 1)^2      fast sigmoid
 
-    Backward runs the recurrence in reverse (BPTT) on the saved membranes only: no
-    autograd graph of 5 x T small operations is built, which is where the plain loop
-    spends its time. Gradients flow to the current, beta (inside [0, 1], as clamp
-    passes them) and the threshold, as through snntorch's own graph.
+    Given the same currents the membranes are bit-identical to snntorch's: each step does
+    the same float32 roundings in the same order (beta * U, then + I, then - S * thr; for
+    the zero reset ``x - x * S`` is exactly ``0`` or ``x``, as ``beta * ((1 - S) * U)`` is),
+    with four in-place operations on preallocated ``[T, ...]`` buffers instead of snntorch's
+    ~12 allocating ones, and the reset is the previous step's spike instead of a second
+    threshold comparison (the same value: ``U - thr > 0`` iff ``U > thr`` in IEEE floats).
 
-    snntorch 1.0's parallel neurons (``LeakyParallel``, ``StateLeaky``) compute the leaky
-    integration without the spike reset, so they are a different model, not a faster
-    path to this one; they are not used.
+    Backward (BPTT) runs on the saved membranes and spikes, vectorised over T except one
+    fused multiply-add per step::
+
+        g[t] = dL/dU[t] = dL/dS[t] * dS/dU[t] + dL/dU[t] (direct) + g[t+1] * decay[t+1]
+        decay[t] = clamp(beta) (subtract),  clamp(beta) * (1 - S[t-1]) (zero)
+        dL/dI[t] = g[t]
+        dL/dbeta = sum_t g[t] * U[t-1] (subtract) or g[t] * (1 - S[t-1]) * U[t-1] (zero),
+                   zero where beta lies outside [0, 1] (clamp passes no gradient there)
+        dL/dthr = -sum_t dL/dS[t] * dS/dU[t]  -  sum_t g[t] * S[t-1] (subtract only)
+
+    The reset is detached, as in snntorch, so no gradient flows through ``S[t-1]`` into
+    the state. Per-channel ``beta``/``thr`` broadcast against ``[B, C, ...]``; their
+    gradients are summed back to their shapes.
+
+    Why not snntorch 1.0's parallel neurons: ``LeakyParallel`` (an ``nn.RNN`` with a ReLU
+    and its own input weights) and ``StateLeaky`` (a closed-form decay convolution) both
+    integrate without the spike reset, so they compute a different model, not a faster
+    path to this one.
     """
 
     @staticmethod
     def forward(ctx, current, beta, threshold, slope: float, reset_to_zero: bool):
+        ctx.set_materialize_grads(False)
         beta_clamped = beta.clamp(0, 1)
-        membrane = torch.zeros_like(current[0])
-        membranes = torch.empty_like(current)
-        for step in range(current.shape[0]):
-            reset = (membrane - threshold > 0).to(current.dtype)
+        membranes = torch.empty_like(current, memory_format=torch.contiguous_format)
+        spikes = torch.empty_like(membranes)
+        membranes[0] = current[0]  # beta * 0 + I[0] - 0 * thr
+        torch.gt(membranes[0], threshold, out=spikes[0])
+        for step in range(1, current.shape[0]):
+            membrane = membranes[step]
+            torch.mul(membranes[step - 1], beta_clamped, out=membrane)
             if reset_to_zero:
-                membrane = beta_clamped * ((1 - reset) * membrane) + current[step]
-            else:
-                membrane = beta_clamped * membrane + current[step] - reset * threshold
-            membranes[step] = membrane
-        spikes = (membranes - threshold > 0).to(current.dtype)
-        ctx.save_for_backward(membranes, beta, threshold)
+                membrane.addcmul_(membrane, spikes[step - 1], value=-1)  # x - x * S: 0 or x, exactly
+            membrane.add_(current[step])
+            if not reset_to_zero:
+                membrane.addcmul_(spikes[step - 1], threshold, value=-1)  # - S * thr: exact
+            torch.gt(membrane, threshold, out=spikes[step])
+        ctx.save_for_backward(membranes, spikes, beta, threshold)
         ctx.slope, ctx.reset_to_zero = slope, reset_to_zero
         return spikes, membranes
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membranes):
-        membranes, beta, threshold = ctx.saved_tensors
+        membranes, spikes, beta, threshold = ctx.saved_tensors
         slope, reset_to_zero = ctx.slope, ctx.reset_to_zero
         beta_clamped = beta.clamp(0, 1)
-        shifted = membranes - threshold
-        grad_from_spikes = grad_spikes / (slope * shifted.abs() + 1.0) ** 2
-        direct = grad_from_spikes + grad_membranes
-        # resets[t] = H(U[t-1] - thr) with U[-1] = 0; previous[t] = U[t-1].
-        previous = torch.cat([torch.zeros_like(membranes[:1]), membranes[:-1]])
-        resets = (previous - threshold > 0).to(membranes.dtype)
-        kept = (1 - resets) * previous if reset_to_zero else previous      # what beta multiplies
-        decay = beta_clamped * (1 - resets) if reset_to_zero else beta_clamped.expand_as(membranes)
-        grad_membrane_total = torch.empty_like(membranes)                  # dL/dU[t], all paths
-        carry = torch.zeros_like(membranes[0])
-        for step in range(membranes.shape[0] - 1, -1, -1):
-            carry = direct[step] + carry
-            grad_membrane_total[step] = carry
-            carry = carry * decay[step]
-        grad_beta = None
-        if ctx.needs_input_grad[1]:
-            inside = ((beta >= 0) & (beta <= 1)).to(beta.dtype)            # clamp passes these
-            grad_beta = _sum_to_shape(grad_membrane_total * kept, beta.shape) * inside
+        need_beta, need_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+
+        # dL/dS * dS/dU, the surrogate written in place into one buffer.
+        if grad_spikes is not None:
+            grad_total = torch.sub(membranes, threshold).abs_().mul_(slope).add_(1.0).square_()
+            torch.div(grad_spikes, grad_total, out=grad_total)
+        else:
+            grad_total = torch.zeros_like(membranes)
         grad_threshold = None
-        if ctx.needs_input_grad[2]:
-            grad_threshold = -grad_from_spikes
-            if not reset_to_zero:
-                grad_threshold = grad_threshold - grad_membrane_total * resets  # U[t] -= reset[t] * thr
-            grad_threshold = _sum_to_shape(grad_threshold, threshold.shape)
-        return grad_membrane_total, grad_beta, grad_threshold, None, None
+        if need_threshold:
+            grad_threshold = -_sum_to_shape(grad_total, threshold.shape)
+        if grad_membranes is not None:
+            grad_total.add_(grad_membranes)
+
+        # Reverse recurrence, in place: g[t] += g[t+1] * decay[t+1].
+        if reset_to_zero:
+            decay = (1 - spikes[:-1]).mul_(beta_clamped)  # decay[t + 1] = beta * (1 - S[t])
+        steps = membranes.shape[0]
+        for step in range(steps - 2, -1, -1):
+            factor = decay[step] if reset_to_zero else beta_clamped
+            grad_total[step].addcmul_(grad_total[step + 1], factor)
+
+        grad_beta = None
+        if need_beta:
+            kept = membranes[:-1] * (1 - spikes[:-1]) if reset_to_zero else membranes[:-1]  # what beta multiplies
+            inside = ((beta >= 0) & (beta <= 1)).to(beta.dtype)
+            grad_beta = _sum_to_shape(grad_total[1:] * kept, beta.shape) * inside
+        if need_threshold and not reset_to_zero:
+            grad_threshold = grad_threshold - _sum_to_shape(grad_total[1:] * spikes[:-1], threshold.shape)
+        return grad_total, grad_beta, grad_threshold, None, None
 
 
 class LIF(nn.Module):

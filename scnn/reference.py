@@ -37,6 +37,7 @@ class ReferenceNet(nn.Module):
                 if membranes[index] is None:
                     membranes[index] = torch.zeros_like(current)
                 h, membranes[index] = block.activation.leaky(current, membranes[index])
+                h = h.to(current.dtype)  # snntorch's surrogates return float32 spikes; a no-op in float32
             spikes_out.append(h)
             membrane_out.append(membranes[-1])
         spikes, membrane = torch.stack(spikes_out), torch.stack(membrane_out)
