@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     neuron.add_argument("--per-channel-beta", action="store_true", help="one beta per channel/unit")
     neuron.add_argument("--readout", choices=("membrane", "spike_count"), help="logits (default membrane)")
     neuron.add_argument("--dropout", type=float, help="dropout before deeper dense layers (default 0)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any field of the model's config, e.g. --model-option features=48 for an SSM "
+                             "(repeatable; lists as 8,4,2)")
 
     optim = parser.add_argument_group("optimisation")
     defaults = TrainConfig()
@@ -136,8 +139,14 @@ def main(argv: list[str] | None = None) -> dict:
     from scnn.models import model_config
 
     family, config = model_config(args.model)
-    if family == "spec_net" and not config.spiking:
+    if family != "spec_net" or not config.spiking:
         overrides = {k: v for k, v in overrides.items() if k == "dropout"}  # neuron options do not apply
+    for key, value in parse_key_values(args.model_option, "--model-option").items():
+        overrides[key] = [int(v) for v in value.split(",")] if isinstance(value, str) and "," in value else value
+    try:
+        model_config(args.model, **overrides)
+    except (TypeError, ValueError) as error:
+        sys.exit(f"error: --model {args.model}: {error}")
     train_config = TrainConfig(
         model=args.model, model_overrides=overrides, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,

@@ -1,0 +1,39 @@
+"""Feature extraction speed: all FSDD files, first run (both cores) and cached run.
+
+Example:
+    python benchmarks/feature_speed.py --data-dir ../shared/data/fsdd/recordings
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+from scnn.data import list_fsdd, locate_fsdd
+from scnn.features import extract_features, feature_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--preset", default="default")
+    args = parser.parse_args()
+    paths = [r.path for r in list_fsdd(locate_fsdd(args.data_dir, download=False))]
+    config = feature_config(args.preset)
+    with tempfile.TemporaryDirectory() as cache:
+        for workers in (1, os.cpu_count()):
+            start = time.perf_counter()
+            extract_features(paths, config, workers=workers, progress=False)
+            print(f"{len(paths)} files, preset {args.preset}, {workers} worker(s), no cache: "
+                  f"{time.perf_counter() - start:.1f} s", flush=True)
+        extract_features(paths, config, cache_dir=cache, progress=False)
+        start = time.perf_counter()
+        result = extract_features(paths, config, cache_dir=cache, progress=False)
+        assert result.from_cache
+        print(f"{len(paths)} files, cached: {time.perf_counter() - start:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
