@@ -22,6 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = [r.path for r in list_fsdd(locate_fsdd(args.data_dir, download=False))]
     config = feature_config(args.preset)
+    extract_features(paths[:50], config, workers=1, progress=False)  # warm-up: librosa's numba compilation
     with tempfile.TemporaryDirectory() as cache:
         for workers in (1, os.cpu_count()):
             start = time.perf_counter()
