@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-FEATURE_CACHE_VERSION = 1  # bump when the extraction code changes its output
+FEATURE_CACHE_VERSION = 2  # bump when the extraction code or the cache layout changes
 
 
 class AudioFileError(ValueError):
@@ -256,9 +256,13 @@ def extract_features(
     if cache_dir is not None:
         cache_file = Path(cache_dir) / f"mfcc-{cache_key(paths, config)}-{'skip' if skip_bad else 'strict'}.npz"
         if cache_file.exists():
+            # The cache stores absolute paths (its key does too); give back the caller's spelling.
+            as_given = {os.path.abspath(p): p for p in paths}
             with np.load(cache_file, allow_pickle=False) as stored:
-                skipped = [tuple(row.split("\t", 1)) for row in stored["skipped"].tolist()]
-                return FeatureSet(stored["features"], stored["paths"].tolist(), skipped, from_cache=True)
+                skipped = [(as_given[path], reason) for path, reason in
+                           (row.split("\t", 1) for row in stored["skipped"].tolist())]
+                kept = [as_given[path] for path in stored["paths"].tolist()]
+                return FeatureSet(stored["features"], kept, skipped, from_cache=True)
 
     workers = workers or os.cpu_count() or 1
     jobs = [(p, config) for p in paths]
@@ -285,8 +289,8 @@ def extract_features(
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".tmp.npz", delete=False) as handle:
-            np.savez(handle, features=result.features, paths=np.array(kept),
-                     skipped=np.array(["\t".join(s) for s in skipped], dtype=str))
+            np.savez(handle, features=result.features, paths=np.array([os.path.abspath(p) for p in kept]),
+                     skipped=np.array([f"{os.path.abspath(p)}\t{reason}" for p, reason in skipped], dtype=str))
         os.replace(handle.name, cache_file)
     return result
 

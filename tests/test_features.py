@@ -123,3 +123,15 @@ def test_config_validation():
         FeatureConfig(n_mfcc=80, n_mels=40)
     with pytest.raises(ValueError, match="unknown feature preset"):
         feature_config("fancy")
+
+
+def test_cache_hit_returns_the_callers_path_spelling(wavs, tmp_path, monkeypatch):
+    """Relative and absolute spellings of the same files share a cache entry; each call gets its own back."""
+    cache = tmp_path / "cache"
+    absolute = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False, skip_bad=True)
+    monkeypatch.chdir(tmp_path)
+    relative_paths = [os.path.relpath(p, tmp_path) for p in wavs]
+    relative = extract_features(relative_paths, feature_config(), cache_dir=cache, workers=1, progress=False,
+                                skip_bad=True)
+    assert relative.from_cache and relative.paths == relative_paths
+    np.testing.assert_array_equal(relative.features, absolute.features)
