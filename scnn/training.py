@@ -314,7 +314,8 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         order = torch.randperm(len(train_y), generator=shuffle)
         total_loss, correct = 0.0, 0
         batches = range(0, len(order), train_config.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train_config.epochs}", leave=False, disable=not progress)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train_config.epochs}", leave=False, disable=not progress,
+                   mininterval=1.0)
         for start in bar:
             index = order[start:start + train_config.batch_size]
             xb = augment_batch(train_x[index], augmentation, train_config.time_shift, train_config.time_mask,
@@ -330,7 +331,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
             scheduler.step()
             total_loss += loss.item() * len(yb)
             correct += int((output.logits.argmax(1) == yb).sum())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         train_time = time.perf_counter() - epoch_start
         row = {"epoch": epoch + 1, "train_loss": total_loss / len(train_y), "train_accuracy": correct / len(train_y),
                "lr": optimizer.param_groups[0]["lr"], "train_time_s": train_time}
