@@ -54,3 +54,28 @@ def plot_confusion_matrix(confusion, class_names: list[str], path: str | Path, t
             axis.text(column, row, int(count), ha="center", va="center", fontsize=8,
                       color="white" if count > limit else "black")
     return _save(figure, path)
+
+
+def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "") -> Path:
+    """Test accuracy (left axis) and activation sparsity (right axis) against a swept parameter.
+
+    summary: rows of :func:`scnn.sweeps.summarize_sweep`; error bars are one standard
+    deviation over seeds.
+    """
+    values = [row["value"] for row in summary]
+    figure, accuracy_axis = plt.subplots(figsize=(6.5, 4))
+    accuracy_axis.errorbar(values, [100 * row["test_accuracy_mean"] for row in summary],
+                           yerr=[100 * row["test_accuracy_std"] for row in summary], marker="o", capsize=3,
+                           color="tab:blue", label="test accuracy")
+    accuracy_axis.set(xlabel=param, ylabel="test accuracy (%)")
+    accuracy_axis.grid(alpha=0.3)
+    sparsity_axis = accuracy_axis.twinx()
+    sparsity_axis.errorbar(values, [100 * row["activation_sparsity_mean"] for row in summary],
+                           yerr=[100 * row["activation_sparsity_std"] for row in summary], marker="s", capsize=3,
+                           color="tab:orange", label="activation sparsity")
+    sparsity_axis.set_ylabel("activation sparsity (% zero spikes)")
+    lines = accuracy_axis.get_legend_handles_labels()
+    more = sparsity_axis.get_legend_handles_labels()
+    accuracy_axis.legend(lines[0] + more[0], lines[1] + more[1], loc="lower center")
+    accuracy_axis.set_title(title or f"accuracy and sparsity against {param}")
+    return _save(figure, path)
