@@ -79,3 +79,17 @@ def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "
     accuracy_axis.legend(lines[0] + more[0], lines[1] + more[1], loc="lower center")
     accuracy_axis.set_title(title or f"accuracy and sparsity against {param}")
     return _save(figure, path)
+
+
+def plot_pareto(points: list[dict], front: list[dict], path: str | Path, title: str = "") -> Path:
+    """Validation accuracy against synaptic operations per sample for every trial, Pareto front joined."""
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    axis.scatter([p["synops"] / 1e6 for p in points], [100 * p["val_accuracy"] for p in points], s=18,
+                 color="tab:gray", alpha=0.7, label="trials")
+    axis.plot([p["synops"] / 1e6 for p in front], [100 * p["val_accuracy"] for p in front], "o-",
+              color="tab:red", label="Pareto front")
+    axis.set(xlabel="synaptic operations per sample (millions, ACs + MACs)", ylabel="validation accuracy (%)",
+             title=title or "accuracy against cost")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return _save(figure, path)

@@ -257,8 +257,9 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     weights, what ``evaluate.py`` loads), ``metrics.csv`` and ``metrics.jsonl`` (one row
     per epoch), ``results.json``, ``training_curves.png``, ``confusion_matrix.png``.
     stop_after_epochs: return after this many epochs of this call (a deliberate
-    interruption; ``resume=True`` continues). epoch_callback(row) is called after each
-    epoch with the metrics row (used by the Ray Tune trainable).
+    interruption; ``resume=True`` continues). epoch_callback(row, model) is called after
+    each epoch, once the checkpoint is written, with the metrics row and the model (the
+    Ray Tune trainable reports from it).
     Returns the results dict (``test_accuracy`` is a fraction).
     """
     from tqdm.auto import tqdm
@@ -363,7 +364,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
             print(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  "
                   f"val {row['val_accuracy']:.4f}  {row['epoch_time_s']:.1f}s")
         if epoch_callback is not None:
-            epoch_callback(row)
+            epoch_callback(row, model)
         epochs_this_call += 1
         stale = epoch + 1 - best["epoch"]
         if train_config.patience and stale >= train_config.patience:

@@ -1,0 +1,129 @@
+"""Ray Tune search over beta, threshold and time steps (optionally lr, batch size, model), with ASHA.
+
+Trials train on the training part and report validation accuracy, activation sparsity and
+synaptic operations every epoch; the test split is used once, at the end, on the best
+configuration retrained on the full training split. Examples:
+    python sweeps/tune_neuron.py --model model_b --search optuna --num-samples 32 --epochs 6 \
+        --data-dir ../shared/data/fsdd/recordings --out runs/tune
+    python sweeps/tune_neuron.py --search optuna --multi-objective ...      # accuracy vs SynOps, Pareto front
+    python sweeps/tune_neuron.py --resume --out runs/tune ...                # continue an interrupted search
+    python sweeps/tune_neuron.py --address HEAD_IP:6379 ...                  # run on an existing Ray cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `experiments.train`
+
+from experiments.train import add_data_arguments, data_config_from  # noqa: E402
+from scnn.io import write_json  # noqa: E402
+from scnn.plotting import plot_pareto  # noqa: E402
+from scnn.report import markdown_table  # noqa: E402
+from scnn.training import TrainConfig, prepare_data, train  # noqa: E402
+from scnn.tune import (SEARCH_ALGORITHMS, make_search_algorithm, neuron_search_space, pareto_front,  # noqa: E402
+                       ssm_search_space, train_config_from_trial, trainable)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="model_b", help="preset to search (default model_b; ssm_* for the SSM)")
+    parser.add_argument("--space", choices=("neuron", "ssm"), default="neuron", help="search space (default neuron)")
+    parser.add_argument("--search", choices=SEARCH_ALGORITHMS, default="optuna", help="search algorithm")
+    parser.add_argument("--multi-objective", action="store_true",
+                        help="maximise validation accuracy and minimise SynOps (Optuna NSGA-II, no ASHA)")
+    parser.add_argument("--num-samples", type=int, default=32, help="trials (default 32)")
+    parser.add_argument("--epochs", type=int, default=6, help="maximum epochs per trial (default 6)")
+    parser.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can stop")
+    parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs (and torch threads) per trial")
+    parser.add_argument("--tune-lr", action="store_true", help="also search the learning rate")
+    parser.add_argument("--tune-batch-size", action="store_true", help="also search the batch size")
+    parser.add_argument("--models", nargs="+", help="also search over these presets")
+    parser.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial (default 2)")
+    parser.add_argument("--address", help="connect to an existing Ray cluster (HOST:PORT) instead of a local one")
+    parser.add_argument("--resume", action="store_true", help="restore the interrupted search in OUT")
+    parser.add_argument("--retrain-epochs", type=int, help="epochs of the final retraining (default: --epochs)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/tune", help="results folder (Ray's storage is OUT/ray)")
+    add_data_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    out = Path(args.out).resolve()
+    data_config = data_config_from(args)
+    data = prepare_data(data_config, progress=False)
+    base = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, threads=args.cpus_per_trial)
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    space = (ssm_search_space(args.search) if args.space == "ssm" else
+             neuron_search_space(args.search, args.tune_lr, args.tune_batch_size, args.models))
+    runnable = tune.with_resources(tune.with_parameters(trainable, data=data, base=base, data_config=data_config),
+                                   {"cpu": args.cpus_per_trial})
+    storage, name = str(out / "ray"), "search"
+    start = time.perf_counter()
+    if args.resume and tune.Tuner.can_restore(f"{storage}/{name}"):
+        tuner = tune.Tuner.restore(f"{storage}/{name}", trainable=runnable, resume_errored=True)
+    else:
+        single = not args.multi_objective
+        tuner = tune.Tuner(
+            runnable, param_space=space,
+            tune_config=tune.TuneConfig(
+                metric="val_accuracy" if single else None, mode="max" if single else None,
+                search_alg=make_search_algorithm(args.search, args.seed, args.multi_objective),
+                scheduler=ASHAScheduler(max_t=args.epochs, grace_period=args.grace_period) if single else None,
+                num_samples=args.num_samples),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=args.max_failures),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    grid = tuner.fit()
+    search_seconds = time.perf_counter() - start
+    trials = [{**result.config, **{k: result.metrics.get(k) for k in
+                                   ("val_accuracy", "activation_sparsity", "synops", "epoch")},
+               "error": str(result.error) if result.error else ""} for result in grid]
+    finished = [t for t in trials if t["val_accuracy"] is not None and t["synops"] is not None]
+    front = pareto_front(finished)
+    ray.shutdown()
+    if not finished:
+        sys.exit("error: no trial finished an epoch; see the errors in the trials")
+
+    chosen = max(front if args.multi_objective else finished, key=lambda t: (t["val_accuracy"], -t["synops"]))
+    retrain = train_config_from_trial(chosen, base)
+    retrain = retrain.__class__(**{**retrain.__dict__, "epochs": args.retrain_epochs or args.epochs})
+    full_train = data_config.__class__(**{**data_config.__dict__, "val_fraction": 0.0})
+    final = train(retrain, full_train, out / "retrained", progress=False)
+
+    columns = ["beta", "threshold", "num_steps", "val_accuracy", "activation_sparsity", "synops", "epoch"]
+    write_json(out / "trials.json", trials)
+    write_json(out / "pareto.json", front)
+    (out / "pareto.md").write_text(markdown_table(front, columns))
+    plot_pareto(finished, front, out / "pareto.png", title=f"{args.model}: {len(finished)} trials ({args.search})")
+    summary = {
+        "search": args.search, "multi_objective": args.multi_objective, "trials": len(trials),
+        "finished_trials": len(finished), "search_wall_time_s": search_seconds,
+        "trials_per_hour": 3600 * len(trials) / search_seconds, "epochs_per_trial_max": args.epochs,
+        "chosen_config": {k: chosen[k] for k in space if k in chosen}, "chosen_val_accuracy": chosen["val_accuracy"],
+        "retrained_on": "the full training split (validation merged back); test evaluated once, after the search",
+        "retrained_test_accuracy": final["test_accuracy"], "retrained_config": retrain.__dict__,
+        "pareto_front_size": len(front),
+    }
+    write_json(out / "summary.json", summary)
+    print(f"{len(trials)} trials in {search_seconds:.0f} s ({summary['trials_per_hour']:.0f} per hour); "
+          f"chosen {summary['chosen_config']} (validation {chosen['val_accuracy']:.4f}); "
+          f"retrained on the full training split: test {final['test_accuracy']:.4f}; results in {out}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
