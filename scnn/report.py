@@ -68,10 +68,13 @@ def profile_checkpoint(path: str | Path, data_dir: str | None = None, max_sample
 def _format(value, column: str) -> str:
     if value is None:
         return ""
-    if column in ("accuracy", "quantized_accuracy", "activation_sparsity", "paper_accuracy", "paper_int8_accuracy"):
+    if column in ("accuracy", "val_accuracy", "quantized_accuracy", "activation_sparsity", "paper_accuracy",
+                  "paper_int8_accuracy"):
         return f"{100 * value:.2f} %"
-    if column in ("dense_macs", "dense_macs_per_step", "effective_macs", "effective_acs", "paper_flops"):
+    if column in ("dense_macs", "dense_macs_per_step", "effective_macs", "effective_acs", "paper_flops", "synops"):
         return f"{value / 1e6:.3f} M"
+    if column in ("beta", "threshold"):
+        return f"{value:.3f}"
     if isinstance(value, float):
         return f"{value:.1f}"
     if isinstance(value, int):
