@@ -58,3 +58,13 @@ def test_bayesopt_rejects_discrete_dimensions():
 
     with pytest.raises(ValueError, match="continuous"):
         neuron_search_space("bayesopt", tune_batch_size=True)
+
+
+def test_ssm_baseline_is_searchable_with_its_own_space(fsdd_dir, feature_cache, tmp_path):
+    summary = tiny_search(fsdd_dir, feature_cache, tmp_path, "--search", "random", "--space", "ssm",
+                          "--model", "ssm_tiny")
+    trials = json.loads((tmp_path / "trials.json").read_text())
+    assert summary["finished_trials"] == 2
+    assert all({"features", "state_size", "layers", "dt_max", "lr"} <= set(trial) for trial in trials)
+    overrides = summary["retrained_config"]["model_overrides"]
+    assert overrides["features"] % 2 == 0 and len(overrides["downsample"]) == int(summary["chosen_config"]["layers"])
