@@ -164,6 +164,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         return x, y
 
     train_x, train_y = tensors(split.train)
+    if len(train_y) == 0:
+        raise ValueError(f"no training recordings left in {root} after the {config.split!r} split"
+                         + (" and --skip-bad" if config.skip_bad else ""))
     if normalizer is None:
         normalizer = Normalizer.fit(train_x, enabled=features_config.normalize)
     parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
@@ -311,30 +314,13 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     epochs_this_call = 0
     for epoch in range(start_epoch, train_config.epochs):
         epoch_start = time.perf_counter()
-        model.train()
         order = torch.randperm(len(train_y), generator=shuffle)
-        total_loss, correct = 0.0, 0
-        batches = range(0, len(order), train_config.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{train_config.epochs}", leave=False, disable=not progress,
-                   mininterval=1.0)
-        for start in bar:
-            index = order[start:start + train_config.batch_size]
-            xb = augment_batch(train_x[index], augmentation, train_config.time_shift, train_config.time_mask,
-                               train_config.freq_mask).to(device)
-            yb = train_y[index].to(device)
-            output = model(xb)
-            loss = loss_fn(output, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_config.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(yb)
-            correct += int((output.logits.argmax(1) == yb).sum())
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        bar = tqdm(range(0, len(order), train_config.batch_size), desc=f"epoch {epoch + 1}/{train_config.epochs}",
+                   leave=False, disable=not progress, mininterval=1.0)
+        train_loss, train_accuracy = _train_epoch(model, optimizer, scheduler, loss_fn, train_config, train_x,
+                                                  train_y, order, augmentation, device, bar)
         train_time = time.perf_counter() - epoch_start
-        row = {"epoch": epoch + 1, "train_loss": total_loss / len(train_y), "train_accuracy": correct / len(train_y),
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
                "lr": optimizer.param_groups[0]["lr"], "train_time_s": train_time}
         if len(data.val[1]):
             val = evaluate(model, *data.val, num_classes=num_classes, loss_fn=loss_fn)
@@ -375,7 +361,19 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
             return {"interrupted_after_epoch": epoch + 1}
 
     model.load_state_dict(best["state"])
-    test = evaluate(model, *data.test, num_classes=num_classes, loss_fn=loss_fn)
+    results = _final_evaluation(model, data, loss_fn, history, best, elapsed, description, device, out_dir)
+    if progress:
+        print(f"test accuracy {results['test_accuracy']:.4f} (best validation epoch {best['epoch']}); "
+              f"results in {out_dir}")
+    return results
+
+
+def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], best: dict, elapsed: float,
+                      description: dict, device, out_dir: Path) -> dict:
+    """Test accuracy and per-sample cost of the best weights; writes results.json and the figures."""
+    from scnn.plotting import plot_confusion_matrix, plot_training_curves
+
+    test = evaluate(model, *data.test, num_classes=len(data.class_names), loss_fn=loss_fn)
     cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
     results = {
         "test_accuracy": test["accuracy"],
@@ -388,7 +386,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         "epochs_run": len(history),
         "wall_time_s": elapsed,
         "seconds_per_epoch": elapsed / max(len(history), 1),
-        "split_sizes": {"train": len(train_y), "val": len(data.val[1]), "test": len(data.test[1])},
+        "split_sizes": {"train": len(data.train[1]), "val": len(data.val[1]), "test": len(data.test[1])},
         "activation_sparsity": cost.activation_sparsity["overall"] if cost else None,
         "dense_macs_per_sample": cost.dense_macs["as_executed"] if cost else None,
         "effective_acs_per_sample": cost.synaptic_operations["effective_acs"] if cost else None,
@@ -402,14 +400,39 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         "versions": library_versions(),
     }
     write_json(out_dir / "results.json", results)
-    from scnn.plotting import plot_confusion_matrix, plot_training_curves
-
-    plot_training_curves(history, out_dir / "training_curves.png", title=train_config.model)
+    name = description["train_config"]["model"]
+    plot_training_curves(history, out_dir / "training_curves.png", title=name)
     plot_confusion_matrix(test["confusion"], data.class_names, out_dir / "confusion_matrix.png",
-                          title=f"{train_config.model}: test accuracy {test['accuracy']:.2%}")
-    if progress:
-        print(f"test accuracy {test['accuracy']:.4f} (best validation epoch {best['epoch']}); results in {out_dir}")
+                          title=f"{name}: test accuracy {test['accuracy']:.2%}")
     return results
+
+
+def _train_epoch(model, optimizer, scheduler, loss_fn, config: TrainConfig, train_x: torch.Tensor,
+                 train_y: torch.Tensor, order: torch.Tensor, augmentation: torch.Generator, device, batches) -> tuple:
+    """One pass over the training set in ``order``; returns (mean loss, accuracy) over its samples.
+
+    batches: the start indices of the batches (a tqdm bar over them when progress is shown).
+    """
+    model.train()
+    total_loss, correct = 0.0, 0
+    for start in batches:
+        index = order[start:start + config.batch_size]
+        xb = augment_batch(train_x[index], augmentation, config.time_shift, config.time_mask,
+                           config.freq_mask).to(device)
+        yb = train_y[index].to(device)
+        output = model(xb)
+        loss = loss_fn(output, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(yb)
+        correct += int((output.logits.argmax(1) == yb).sum())
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return total_loss / len(train_y), correct / len(train_y)
 
 
 def _write_history(out_dir: Path, history: list[dict]) -> None:
