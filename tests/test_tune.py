@@ -68,3 +68,38 @@ def test_ssm_baseline_is_searchable_with_its_own_space(fsdd_dir, feature_cache, 
     assert all({"features", "state_size", "layers", "dt_max", "lr"} <= set(trial) for trial in trials)
     overrides = summary["retrained_config"]["model_overrides"]
     assert overrides["features"] % 2 == 0 and len(overrides["downsample"]) == int(summary["chosen_config"]["layers"])
+
+
+def test_search_killed_midway_resumes_without_losing_finished_trials(fsdd_dir, feature_cache, tmp_path):
+    """Kill the driver (SIGKILL) once a trial has finished; --resume completes the search and keeps it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = Path(__file__).resolve().parents[1] / "sweeps" / "tune_neuron.py"
+    arguments = ["--search", "random", "--num-samples", "6", "--epochs", "2", "--grace-period", "2",
+                 "--train-per-class", "10", "--data-dir", str(fsdd_dir), "--cache-dir", str(feature_cache),
+                 "--out", str(tmp_path)]
+    driver = subprocess.Popen([sys.executable, str(script), *arguments], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    search = tmp_path / "ray" / "search"
+    deadline = time.time() + 240
+
+    def finished_trials():
+        return [p.parent.name for p in search.glob("*/result.json") if len(p.read_text().splitlines()) >= 2]
+
+    while time.time() < deadline and not finished_trials() and driver.poll() is None:
+        time.sleep(1)
+    time.sleep(3)  # let Tune write its experiment state
+    finished_before = finished_trials()
+    assert driver.poll() is None and finished_before, "the search should be killed midway, after a trial finished"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    subprocess.run(["pkill", "-9", "-f", "ray::"], check=False)
+    assert not (tmp_path / "summary.json").exists()
+
+    summary = tune_neuron.main([*arguments, "--resume"])
+    assert summary["trials"] == 6 and summary["finished_trials"] == 6
+    still_there = {p.parent.name for p in search.glob("*/result.json")}
+    assert set(finished_before) <= still_there
