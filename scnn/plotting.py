@@ -24,18 +24,24 @@ def plot_training_curves(history: list[dict], path: str | Path, title: str = "")
     """Loss and accuracy (train, validation) against epoch."""
     epochs = [row["epoch"] for row in history]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
-    loss_axis.plot(epochs, [row["train_loss"] for row in history], label="train")
+    # Markers, so that a one-epoch run still shows its point.
+    loss_axis.plot(epochs, [row["train_loss"] for row in history], "o-", ms=3, label="train")
     if "val_loss" in history[0]:
-        loss_axis.plot(epochs, [row["val_loss"] for row in history], label="validation")
-    loss_axis.set(xlabel="epoch", ylabel="loss", title="loss")
-    accuracy_axis.plot(epochs, [100 * row["train_accuracy"] for row in history], label="train")
-    accuracy_axis.plot(epochs, [100 * row["val_accuracy"] for row in history], label="validation")
+        loss_axis.plot(epochs, [row["val_loss"] for row in history], "o-", ms=3, label="validation")
+    loss_axis.set(xlabel="epoch", ylabel="loss (mean per sample)", title="loss")
+    accuracy_axis.plot(epochs, [100 * row["train_accuracy"] for row in history], "o-", ms=3, label="train")
+    accuracy_axis.plot(epochs, [100 * row["val_accuracy"] for row in history], "o-", ms=3, label="validation")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
         axis.legend()
+        if len(epochs) <= 12:
+            axis.set_xticks(epochs)
+        else:
+            axis.xaxis.get_major_locator().set_params(integer=True)
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -81,15 +87,235 @@ def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "
     return _save(figure, path)
 
 
-def plot_pareto(points: list[dict], front: list[dict], path: str | Path, title: str = "") -> Path:
-    """Validation accuracy against synaptic operations per sample for every trial, Pareto front joined."""
+# Axis label and scale of every per-trial/per-run quantity the scatter plots use.
+QUANTITIES = {
+    "synops": ("synaptic operations per sample (millions, ACs + MACs)", 1e-6),
+    "activation_sparsity": ("activation sparsity (% zero spikes)", 100),
+    "val_accuracy": ("validation accuracy (%)", 100),
+    "test_accuracy": ("test accuracy (%)", 100),
+}
+
+
+def plot_pareto(points: list[dict], front: list[dict], path: str | Path, title: str = "", x: str = "synops",
+                y: str = "val_accuracy", points_label: str = "trials", annotate: str | None = None) -> Path:
+    """One quantity against another for every trial, the Pareto front (computed by the caller) joined.
+
+    x, y: keys of the points, among :data:`QUANTITIES` (accuracy against SynOps per sample by
+    default; ``x="activation_sparsity"`` for accuracy against sparsity). annotate: a key whose
+    value is written beside every point (e.g. the swept parameter).
+    """
+    (x_label, x_scale), (y_label, y_scale) = QUANTITIES[x], QUANTITIES[y]
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
-    axis.scatter([p["synops"] / 1e6 for p in points], [100 * p["val_accuracy"] for p in points], s=18,
-                 color="tab:gray", alpha=0.7, label="trials")
-    axis.plot([p["synops"] / 1e6 for p in front], [100 * p["val_accuracy"] for p in front], "o-",
+    axis.scatter([x_scale * p[x] for p in points], [y_scale * p[y] for p in points], s=18,
+                 color="tab:gray", alpha=0.7, label=points_label)
+    for point in points if annotate else []:
+        axis.annotate(f"{annotate}={point[annotate]:g}", (x_scale * point[x], y_scale * point[y]), fontsize=7,
+                      textcoords="offset points", xytext=(4, 4))
+    axis.plot([x_scale * p[x] for p in front], [y_scale * p[y] for p in front], "o-",
               color="tab:red", label="Pareto front")
-    axis.set(xlabel="synaptic operations per sample (millions, ACs + MACs)", ylabel="validation accuracy (%)",
-             title=title or "accuracy against cost")
+    axis.set(xlabel=x_label, ylabel=y_label, title=title or "accuracy against cost")
     axis.grid(alpha=0.3)
     axis.legend()
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------- one sample through a spiking model
+
+
+def _panels(count: int, width: float = 3.6, height: float = 3.4, per_row: int = 3):
+    """A figure with ``count`` panels, at most ``per_row`` to a row; returns (figure, axes in order)."""
+    rows, columns = (count + per_row - 1) // per_row, min(count, per_row)
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for axis in axes.flat[count:]:
+        axis.set_visible(False)
+    return figure, list(axes.flat[:count])
+
+
+def plot_spike_raster(spikes: dict, path: str | Path, title: str = "", max_rows: int = 300) -> Path:
+    """Spike raster of one sample, one panel per layer: a black cell at (step, neuron) for every spike.
+
+    spikes: layer label -> 0/1 array ``[T, neurons]`` (e.g. :func:`scnn.dynamics.record_sample`);
+    conv neurons are numbered channel by channel. A layer of more than ``max_rows`` neurons is
+    drawn in rows of ``ceil(neurons / max_rows)`` neighbours, grey = the share of them that spiked.
+    """
+    figure, axes = _panels(len(spikes), height=3.8)
+    for axis, (label, layer) in zip(axes, spikes.items()):
+        layer = np.asarray(layer, dtype=float)
+        steps, neurons = layer.shape
+        group = -(-neurons // max_rows)
+        padded = np.pad(layer, ((0, 0), (0, -neurons % group)), constant_values=np.nan)
+        rows = np.nanmean(padded.reshape(steps, -1, group), axis=2)
+        axis.imshow(rows.T, aspect="auto", cmap="Greys", vmin=0, vmax=1, origin="lower", interpolation="nearest",
+                    extent=(-0.5, steps - 0.5, -0.5, neurons - 0.5))
+        if group > 1:
+            axis.text(0.02, 0.98, f"{group} neurons per row", transform=axis.transAxes, va="top", fontsize=8,
+                      bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+        axis.set(xlabel="time step", ylabel="neuron index",
+                 title=f"layer {label}\n{neurons:,} neurons, {100 * layer.mean():.1f} % of cells spike")
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(title or "spike raster (one sample; black: spike)")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_firing_rates(rates: dict, path: str | Path, num_steps: int | None = None, title: str = "") -> Path:
+    """Histogram of firing rates (spikes per neuron per step), one panel per layer, log count axis.
+
+    rates: layer label -> ``[neurons]`` (:func:`scnn.metrics.firing_rates`); num_steps: T, to put
+    one bin at each rate one sample can have (k / T), else 20 bins over [0, 1].
+    """
+    figure, axes = _panels(len(rates))
+    bins = (np.arange(num_steps + 2) - 0.5) / num_steps if num_steps else np.linspace(0, 1, 21)
+    for axis, (label, layer) in zip(axes, rates.items()):
+        layer = np.asarray(layer, dtype=float)
+        # Most neurons of a big layer are silent: a log count axis keeps the rest visible.
+        axis.hist(layer, bins=bins, color="tab:blue", edgecolor="white", log=len(layer) > 100)
+        if len(layer) <= 100:
+            axis.yaxis.get_major_locator().set_params(integer=True)
+        axis.set(xlim=(bins[0], bins[-1]), xlabel="firing rate (spikes per neuron per step)",
+                 ylabel="neurons", title=f"layer {label}\nsilent {100 * np.mean(layer == 0):.1f} %, "
+                                         f"mean rate {layer.mean():.3f}")
+        axis.grid(alpha=0.3)
+    figure.suptitle(title or "firing rates per layer")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_membrane_traces(membranes: dict, path: str | Path, thresholds: dict | None = None,
+                         spikes: dict | None = None, neurons_per_layer: int = 5, class_names: list[str] | None = None,
+                         title: str = "") -> Path:
+    """Membrane potential against time step for a few neurons of each layer, threshold dashed.
+
+    membranes (and spikes): layer label -> ``[T, neurons]``. Per layer ``neurons_per_layer``
+    neurons are drawn, spikes marked with dots: spread evenly over the spiking neurons ranked by
+    spike count (from the busiest to the quietest), topped up with the silent ones closest to
+    the threshold. The last layer (the classifier) shows every class, named by ``class_names``.
+    """
+    figure, axes = _panels(len(membranes), width=4.2, height=4.4)
+    last = list(membranes)[-1]
+    for axis, (label, layer) in zip(axes, membranes.items()):
+        layer = np.asarray(layer, dtype=float)
+        fired = np.asarray(spikes[label]) if spikes else layer > (thresholds or {}).get(label, np.inf)
+        if label == last and class_names and len(class_names) == layer.shape[1]:
+            chosen, names = range(layer.shape[1]), list(class_names)
+        else:
+            chosen = _spread_neurons(fired.sum(0), layer.max(0), neurons_per_layer)
+            names = [f"neuron {index}" for index in chosen]
+        steps = np.arange(layer.shape[0])
+        for index, name in zip(chosen, names):
+            line, = axis.plot(steps, layer[:, index], lw=1.2, label=name)
+            spiked = fired[:, index] > 0
+            axis.plot(steps[spiked], layer[spiked, index], "o", ms=4, color=line.get_color())
+        if thresholds and label in thresholds:
+            axis.axhline(thresholds[label], color="black", ls="--", lw=1, label="threshold")
+        axis.set(xlabel="time step", ylabel="membrane potential U", title=f"layer {label}")
+        axis.xaxis.get_major_locator().set_params(integer=True)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                    title="class" if label == last and class_names else None, title_fontsize=7)
+    figure.suptitle(title or "membrane traces (one sample; dots: spikes)")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _spread_neurons(spike_counts: np.ndarray, peaks: np.ndarray, count: int) -> list[int]:
+    """``count`` neuron indices: evenly spaced over the spiking ones ranked by spike count, then the
+    silent ones with the highest peak membrane (the busiest neurons alone are often saturated)."""
+    ranked = np.lexsort((-peaks, -spike_counts))  # most spikes first, ties by peak membrane
+    spiking = ranked[spike_counts[ranked] > 0]
+    if len(spiking) > count:
+        spiking = spiking[np.unique(np.linspace(0, len(spiking) - 1, count).round().astype(int))]
+    silent = ranked[spike_counts[ranked] == 0]
+    return [int(index) for index in np.concatenate([spiking, silent])[:count]]
+
+
+# --------------------------------------------------------------------------- SNN against SSM
+
+
+FAMILY_COLOURS = {"SNN": "tab:blue", "SSM": "tab:orange", "CNN": "tab:gray"}
+
+
+def model_family(row: dict) -> str:
+    """"SSM", "SNN" (spikes reach a layer: effective ACs > 0) or "CNN", unless the row names one."""
+    if row.get("family"):
+        return row["family"]
+    if "SSM" in str(row.get("architecture", "")):
+        return "SSM"
+    return "SNN" if (row.get("effective_acs") or 0) > 0 else "CNN"
+
+
+def _run_name(row: dict) -> str:
+    """"model_b, T=10" for a spiking run, "ssm_tiny" otherwise (from a table row's model or architecture)."""
+    name = str(row.get("model") or row.get("architecture", "")).split(" (")[0]
+    return name + (f", T={row['T']}" if model_family(row) == "SNN" and row.get("T") else "")
+
+
+def _log_axis(axis) -> None:
+    """Log scale labelled with plain numbers at 1, 2 and 5 times each power of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    axis.axes.set_xscale("log") if axis is axis.axes.xaxis else axis.axes.set_yscale("log")
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
+def plot_cost_accuracy(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Test accuracy against cost per sample for SNNs, SSMs and CNNs: operations (left), energy (right).
+
+    rows: lines of ``experiments/compare.py``'s or ``profile_cost.py``'s table (keys architecture,
+    T, accuracy, effective_macs, effective_acs, energy_float32_nj). Operations are effective
+    MACs + ACs (millions), energy the synaptic energy at 45 nm float32 (nJ); both axes log.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    costs = [("effective operations per sample (millions, MACs + ACs)",
+              lambda r: ((r.get("effective_macs") or 0) + (r.get("effective_acs") or 0)) / 1e6),
+             ("synaptic energy per sample (nJ, 45 nm float32)", lambda r: r.get("energy_float32_nj") or 0)]
+    for axis, (label, cost) in zip(axes, costs):
+        for family, colour in FAMILY_COLOURS.items():
+            members = [r for r in rows if model_family(r) == family]
+            if members:
+                axis.scatter([cost(r) for r in members], [100 * r["accuracy"] for r in members], s=45,
+                             color=colour, edgecolor="black", linewidths=0.5, label=family, zorder=3)
+        # Neighbours along x get their names above and below in turn, so that they do not overlap.
+        for position, row in enumerate(sorted(rows, key=cost)):
+            axis.annotate(_run_name(row), (cost(row), 100 * row["accuracy"]), textcoords="offset points",
+                          xytext=(4, 5 if position % 2 == 0 else -11), fontsize=7)
+        _log_axis(axis.xaxis)
+        axis.set(xlabel=label, ylabel="test accuracy (%)")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(loc="best")
+    figure.suptitle(title or "accuracy against cost per sample: SNN and SSM")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_ssm_eigenvalues(eigenvalues: list, path: str | Path, labels: list[str] | None = None,
+                         title: str = "") -> Path:
+    """Eigenvalues of the SSM's discretised state matrices, one colour per layer.
+
+    eigenvalues: one complex array ``[P]`` per layer (:func:`scnn.ssm.discrete_eigenvalues`).
+    Left: the complex plane with the unit circle (inside it: stable). Right: modulus (decay
+    per step) against angle (radians per step), which separates the modes crowded near z = 1.
+    """
+    labels = labels or [f"layer {index + 1}" for index in range(len(eigenvalues))]
+    colours = [plt.get_cmap("tab10")(index % 10) for index in range(len(eigenvalues))]
+    figure, (plane, polar) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
+    angle = np.linspace(0, 2 * np.pi, 400)
+    plane.plot(np.cos(angle), np.sin(angle), color="black", lw=1, label="unit circle")
+    for values, label, colour in zip(eigenvalues, labels, colours):
+        values = np.asarray(values, dtype=complex)
+        plane.scatter(values.real, values.imag, s=14, color=colour, alpha=0.8, label=label)
+        polar.scatter(np.angle(values), np.abs(values), s=14, color=colour, alpha=0.8, label=label)
+    plane.set(xlabel="real part", ylabel="imaginary part", title="discretised eigenvalues (complex plane)",
+              xlim=(-1.15, 1.15), ylim=(-1.15, 1.15), aspect="equal")
+    polar.axhline(1.0, color="black", lw=1, ls="--", label="|z| = 1 (stability limit)")
+    polar.set(xlabel="angle (radians per step)", ylabel="modulus |z| (decay per step)",
+              title="modulus against angle", xlim=(-np.pi, np.pi))
+    for axis in (plane, polar):
+        axis.grid(alpha=0.3)
+    plane.legend(fontsize=8, loc="lower left")
+    polar.legend(fontsize=8, loc="lower right")
+    figure.suptitle(title or "SSM: eigenvalues of the ZOH-discretised state matrices")
+    figure.tight_layout()
     return _save(figure, path)

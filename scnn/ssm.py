@@ -247,3 +247,16 @@ register_family("ssm", SSMConfig, SSMClassifier)
 register_model("ssm_small", "ssm", features=64, state_size=64, downsample=[1, 1, 1, 1])
 register_model("ssm_tiny", "ssm", features=24, state_size=24, downsample=[1, 1, 1])
 register_model("ssm_raw", "ssm", input_shape=(1, 1, 8000), features=32, state_size=32, downsample=[8, 4, 4, 2])
+
+
+@torch.no_grad()
+def discrete_eigenvalues(model: nn.Module) -> list[torch.Tensor]:
+    """Eigenvalues of every SSM layer's ZOH-discretised state matrix, in layer order.
+
+    One complex tensor ``[P]`` per layer: ``Lambda_bar = exp(Lambda * Delta)`` of the stored
+    modes followed by their conjugates (the real system's P eigenvalues). A stable layer
+    (Re Lambda < 0, Delta > 0) has every ``|Lambda_bar| < 1``: its state decays each step.
+    """
+    layers = [module for module in model.modules() if isinstance(module, DiagonalSSM)]
+    discretized = (layer.discretize()[0] for layer in layers)
+    return [torch.cat([lambda_bar, lambda_bar.conj()]).cpu() for lambda_bar in discretized]
