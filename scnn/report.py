@@ -104,3 +104,25 @@ def write_rows(rows: list[dict], out: str | Path, name: str, columns: list[str])
     table = markdown_table(rows, columns)
     write_text(f"{out}/{name}.md", table)
     return table
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows of a table written by :func:`write_rows` (its .csv or .json); CSV numbers parsed, blanks None."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no table at {path}: run experiments/compare.py or profile_cost.py first")
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    with path.open() as handle:
+        return [{key: _parse(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def _parse(text: str):
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

@@ -148,3 +148,42 @@ def pareto_front(points: list[dict], maximize: str = "val_accuracy", minimize: s
         if not dominated:
             front.append(point)
     return sorted(front, key=lambda p: p[minimize])
+
+
+def sparsity_front(points: list[dict], maximize: str = "val_accuracy") -> list[dict]:
+    """Points not dominated in accuracy and activation sparsity (both maximised), sorted by sparsity."""
+    front = pareto_front([{**p, "activation_density": 1 - p["activation_sparsity"]} for p in points], maximize,
+                         minimize="activation_density")
+    return sorted(front, key=lambda p: p["activation_sparsity"])
+
+
+def load_trials(path: str | Path) -> list[dict]:
+    """Finished trials of a search: ``sweeps/tune_neuron.py``'s output folder, its ``trials.json``,
+    or a CSV of trials (Ray's ``config/...`` column prefixes are dropped).
+
+    Returns the trials with a validation accuracy and SynOps (those that finished an epoch),
+    numbers from a CSV as floats; raises FileNotFoundError naming what was looked for.
+    """
+    import csv
+    import json
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "trials.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no search results at {path}: run sweeps/tune_neuron.py --out FOLDER first")
+    if path.suffix == ".csv":
+        with path.open() as handle:
+            trials = [{key.removeprefix("config/"): _number_or_text(value) for key, value in row.items()}
+                      for row in csv.DictReader(handle)]
+    else:
+        trials = json.loads(path.read_text())
+    return [t for t in trials if isinstance(t.get("val_accuracy"), (int, float)) and
+            isinstance(t.get("synops"), (int, float)) and not math.isnan(t["synops"])]
+
+
+def _number_or_text(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text if text else None
