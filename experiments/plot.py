@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--compare", action="append", default=[], metavar="TABLE", help="compare/profile table")
     parser.add_argument("--data-dir", help="audio folder for the spiking figures (default: the checkpoint's)")
     parser.add_argument("--sample", type=int, default=0, help="test recording shown by the spiking figures")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--out", default="runs/figures", help="folder for the PNGs (default runs/figures)")
     return parser
 
@@ -37,9 +37,10 @@ def main(argv: list[str] | None = None) -> list:
     args = build_parser().parse_args(argv)
     if not (args.run or args.sweep or args.tune or args.compare):
         sys.exit("error: nothing to plot: give at least one --run, --sweep, --tune or --compare")
-    import torch
+    if args.threads:
+        import torch
 
-    torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)
     paths = []
     try:
         for run in args.run:

@@ -29,3 +29,80 @@ def fsdd_dir() -> Path:
 def feature_cache(tmp_path_factory) -> Path:
     """One feature cache for the whole session, so the 3,000 files are extracted once."""
     return tmp_path_factory.mktemp("feature-cache")
+
+
+# --------------------------------------------------------------------------- small inputs of the figures and notebooks
+# Real FSDD, 3 training recordings per class, one epoch: the numbers are poor, but every file has the
+# layout and the values that the full-size scripts write.
+
+
+@pytest.fixture(scope="session")
+def tiny_fsdd(fsdd_dir, feature_cache):
+    """(DataConfig, PreparedData): 3 training recordings per class, the whole validation and test splits."""
+    from scnn.training import DataConfig, prepare_data
+
+    config = DataConfig(data_dir=str(fsdd_dir), cache_dir=str(feature_cache), train_per_class=3, download=False)
+    return config, prepare_data(config, progress=False)
+
+
+def _one_epoch_run(folder: Path, tiny_fsdd, model: str, **model_overrides) -> Path:
+    from scnn.training import TrainConfig, train
+
+    data_config, data = tiny_fsdd
+    train(TrainConfig(model=model, epochs=1, batch_size=16, model_overrides=model_overrides), data_config, folder,
+          progress=False, data=data)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_snn_run(tmp_path_factory, tiny_fsdd) -> Path:
+    """A train.py-style run folder (best.pt, metrics.jsonl, results.json) of Model B, T = 4, one epoch."""
+    return _one_epoch_run(tmp_path_factory.mktemp("runs") / "model_b", tiny_fsdd, "model_b", num_steps=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_ssm_run(tmp_path_factory, tiny_fsdd) -> Path:
+    """A run folder of the tiny SSM baseline, one epoch."""
+    return _one_epoch_run(tmp_path_factory.mktemp("runs") / "ssm_tiny", tiny_fsdd, "ssm_tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_csv(tmp_path_factory, tiny_fsdd) -> Path:
+    """sweep.csv of a beta sweep of Model B (T = 3): two values, two seeds, one epoch each."""
+    from scnn.sweeps import run_sweep
+    from scnn.training import TrainConfig
+
+    data_config, data = tiny_fsdd
+    out = tmp_path_factory.mktemp("sweep_beta")
+    base = TrainConfig(model="model_b", epochs=1, batch_size=16, model_overrides={"num_steps": 3})
+    run_sweep("beta", [0.3, 0.8], [0, 1], base, data_config, out, data=data, progress=False)
+    return out / "sweep.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_tune_results(tmp_path_factory, tiny_sweep_csv) -> Path:
+    """A folder holding trials.json in sweeps/tune_neuron.py's format, one trial per run of the tiny sweep,
+    plus one errored trial (no metrics). Starting Ray would cost more than the whole notebook test."""
+    import json
+
+    from scnn.sweeps import read_sweep
+
+    trials = [{"beta": row["value"], "threshold": 1.0, "num_steps": 3, "val_accuracy": row["val_accuracy"],
+               "activation_sparsity": row["activation_sparsity"],
+               "synops": row["effective_acs_per_sample"] + row["effective_macs_per_sample"], "epoch": 1, "error": ""}
+              for row in read_sweep(tiny_sweep_csv)]
+    trials.append({"beta": 0.5, "threshold": 2.0, "num_steps": 5, "val_accuracy": None, "activation_sparsity": None,
+                   "synops": None, "epoch": None, "error": "RuntimeError('trial failed')"})
+    folder = tmp_path_factory.mktemp("tune")
+    (folder / "trials.json").write_text(json.dumps(trials, indent=1))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_compare_csv(tmp_path_factory, tiny_snn_run, tiny_ssm_run) -> Path:
+    """compare.csv of experiments/compare.py over the tiny SNN and SSM runs (costs on 20 test recordings)."""
+    from experiments import compare
+
+    out = tmp_path_factory.mktemp("compare")
+    compare.main([str(tiny_snn_run), str(tiny_ssm_run), "--max-samples", "20", "--out", str(out)])
+    return out / "compare.csv"
