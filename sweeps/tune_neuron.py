@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `experiments.train`
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tune-batch-size", action="store_true", help="also search the batch size")
     parser.add_argument("--models", nargs="+", help="also search over these presets")
     parser.add_argument("--max-failures", type=int, default=2, help="retries of a failed trial (default 2)")
-    parser.add_argument("--address", help="connect to an existing Ray cluster (HOST:PORT) instead of a local one")
+    parser.add_argument("--address", help="connect to an existing Ray cluster (HEAD_IP:PORT, or 'auto') instead of "
+                        "starting a local one (default: $RAY_ADDRESS when set); OUT must then be a folder that every "
+                        "node reaches at the same path (NFS), as trials write their checkpoints there")
     parser.add_argument("--resume", action="store_true", help="restore the interrupted search in OUT")
     parser.add_argument("--retrain-epochs", type=int, help="epochs of the final retraining (default: --epochs)")
     parser.add_argument("--seed", type=int, default=0)
@@ -63,8 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
     data_config = data_config_from(args)
     data = prepare_data(data_config, progress=False)
     base = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed, threads=args.cpus_per_trial)
-    if args.address:
-        ray.init(address=args.address, log_to_driver=False)
+    address = args.address or os.environ.get("RAY_ADDRESS")  # ray.init(num_cpus=...) fails if RAY_ADDRESS is set
+    if address and address != "local":
+        ray.init(address=address, log_to_driver=False)
+        nodes = [node["NodeManagerAddress"] for node in ray.nodes() if node["Alive"]]
+        print(f"connected to the Ray cluster at {address}: {len(nodes)} nodes ({', '.join(sorted(nodes))}), "
+              f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs")
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     space = (ssm_search_space(args.search) if args.space == "ssm" else
@@ -90,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     grid = tuner.fit()
     search_seconds = time.perf_counter() - start
     trials = [{**result.config, **{k: result.metrics.get(k) for k in
-                                   ("val_accuracy", "activation_sparsity", "synops", "epoch")},
+                                   ("val_accuracy", "activation_sparsity", "synops", "epoch", "node_ip")},
                "error": str(result.error) if result.error else ""} for result in grid]
     finished = [t for t in trials if t["val_accuracy"] is not None and t["synops"] is not None]
     front = pareto_front(finished)
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         "retrained_on": "the full training split (validation merged back); test evaluated once, after the search",
         "retrained_test_accuracy": final["test_accuracy"], "retrained_config": retrain.__dict__,
         "pareto_front_size": len(front),
+        "trials_per_node": dict(sorted(Counter(t["node_ip"] for t in trials if t["node_ip"]).items())),
     }
     write_json(out / "summary.json", summary)
     print(f"{len(trials)} trials in {search_seconds:.0f} s ({summary['trials_per_hour']:.0f} per hour); "
