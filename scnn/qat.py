@@ -1,0 +1,234 @@
+"""Quantisation workflows: post-training quantisation (PTQ), quantisation-aware training (QAT)
+from a float checkpoint or from scratch, export (integer artefact, ONNX), and the checks
+that the exported models agree with the fake-quantised one.
+
+:func:`run_quantization` is what ``experiments/quantize.py`` calls; it writes ``results.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from scnn.features import Normalizer
+from scnn.integer import export_integer, quantize_input, run_integer, save_integer
+from scnn.io import save_checkpoint, write_json
+from scnn.losses import make_loss
+from scnn.models import count_parameters, create_model
+from scnn.quant import QuantSpecNet, model_size_bytes, quantize, quantized_to_dict
+from scnn.training import (DataConfig, PreparedData, TrainConfig, _make_optimizer, _make_scheduler, _train_epoch,
+                           evaluate, library_versions, load_trained_model, prepare_data, resolve_device)
+
+
+@dataclass
+class QuantRunConfig:
+    """One quantisation run.
+
+    checkpoint: float checkpoint (best.pt of train.py); None with from_scratch.
+    mode: "ptq" (calibrate only), "qat" (PTQ, then fine-tune), "scratch" (QAT from random weights of ``model``).
+    bits and fixed-point choices: see :class:`scnn.quant.QuantConfig`.
+    epochs, lr, batch_size: QAT; calibration_samples: training samples used to calibrate.
+    """
+
+    checkpoint: str | None = None
+    mode: str = "qat"
+    model: str = "model_b"
+    model_overrides: dict = field(default_factory=dict)
+    weight_bits: int = 8
+    act_bits: int = 8
+    state_bits: int = 8
+    per_channel: bool = False
+    leak: str = "shift"
+    state_range: float = 2.0
+    epochs: int = 5
+    lr: float = 5e-4
+    batch_size: int = 32
+    calibration_samples: int = 512
+    seed: int = 0
+    threads: int = 0
+    device: str = "auto"
+    export: bool = True
+
+    def __post_init__(self):
+        if self.mode not in ("ptq", "qat", "scratch"):
+            raise ValueError(f"mode must be ptq, qat or scratch, got {self.mode!r}")
+        if self.mode != "scratch" and not self.checkpoint:
+            raise ValueError(f"mode {self.mode!r} needs a float checkpoint (--checkpoint)")
+
+
+def fine_tune(quantized: QuantSpecNet, data: PreparedData, train_config: TrainConfig, progress: bool = True) -> list:
+    """QAT: train the fake-quantised model; keep the weights of the best validation epoch. Returns the history."""
+    device = next(quantized.parameters()).device
+    optimizer = _make_optimizer(train_config, quantized)
+    train_x, train_y = data.train
+    steps = (len(train_y) + train_config.batch_size - 1) // train_config.batch_size
+    scheduler = _make_scheduler(train_config, optimizer, steps)
+    loss_fn = make_loss(train_config.loss)
+    shuffle = torch.Generator().manual_seed(train_config.seed)
+    augmentation = torch.Generator().manual_seed(train_config.seed + 1)
+    num_classes = len(data.class_names)
+    best_score = evaluate(quantized, *data.val, num_classes=num_classes, loss_fn=loss_fn)
+    best = {"val_accuracy": best_score["accuracy"], "val_loss": best_score["loss"], "epoch": 0,
+            "state": copy.deepcopy(quantized.state_dict())}
+    history = []
+    for epoch in range(train_config.epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(train_y), generator=shuffle)
+        loss, accuracy = _train_epoch(quantized, optimizer, scheduler, loss_fn, train_config, train_x, train_y, order,
+                                      augmentation, device, range(0, len(order), train_config.batch_size))
+        val = evaluate(quantized, *data.val, num_classes=num_classes, loss_fn=loss_fn)
+        row = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": accuracy, "val_loss": val["loss"],
+               "val_accuracy": val["accuracy"], "epoch_time_s": time.perf_counter() - start}
+        history.append(row)
+        if (val["accuracy"], -val["loss"]) > (best["val_accuracy"], -best["val_loss"]):
+            best = {"val_accuracy": val["accuracy"], "val_loss": val["loss"], "epoch": epoch + 1,
+                    "state": copy.deepcopy(quantized.state_dict())}
+        if progress:
+            print(f"QAT epoch {epoch + 1}/{train_config.epochs}  loss {loss:.4f}  train {accuracy:.4f}  "
+                  f"val {val['accuracy']:.4f}  {row['epoch_time_s']:.1f}s")
+    quantized.load_state_dict(best["state"])
+    quantized.eval()
+    return history
+
+
+def integer_agreement(quantized: QuantSpecNet, x: torch.Tensor, batch_size: int = 100) -> dict:
+    """Run the integer reference beside the fake-quantised model on ``x``.
+
+    Returns the fraction of identical predictions, of samples whose spike counts are
+    identical in every layer, and of identical logits (integer logits x unit == float logits).
+    """
+    description, arrays = export_integer(quantized)
+    same_prediction = same_spikes = same_logits = 0
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        with torch.no_grad():
+            output = quantized(xb, record=True)
+        result = run_integer(description, arrays, quantize_input(description, xb.cpu().numpy()))
+        same_prediction += int((result.predictions == output.logits.argmax(1).cpu().numpy()).sum())
+        counts = [s.reshape(s.shape[0], s.shape[1], -1).sum((0, 2)).cpu().numpy() for s in output.layer_spikes]
+        equal = np.ones(len(xb), dtype=bool)
+        for mine, theirs in zip(counts, result.spike_counts):
+            equal &= mine.astype(np.int64) == theirs
+        same_spikes += int(equal.sum())
+        same_logits += int((result.real_logits == output.logits.cpu().double().numpy()).all(1).sum())
+    n = max(len(x), 1)
+    return {"prediction_agreement": same_prediction / n, "spike_count_agreement": same_spikes / n,
+            "logit_agreement": same_logits / n, "samples": len(x)}
+
+
+class _LogitsOnly(nn.Module):
+    """ONNX wrapper: features ``[B, C, H, W]`` -> logits ``[B, classes]``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits
+
+
+def export_onnx(quantized: QuantSpecNet, example: torch.Tensor, path: str | Path) -> Path:
+    """Brevitas QCDQ ONNX export (QuantizeLinear / Clip / DequantizeLinear around float ops; the
+    LIF loop is unrolled over T). Uses the TorchScript exporter: Brevitas 0.13's dynamo path
+    does not support quantised biases."""
+    from brevitas.export import export_onnx_qcdq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quantized.eval()
+    with torch.no_grad():
+        export_onnx_qcdq(_LogitsOnly(quantized).cpu(), args=example.cpu(), export_path=str(path), dynamo=False,
+                         input_names=["features"], output_names=["logits"],
+                         dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
+    return path
+
+
+def onnx_predictions(path: str | Path, x: torch.Tensor) -> np.ndarray:
+    """Predicted classes ``[B]`` of an exported ONNX model under onnxruntime."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: the exporter leaves constants among the graph inputs
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: x.cpu().numpy().astype(np.float32)})[0]
+    return logits.argmax(1)
+
+
+def _load_float(config: QuantRunConfig, data_dir: str | None, progress: bool) -> tuple[nn.Module, PreparedData, dict]:
+    """The float model and the data it was trained on (same split, features and normaliser)."""
+    if config.mode == "scratch":
+        data = prepare_data(DataConfig(data_dir=data_dir), progress=progress)
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
+                             **config.model_overrides)
+        return model, data, {}
+    model, checkpoint = load_trained_model(config.checkpoint)
+    data_config = DataConfig(**{**checkpoint["data_config"], **({"data_dir": data_dir} if data_dir else {})})
+    data = prepare_data(data_config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress)
+    return model, data, checkpoint
+
+
+def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str | None = None,
+                     progress: bool = True) -> dict:
+    """PTQ, QAT or QAT from scratch; evaluate float and quantised models on test; export; write results.json.
+
+    out_dir receives ``results.json``, ``quantized.pt`` (rebuild with
+    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json`` and ``model.onnx``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    float_model, data, checkpoint = _load_float(config, data_dir, progress)
+    num_classes = len(data.class_names)
+    results = {"config": asdict(config), "float": {}, "quantized": {}}
+    if config.mode != "scratch":
+        float_test = evaluate(float_model, *data.test, num_classes=num_classes)
+        results["float"] = {"test_accuracy": float_test["accuracy"], "size_bytes": model_size_bytes(float_model),
+                            "num_params": count_parameters(float_model)}
+
+    torch.manual_seed(config.seed)
+    start = time.perf_counter()
+    calibration = data.train[0][torch.randperm(len(data.train[0]))[:config.calibration_samples]]
+    quantized = quantize(float_model, config.weight_bits, config.act_bits, config.state_bits, config.per_channel,
+                         config.leak, state_range=config.state_range, calibration_data=calibration)
+    quantized.to(device)
+    if config.mode != "scratch":
+        ptq = evaluate(quantized, *data.test, num_classes=num_classes)
+        results["ptq_test_accuracy"] = ptq["accuracy"]
+    history = []
+    if config.mode in ("qat", "scratch"):
+        train_config = TrainConfig(model=float_model.family, epochs=config.epochs, lr=config.lr,
+                                   batch_size=config.batch_size, seed=config.seed, device=str(device))
+        history = fine_tune(quantized, data, train_config, progress)
+    quantized.cpu().eval()
+    test = evaluate(quantized, *data.test, num_classes=num_classes)
+    results["quantized"] = {
+        "test_accuracy": test["accuracy"], "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
+        "confusion_matrix": test["confusion"], "spike_rate_per_layer": test.get("spike_rate_per_layer", []),
+        "size_bytes": model_size_bytes(float_model, config.weight_bits),
+        "val_accuracy": evaluate(quantized, *data.val, num_classes=num_classes)["accuracy"],
+    }
+    if config.mode != "scratch":
+        results["accuracy_drop_points"] = 100 * (results["float"]["test_accuracy"] - test["accuracy"])
+    results["history"] = history
+    results["wall_time_s"] = time.perf_counter() - start
+    save_checkpoint(out_dir / "quantized.pt", {**quantized_to_dict(quantized), "model_state": quantized.state_dict(),
+                                               "normalizer": data.normalizer.state_dict(),
+                                               "class_names": data.class_names})
+    if config.export:
+        results["integer_reference"] = integer_agreement(quantized, data.test[0])
+        save_integer(*export_integer(quantized), out_dir / "integer")
+        onnx_path = export_onnx(quantized, data.test[0][:2], out_dir / "model.onnx")
+        same = onnx_predictions(onnx_path, data.test[0]) == quantized(data.test[0]).logits.argmax(1).numpy()
+        results["onnx"] = {"path": onnx_path.name, "prediction_agreement": float(same.mean())}
+    results["versions"] = library_versions()
+    write_json(out_dir / "results.json", results)
+    return results
