@@ -151,7 +151,7 @@ def plot_spike_raster(spikes: dict, path: str | Path, title: str = "", max_rows:
             axis.text(0.02, 0.98, f"{group} neurons per row", transform=axis.transAxes, va="top", fontsize=8,
                       bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
         axis.set(xlabel="time step", ylabel="neuron index",
-                 title=f"layer {label}\n{neurons:,} neurons, {100 * layer.mean():.1f} % of cells spike")
+                 title=f"layer {label}\n{neurons:,} neurons, spikes at {100 * layer.mean():.1f} % of neuron-steps")
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(title or "spike raster (one sample; black: spike)")
     figure.tight_layout()
@@ -309,13 +309,15 @@ def plot_ssm_eigenvalues(eigenvalues: list, path: str | Path, labels: list[str] 
         polar.scatter(np.angle(values), np.abs(values), s=14, color=colour, alpha=0.8, label=label)
     plane.set(xlabel="real part", ylabel="imaginary part", title="discretised eigenvalues (complex plane)",
               xlim=(-1.15, 1.15), ylim=(-1.15, 1.15), aspect="equal")
-    polar.axhline(1.0, color="black", lw=1, ls="--", label="|z| = 1 (stability limit)")
+    limit = polar.axhline(1.0, color="black", lw=1, ls="--", label="|z| = 1 (stability limit)")
     polar.set(xlabel="angle (radians per step)", ylabel="modulus |z| (decay per step)",
               title="modulus against angle", xlim=(-np.pi, np.pi))
     for axis in (plane, polar):
         axis.grid(alpha=0.3)
-    plane.legend(fontsize=8, loc="lower left")
-    polar.legend(fontsize=8, loc="lower right")
     figure.suptitle(title or "SSM: eigenvalues of the ZOH-discretised state matrices")
     figure.tight_layout()
+    # One legend under both panels: inside either it would hide the modes crowded near |z| = 1.
+    handles, names = plane.get_legend_handles_labels()
+    figure.legend(handles + [limit], names + [limit.get_label()], loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  ncol=min(len(names) + 1, 4), fontsize=8)
     return _save(figure, path)
