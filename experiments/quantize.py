@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=5e-4, help="QAT learning rate (default 5e-4)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--calibration-samples", type=int, default=512, help="training samples for calibration")
+    parser.add_argument("--train-per-class", type=int, default=0,
+                        help="use only the first N training recordings per class (0: all), for quick runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
             checkpoint=args.checkpoint, mode=args.mode, model=args.model, model_overrides=overrides,
             weight_bits=args.weight_bits, act_bits=args.act_bits, state_bits=args.state_bits,
             per_channel=args.per_channel, leak=args.leak, state_range=args.state_range, epochs=args.epochs,
-            lr=args.lr, batch_size=args.batch_size, calibration_samples=args.calibration_samples, seed=args.seed,
+            lr=args.lr, batch_size=args.batch_size, calibration_samples=args.calibration_samples,
+            train_per_class=args.train_per_class, seed=args.seed,
             threads=args.threads, device=args.device, export=not args.no_export)
         results = run_quantization(config, args.out, data_dir=args.data_dir, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as error:

@@ -34,6 +34,7 @@ class QuantRunConfig:
     mode: "ptq" (calibrate only), "qat" (PTQ, then fine-tune), "scratch" (QAT from random weights of ``model``).
     bits and fixed-point choices: see :class:`scnn.quant.QuantConfig`.
     epochs, lr, batch_size: QAT; calibration_samples: training samples used to calibrate.
+    train_per_class: keep only the first N training recordings per class (0: all), for quick runs.
     """
 
     checkpoint: str | None = None
@@ -50,6 +51,7 @@ class QuantRunConfig:
     lr: float = 5e-4
     batch_size: int = 32
     calibration_samples: int = 512
+    train_per_class: int = 0
     seed: int = 0
     threads: int = 0
     device: str = "auto"
@@ -149,6 +151,36 @@ def export_onnx(quantized: QuantSpecNet, example: torch.Tensor, path: str | Path
     return path
 
 
+def export_qonnx_model(quantized: QuantSpecNet, example: torch.Tensor, path: str | Path) -> Path:
+    """Brevitas QONNX export (Quant nodes with bit widths and scales, FINN's input format)."""
+    from brevitas.export import export_qonnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quantized.eval()
+    with torch.no_grad():
+        export_qonnx(_LogitsOnly(quantized).cpu(), args=example.cpu(), export_path=str(path), dynamo=False)
+    return path
+
+
+def qonnx_predictions(path: str | Path, x: torch.Tensor) -> np.ndarray:
+    """Predicted classes ``[B]`` of a QONNX file under qonnx's reference executor (batch as exported)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = ModelWrapper(str(path)).transform(InferShapes())
+    batch = model.get_tensor_shape(model.graph.input[0].name)[0]
+    predictions = []
+    for start in range(0, len(x), batch):
+        chunk = x[start:start + batch].cpu().numpy().astype(np.float32)
+        if len(chunk) < batch:  # the QONNX graph has a fixed batch: pad, then drop the padding
+            chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
+        logits = execute_onnx(model, {model.graph.input[0].name: chunk})[model.graph.output[0].name]
+        predictions.append(logits.argmax(1)[:len(x) - start])
+    return np.concatenate(predictions)
+
+
 def onnx_predictions(path: str | Path, x: torch.Tensor) -> np.ndarray:
     """Predicted classes ``[B]`` of an exported ONNX model under onnxruntime."""
     import onnxruntime
@@ -163,13 +195,16 @@ def onnx_predictions(path: str | Path, x: torch.Tensor) -> np.ndarray:
 def _load_float(config: QuantRunConfig, data_dir: str | None, progress: bool) -> tuple[nn.Module, PreparedData, dict]:
     """The float model and the data it was trained on (same split, features and normaliser)."""
     if config.mode == "scratch":
-        data = prepare_data(DataConfig(data_dir=data_dir), progress=progress)
+        data = prepare_data(DataConfig(data_dir=data_dir, train_per_class=config.train_per_class), progress=progress)
         torch.manual_seed(config.seed)
         model = create_model(config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
                              **config.model_overrides)
         return model, data, {}
     model, checkpoint = load_trained_model(config.checkpoint)
-    data_config = DataConfig(**{**checkpoint["data_config"], **({"data_dir": data_dir} if data_dir else {})})
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    if config.train_per_class:
+        overrides["train_per_class"] = config.train_per_class
+    data_config = DataConfig(**{**checkpoint["data_config"], **overrides})
     data = prepare_data(data_config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress)
     return model, data, checkpoint
 
@@ -179,7 +214,9 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     """PTQ, QAT or QAT from scratch; evaluate float and quantised models on test; export; write results.json.
 
     out_dir receives ``results.json``, ``quantized.pt`` (rebuild with
-    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json`` and ``model.onnx``.
+    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json``, ``model.onnx``
+    (QCDQ, checked with onnxruntime on the whole test split) and ``model.qonnx.onnx`` (QONNX,
+    checked with qonnx's executor on 100 test samples: it is a slow reference interpreter).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +266,10 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
         onnx_path = export_onnx(quantized, data.test[0][:2], out_dir / "model.onnx")
         same = onnx_predictions(onnx_path, data.test[0]) == quantized(data.test[0]).logits.argmax(1).numpy()
         results["onnx"] = {"path": onnx_path.name, "prediction_agreement": float(same.mean())}
+        qonnx_path = export_qonnx_model(quantized, data.test[0][:50], out_dir / "model.qonnx.onnx")
+        same = qonnx_predictions(qonnx_path, data.test[0][:100]) == quantized(data.test[0][:100]).logits.argmax(1).numpy()
+        results["qonnx"] = {"path": qonnx_path.name, "prediction_agreement": float(same.mean()),
+                            "samples": len(same)}
     results["versions"] = library_versions()
     write_json(out_dir / "results.json", results)
     return results

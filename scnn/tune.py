@@ -105,9 +105,11 @@ def trainable(config: dict, data: PreparedData, base: TrainConfig, data_config: 
                    if cost else float("nan")}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
 
-    train(train_config, data_config, run_dir, resume=checkpoint is not None, progress=False, data=data,
-          epoch_callback=report)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        train(train_config, data_config, run_dir, resume=checkpoint is not None, progress=False, data=data,
+              epoch_callback=report)
+    finally:  # also when the scheduler stops the trial (Ray raises inside report); Ray keeps its own copies
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def make_search_algorithm(name: str, seed: int, multi_objective: bool = False):

@@ -109,6 +109,16 @@ def test_exported_onnx_gives_the_same_predictions(tmp_path):
     np.testing.assert_array_equal(onnx_predictions(path, x), expected)  # a batch of another size than exported
 
 
+def test_exported_qonnx_gives_the_same_predictions(tmp_path):
+    from scnn.qat import export_qonnx_model, qonnx_predictions
+
+    _, quantized, x = calibrated("model_b", {"num_steps": 3}, {"weight_bits": 4})
+    path = export_qonnx_model(quantized, x[:8], tmp_path / "model.qonnx.onnx")
+    with torch.no_grad():
+        expected = quantized(x[:13]).logits.argmax(1).numpy()
+    np.testing.assert_array_equal(qonnx_predictions(path, x[:13]), expected)  # 13: a padded last chunk
+
+
 def test_saved_artefacts_round_trip(tmp_path):
     _, quantized, x = calibrated("model_b", {"num_steps": 4}, {"per_channel": True})
     description, arrays = export_integer(quantized)
@@ -178,11 +188,19 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
     assert 0 <= results["ptq_test_accuracy"] <= 1 and len(results["history"]) == 1
     assert results["integer_reference"] == {"prediction_agreement": 1.0, "spike_count_agreement": 1.0,
                                             "logit_agreement": 1.0, "samples": 300}
-    assert results["onnx"]["prediction_agreement"] == 1.0
+    assert results["onnx"]["prediction_agreement"] == 1.0 and results["qonnx"]["prediction_agreement"] == 1.0
     assert results["float"]["size_bytes"] == 4 * 692_678
     assert results["quantized"]["size_bytes"] == (54 + 691_200 + 1_280) // 2 + 4 * (6 + 128 + 10)
-    for name in ("quantized.pt", "integer.npz", "integer.json", "model.onnx"):
+    for name in ("quantized.pt", "integer.npz", "integer.json", "model.onnx", "model.qonnx.onnx"):
         assert (out / name).stat().st_size > 0, name
+    scratch = tmp_path / "scratch"
+    subprocess.run([sys.executable, str(EXPERIMENTS / "quantize.py"), "--mode", "scratch", "--model", "model_b",
+                    "--num-steps", "2", "--epochs", "2", "--lr", "2e-3", "--train-per-class", "20", "--no-export",
+                    "--data-dir", str(fsdd_dir), "--out", str(scratch), "--no-progress", "--threads", "2"],
+                   check=True, capture_output=True, text=True, env=env)
+    from_scratch = json.loads((scratch / "results.json").read_text())
+    assert from_scratch["float"] == {} and len(from_scratch["history"]) == 2
+    assert from_scratch["quantized"]["test_accuracy"] > 0.2  # two epochs on 200 recordings; chance is 0.1
     bad = subprocess.run([sys.executable, str(EXPERIMENTS / "quantize.py"), "--checkpoint", str(run / "best.pt"),
                           "--weight-bits", "1", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode != 0 and "weight_bits must be an integer from 2 to 8, got 1" in bad.stderr
