@@ -321,3 +321,135 @@ def plot_ssm_eigenvalues(eigenvalues: list, path: str | Path, labels: list[str] 
     figure.legend(handles + [limit], names + [limit.get_label()], loc="upper center", bbox_to_anchor=(0.5, 0.0),
                   ncol=min(len(names) + 1, 4), fontsize=8)
     return _save(figure, path)
+
+
+# --------------------------------------------------------------------------- quantisation
+
+
+def _bytes_label(value: float, _=None) -> str:
+    """1500 -> "1.5 kB", 2.7e6 -> "2.7 MB" (decimal units)."""
+    for unit, size in (("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
+def _quant_series(rows: list[dict]) -> dict[str, list[dict]]:
+    """Series label -> rows sorted by weight bits. Rows of one model that differ in activation or membrane
+    bits (or per-channel weights) become separate series, named by those settings."""
+    def variant(row):
+        return (row.get("act_bits"), row.get("state_bits"), bool(row.get("per_channel")))
+
+    several = len({variant(row) for row in rows}) > 1
+    series: dict[str, list[dict]] = {}
+    for row in rows:
+        label = str(row["model"])
+        if several:
+            act_bits, state_bits, per_channel = variant(row)
+            label += f" (a{act_bits}, s{state_bits}{', per-channel' if per_channel else ''})"
+        series.setdefault(label, []).append(row)
+    return {label: sorted(members, key=lambda r: -r["weight_bits"]) for label, members in series.items()}
+
+
+def _percent(value) -> float:
+    return np.nan if value is None else 100 * value
+
+
+def plot_quantization(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Test accuracy (left) and model size (right) against weight bit width, one colour per model.
+
+    rows: dicts with model, weight_bits, float_accuracy, ptq_accuracy, qat_accuracy (fractions; None
+    where not measured), float_bytes and quantized_bytes (:func:`scnn.figures.quantization_rows`);
+    optional act_bits, state_bits, per_channel. Float32 accuracy and size are dashed lines in the
+    model's colour, PTQ open squares, QAT filled circles; the x axis is log2, highest precision left.
+    Sizes count the synaptic weights (packed at the weight bit width) and int32 biases.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    series = _quant_series(rows)
+    colours = {label: plt.get_cmap("tab10")(index % 10) for index, label in enumerate(series)}
+    bits = sorted({row["weight_bits"] for row in rows})
+    figure, (accuracy_axis, size_axis) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    labelled = set()
+    for index, (label, members) in enumerate(series.items()):
+        colour = colours[label]
+        # Models side by side around each bit width, so that equal accuracies do not hide each other.
+        nudge = 2 ** (0.05 * (index - (len(series) - 1) / 2))
+        x = np.array([row["weight_bits"] for row in members], dtype=float) * nudge
+        floats = {row["float_accuracy"] for row in members if row.get("float_accuracy") is not None}
+        for value in floats:
+            accuracy_axis.axhline(100 * value, color=colour, ls="--", lw=1.2)
+        # A large open square and a small dot: both stay visible where PTQ and QAT are equal.
+        accuracy_axis.plot(x, [_percent(row.get("ptq_accuracy")) for row in members], "s:", color=colour, mfc="white",
+                           mew=1.5, ms=9, zorder=3)
+        accuracy_axis.plot(x, [_percent(row.get("qat_accuracy")) for row in members], "o-", color=colour, ms=5,
+                           zorder=4)
+        float_bytes = {row["float_bytes"] for row in members if row.get("float_bytes")}
+        for value in float_bytes:
+            size_axis.axhline(value, color=colour, ls="--", lw=1.2)
+        sizes = [row.get("quantized_bytes") or np.nan for row in members]
+        size_axis.plot(x, sizes, "o-", color=colour, ms=6, zorder=3)
+        for position, row, size in zip(x, members, sizes):
+            # Models of one architecture have equal sizes: one ratio label for them all.
+            if row.get("float_bytes") and size == size and (row["weight_bits"], size) not in labelled:
+                labelled.add((row["weight_bits"], size))
+                size_axis.annotate(f"{row['float_bytes'] / size:.1f}x smaller", (position, size), fontsize=7,
+                                   textcoords="offset points", xytext=(0, -13), ha="center", color=colour)
+    for axis in (accuracy_axis, size_axis):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(bits, [str(b) for b in bits])
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.set_xlim(max(bits) * 1.35, min(bits) / 1.35)  # inverted: precision falls to the right
+        axis.set_xlabel("weight bits")
+        axis.grid(alpha=0.3)
+    accuracy_axis.set(ylabel="test accuracy (%)", title="accuracy")
+    low, high = accuracy_axis.get_ylim()
+    accuracy_axis.set_ylim(max(low, 0), min(high, 102))  # above 100 %: just room for the markers
+    size_axis.set_yscale("log")
+    size_axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    size_axis.yaxis.set_minor_locator(NullLocator())
+    size_axis.yaxis.set_major_formatter(FuncFormatter(_bytes_label))
+    size_axis.set(ylabel="model size (bytes: weights + int32 biases)", title="model size")
+    low, high = size_axis.get_ylim()
+    size_axis.set_ylim(low / 1.6, high * 1.3)  # room for the ratios under the points
+    about = ""
+    settings = {(row.get("act_bits"), row.get("state_bits")) for row in rows}
+    if len(settings) == 1 and None not in next(iter(settings)):
+        act_bits, state_bits = next(iter(settings))
+        about = f" (input {act_bits}-bit, membrane {state_bits}-bit)"
+    figure.suptitle(title or f"quantisation: accuracy and size against weight bits{about}")
+    figure.tight_layout()
+    handles = [Line2D([], [], color=colours[label], lw=2.5, label=label) for label in series]
+    handles += [Line2D([], [], color="black", ls="--", lw=1.2, label="float32"),
+                Line2D([], [], color="black", ls=":", marker="s", mfc="white", mew=1.5, ms=9, label="PTQ"),
+                Line2D([], [], color="black", ls="-", marker="o", ms=5, label="QAT")]
+    # Under both panels: inside, the legend would cover points at some bit width.
+    figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 6),
+                  fontsize=8)
+    return _save(figure, path)
+
+
+def plot_qat_curves(runs: list[dict], path: str | Path, title: str = "") -> Path:
+    """Validation accuracy per QAT epoch, one line per run, with the PTQ test accuracy at epoch 0.
+
+    runs: dicts with label, history (``[{"epoch", "val_accuracy", ...}]`` of results.json) and
+    ptq_accuracy (fraction). Epoch 0 is the calibrated model before any QAT update.
+    """
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for index, run in enumerate(runs):
+        colour = plt.get_cmap("tab10")(index % 10)
+        epochs = [row["epoch"] for row in run["history"]]
+        axis.plot(epochs, [100 * row["val_accuracy"] for row in run["history"]], "o-", ms=4, color=colour,
+                  label=run["label"])
+        if run.get("ptq_accuracy") is not None:
+            axis.plot([0], [100 * run["ptq_accuracy"]], "s", ms=7, mfc="white", mew=1.5, color=colour)
+            if epochs:
+                axis.plot([0, epochs[0]], [100 * run["ptq_accuracy"], 100 * run["history"][0]["val_accuracy"]],
+                          ":", color=colour)
+    axis.plot([], [], "s", mfc="white", mew=1.5, color="black", label="PTQ, test (epoch 0)")
+    axis.set(xlabel="QAT epoch", ylabel="accuracy (%)", title=title or "QAT: validation accuracy per epoch")
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(figure, path)
