@@ -1,19 +1,24 @@
 """Every figure from saved results, without a notebook.
 
 Each function reads what a script left on disk (a run folder, a sweep CSV, a search's
-trials, a cost table) and writes PNGs into ``out``, returning their paths.
+trials, a cost table, quantisation results) and writes PNGs into ``out``, returning their paths.
 ``experiments/plot.py`` is their command line; the notebooks call the same plotting
 functions of :mod:`scnn.plotting` one at a time.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
+import re
 from pathlib import Path
 
 from scnn.dynamics import checkpoint_data, record_sample
+from scnn.io import load_checkpoint
 from scnn.plotting import (plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates, plot_membrane_traces,
-                           plot_pareto, plot_spike_raster, plot_ssm_eigenvalues, plot_sweep, plot_training_curves)
+                           plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster, plot_ssm_eigenvalues,
+                           plot_sweep, plot_training_curves)
 from scnn.report import read_rows
 from scnn.ssm import SSMClassifier, discrete_eigenvalues
 from scnn.sweeps import read_sweep, summarize_sweep
@@ -109,3 +114,153 @@ def cost_figures(tables: list[str | Path], out: str | Path) -> list[Path]:
     if not rows:
         raise ValueError(f"no row with an accuracy in {', '.join(map(str, tables))}")
     return [plot_cost_accuracy(rows, Path(out) / "cost_accuracy.png")]
+
+
+# --------------------------------------------------------------------------- quantisation
+
+# benchmarks/quantization.py names each run folder NAME_w{W}a{A}s{S}, NAME being its table's model column.
+BENCHMARK_FOLDER = re.compile(r"^(?P<model>.+)_w(?P<weight>\d+)a(?P<act>\d+)s(?P<state>\d+)$")
+
+
+def quantization_results(paths) -> list[tuple[Path, dict]]:
+    """(folder, results.json) of every ``experiments/quantize.py`` run under ``paths``.
+
+    paths: one path or a list; each a result folder, a folder of result folders (e.g.
+    ``benchmarks/quantization.py``'s OUT) or its summary.csv, for which the folders beside it
+    that its rows name are read (those that still exist).
+    """
+    found = []
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = Path(path)
+        if path.is_file():
+            folders = [path.parent / f"{row['model']}_w{row['bits (w/a/state)'].replace('/', 'a', 1).replace('/', 's')}"
+                       for row in read_rows(path)]
+        elif (path / "results.json").is_file():
+            folders = [path]
+        else:
+            folders = sorted(folder for folder in path.glob("*") if (folder / "results.json").is_file())
+        found += [(folder, json.loads((folder / "results.json").read_text())) for folder in folders
+                  if (folder / "results.json").is_file()]
+    return found
+
+
+def _quant_model_name(folder: Path, results: dict) -> str:
+    """The folder's NAME in benchmarks/quantization.py's layout; else the float checkpoint's model and T
+    ("model_b, T=10"); else the folder name. QAT from scratch is marked, having no float model."""
+    match = BENCHMARK_FOLDER.match(folder.name)
+    config = results["config"]
+    if match:
+        name = match["model"]
+    elif config["mode"] == "scratch":
+        name = config["model"]
+    else:
+        name = _checkpoint_model_name(config["checkpoint"]) or folder.name
+    return name + (" (QAT from scratch)" if config["mode"] == "scratch" else "")
+
+
+@functools.lru_cache(maxsize=None)
+def _checkpoint_model_name(path: str) -> str | None:
+    """"model_b, T=10" from a float checkpoint (a relative path is tried from here, then from the
+    repository root, where the scripts usually run); None if it cannot be read."""
+    for candidate in (Path(path), Path(__file__).resolve().parents[1] / path):
+        try:
+            checkpoint = load_checkpoint(candidate)
+            model = checkpoint["model"]["config"]
+            return checkpoint["train_config"]["model"] + (f", T={model['num_steps']}" if model.get("spiking") else "")
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _quant_row(folder: Path, results: dict) -> dict:
+    """One results.json as a row of :func:`quantization_rows`."""
+    config, reference = results["config"], results.get("integer_reference", {})
+    trained = config["mode"] in ("qat", "scratch")
+    return {
+        "model": _quant_model_name(folder, results), "weight_bits": config["weight_bits"],
+        "act_bits": config["act_bits"], "state_bits": config["state_bits"], "per_channel": config["per_channel"],
+        "float_accuracy": results["float"].get("test_accuracy"), "ptq_accuracy": results.get("ptq_test_accuracy"),
+        "qat_accuracy": results["quantized"]["test_accuracy"] if trained else None,
+        "float_bytes": results["float"].get("size_bytes"), "quantized_bytes": results["quantized"]["size_bytes"],
+        "integer_prediction_agreement": reference.get("prediction_agreement"),
+        "integer_spike_count_agreement": reference.get("spike_count_agreement"),
+        "integer_logit_agreement": reference.get("logit_agreement"), "integer_samples": reference.get("samples"),
+        "onnx_prediction_agreement": results.get("onnx", {}).get("prediction_agreement"), "folder": str(folder),
+    }
+
+
+def _fraction(percent):
+    return None if percent is None or (isinstance(percent, float) and math.isnan(percent)) else percent / 100
+
+
+def _summary_rows(csv_path: Path) -> list[dict]:
+    """Rows of benchmarks/quantization.py's summary.csv (percentages there, fractions here)."""
+    rows = []
+    for line in read_rows(csv_path):
+        weight_bits, act_bits, state_bits = (int(b) for b in str(line["bits (w/a/state)"]).split("/"))
+        rows.append({
+            "model": str(line["model"]), "weight_bits": weight_bits, "act_bits": act_bits, "state_bits": state_bits,
+            "per_channel": False, "float_accuracy": _fraction(line["float %"]),
+            "ptq_accuracy": _fraction(line["PTQ %"]), "qat_accuracy": _fraction(line["QAT %"]),
+            "float_bytes": line["float32 bytes"], "quantized_bytes": line["quantised bytes"],
+            "integer_prediction_agreement": _fraction(line["integer ref. same prediction %"]),
+            "integer_spike_count_agreement": _fraction(line["integer ref. same spike counts %"]),
+            "integer_logit_agreement": None, "integer_samples": None, "onnx_prediction_agreement": None,
+            "folder": None,
+        })
+    return rows
+
+
+def quantization_rows(paths) -> list[dict]:
+    """Float, PTQ and QAT test accuracy and model size per model and bit width, for :func:`plot_quantization`.
+
+    paths: one path or a list of quantize.py result folders, folders of them, or
+    benchmarks/quantization.py's summary.csv. Keys: model, weight_bits, act_bits, state_bits,
+    per_channel, float_accuracy, ptq_accuracy, qat_accuracy (fractions, None if not measured),
+    float_bytes, quantized_bytes, the integer reference's and the ONNX export's agreement
+    (integer_prediction_agreement, integer_spike_count_agreement, integer_logit_agreement,
+    integer_samples, onnx_prediction_agreement) and folder. Runs of one model at the same bits
+    merge into one row: a QAT run's values first, the gaps filled from the others (e.g. a PTQ-only
+    run); between two QAT runs, the first found wins.
+    """
+    rows: dict[tuple, dict] = {}
+    for path in [paths] if isinstance(paths, (str, Path)) else paths:
+        path = Path(path)
+        if path.is_dir() and not (path / "results.json").is_file() and not any(path.glob("*/results.json")) \
+                and (path / "summary.csv").is_file():
+            path = path / "summary.csv"
+        if path.is_file():
+            found = _summary_rows(path)
+        else:
+            found = [_quant_row(folder, results) for folder, results in quantization_results(path)]
+            if not found:
+                raise FileNotFoundError(f"no results.json in or under {path}: run experiments/quantize.py "
+                                        f"--out FOLDER or benchmarks/quantization.py --out FOLDER first")
+        for row in found:
+            key = (row["model"], row["weight_bits"], row["act_bits"], row["state_bits"], row["per_channel"])
+            earlier = rows.get(key)
+            if earlier is None:
+                rows[key] = row
+                continue
+            # A QAT run's values (its integer export's agreement included) before a PTQ-only run's.
+            first, second = (row, earlier) if earlier["qat_accuracy"] is None else (earlier, row)
+            rows[key] = {name: second.get(name) if first.get(name) is None else first[name] for name in first}
+    return list(rows.values())
+
+
+def quant_figures(paths: list[str | Path], out: str | Path) -> list[Path]:
+    """Quantisation (all inputs in one figure): accuracy and model size against weight bits
+    (quantization.png), and validation accuracy per QAT epoch from the result folders that
+    have one (qat_curves.png)."""
+    rows = quantization_rows(paths)
+    if not rows:
+        raise ValueError(f"no quantisation results in {', '.join(map(str, paths))}")
+    out = Path(out)
+    figures = [plot_quantization(rows, out / "quantization.png")]
+    curves = [{"label": f"{_quant_model_name(folder, results)}, w{results['config']['weight_bits']}"
+                        f"a{results['config']['act_bits']}s{results['config']['state_bits']}",
+               "history": results["history"], "ptq_accuracy": results.get("ptq_test_accuracy")}
+              for folder, results in quantization_results(paths) if results.get("history")]
+    if curves:
+        figures.append(plot_qat_curves(curves, out / "qat_curves.png"))
+    return figures
