@@ -7,7 +7,9 @@ that the exported models agree with the fake-quantised one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -176,7 +178,8 @@ def qonnx_predictions(path: str | Path, x: torch.Tensor) -> np.ndarray:
         chunk = x[start:start + batch].cpu().numpy().astype(np.float32)
         if len(chunk) < batch:  # the QONNX graph has a fixed batch: pad, then drop the padding
             chunk = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.float32)])
-        logits = execute_onnx(model, {model.graph.input[0].name: chunk})[model.graph.output[0].name]
+        with contextlib.redirect_stdout(io.StringIO()):  # qonnx prints every shape it did not infer
+            logits = execute_onnx(model, {model.graph.input[0].name: chunk})[model.graph.output[0].name]
         predictions.append(logits.argmax(1)[:len(x) - start])
     return np.concatenate(predictions)
 
