@@ -127,20 +127,23 @@ def quantization_results(paths) -> list[tuple[Path, dict]]:
 
     paths: one path or a list; each a result folder, a folder of result folders (e.g.
     ``benchmarks/quantization.py``'s OUT) or its summary.csv, for which the folders beside it
-    that its rows name are read (those that still exist).
+    that its rows name are read (those that still exist). Each folder is listed once.
     """
-    found = []
+    found, seen = [], set()
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path)
         if path.is_file():
-            folders = [path.parent / f"{row['model']}_w{row['bits (w/a/state)'].replace('/', 'a', 1).replace('/', 's')}"
+            folders = [path.parent / "{}_w{}a{}s{}".format(row["model"], *str(row["bits (w/a/state)"]).split("/"))
                        for row in read_rows(path)]
         elif (path / "results.json").is_file():
             folders = [path]
         else:
             folders = sorted(folder for folder in path.glob("*") if (folder / "results.json").is_file())
-        found += [(folder, json.loads((folder / "results.json").read_text())) for folder in folders
-                  if (folder / "results.json").is_file()]
+        for folder in folders:
+            # A folder given twice (itself and through its summary.csv) counts once.
+            if (folder / "results.json").is_file() and folder.resolve() not in seen:
+                seen.add(folder.resolve())
+                found.append((folder, json.loads((folder / "results.json").read_text())))
     return found
 
 
@@ -185,7 +188,8 @@ def _quant_row(folder: Path, results: dict) -> dict:
         "integer_prediction_agreement": reference.get("prediction_agreement"),
         "integer_spike_count_agreement": reference.get("spike_count_agreement"),
         "integer_logit_agreement": reference.get("logit_agreement"), "integer_samples": reference.get("samples"),
-        "onnx_prediction_agreement": results.get("onnx", {}).get("prediction_agreement"), "folder": str(folder),
+        "onnx_prediction_agreement": results.get("onnx", {}).get("prediction_agreement"),
+        "qonnx_prediction_agreement": results.get("qonnx", {}).get("prediction_agreement"), "folder": str(folder),
     }
 
 
@@ -206,7 +210,7 @@ def _summary_rows(csv_path: Path) -> list[dict]:
             "integer_prediction_agreement": _fraction(line["integer ref. same prediction %"]),
             "integer_spike_count_agreement": _fraction(line["integer ref. same spike counts %"]),
             "integer_logit_agreement": None, "integer_samples": None, "onnx_prediction_agreement": None,
-            "folder": None,
+            "qonnx_prediction_agreement": None, "folder": None,
         })
     return rows
 
@@ -217,11 +221,11 @@ def quantization_rows(paths) -> list[dict]:
     paths: one path or a list of quantize.py result folders, folders of them, or
     benchmarks/quantization.py's summary.csv. Keys: model, weight_bits, act_bits, state_bits,
     per_channel, float_accuracy, ptq_accuracy, qat_accuracy (fractions, None if not measured),
-    float_bytes, quantized_bytes, the integer reference's and the ONNX export's agreement
+    float_bytes, quantized_bytes, the integer reference's and the ONNX exports' agreement
     (integer_prediction_agreement, integer_spike_count_agreement, integer_logit_agreement,
-    integer_samples, onnx_prediction_agreement) and folder. Runs of one model at the same bits
-    merge into one row: a QAT run's values first, the gaps filled from the others (e.g. a PTQ-only
-    run); between two QAT runs, the first found wins.
+    integer_samples, onnx_prediction_agreement, qonnx_prediction_agreement) and folder. Runs of
+    one model at the same bits merge into one row: a QAT run's values first, the gaps filled from
+    the others (e.g. a PTQ-only run); between two QAT runs, the first found wins.
     """
     rows: dict[tuple, dict] = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
