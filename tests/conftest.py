@@ -106,3 +106,24 @@ def tiny_compare_csv(tmp_path_factory, tiny_snn_run, tiny_ssm_run) -> Path:
     out = tmp_path_factory.mktemp("compare")
     compare.main([str(tiny_snn_run), str(tiny_ssm_run), "--max-samples", "20", "--out", str(out)])
     return out / "compare.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_quant_results(tmp_path_factory, tiny_snn_run) -> Path:
+    """A folder as benchmarks/quantization.py leaves it: experiments/quantize.py (PTQ, then one QAT epoch) of
+    the tiny Model B at 8 and 4 weight bits in model_b_w8a8s8/ and model_b_w4a8s8/, and summary.csv over
+    both (the benchmark reuses the finished runs)."""
+    import subprocess
+    import sys
+
+    from experiments import quantize
+
+    out = tmp_path_factory.mktemp("quant")
+    for bits in (8, 4):
+        quantize.main(["--checkpoint", str(tiny_snn_run / "best.pt"), "--mode", "qat", "--epochs", "1",
+                       "--weight-bits", str(bits), "--threads", "1", "--no-progress",
+                       "--out", str(out / f"model_b_w{bits}a8s8")])
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "quantization.py"), "--checkpoint",
+                    f"model_b={tiny_snn_run / 'best.pt'}", "--bits", "8,8,8", "4,8,8", "--threads", "1",
+                    "--out", str(out)], check=True, capture_output=True)
+    return out

@@ -1,5 +1,6 @@
 """Figures: every plotting function writes a PNG; spikes and membranes come from a real forward pass;
-SSM eigenvalues lie inside the unit circle; experiments/plot.py runs end to end on small saved results."""
+SSM eigenvalues lie inside the unit circle; quantisation results read the same from their folders and
+from the benchmark's summary.csv; experiments/plot.py runs end to end on small saved results."""
 
 import json
 import subprocess
@@ -11,11 +12,12 @@ import pytest
 import torch
 
 from scnn.dynamics import layer_labels, record_sample
+from scnn.figures import quantization_results, quantization_rows
 from scnn.metrics import firing_rates, record_activity
 from scnn.models import create_model
 from scnn.plotting import (model_family, plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates,
-                           plot_membrane_traces, plot_pareto, plot_spike_raster, plot_ssm_eigenvalues, plot_sweep,
-                           plot_training_curves)
+                           plot_membrane_traces, plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster,
+                           plot_ssm_eigenvalues, plot_sweep, plot_training_curves)
 from scnn.ssm import DiagonalSSM, discrete_eigenvalues
 from scnn.sweeps import summarize_sweep
 from scnn.tune import load_trials, pareto_front, sparsity_front
@@ -164,3 +166,62 @@ def test_plot_script_says_what_is_missing(tmp_path):
         plot.main(["--run", str(tmp_path), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="sweep_param.py"):
         plot.main(["--sweep", str(tmp_path / "sweep.csv"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="quantize.py"):
+        plot.main(["--quant", str(tmp_path), "--out", str(tmp_path)])
+
+
+# --------------------------------------------------------------------------- quantisation
+
+
+def test_quantization_figure(tmp_path):
+    rows = [{"model": model, "weight_bits": bits, "act_bits": 8, "state_bits": 8, "float_accuracy": 0.99,
+             "ptq_accuracy": ptq, "qat_accuracy": qat, "float_bytes": 2770712, "quantized_bytes": 2770712 * bits // 32}
+            for model in ("model_b, T=10", "model_b, T=1")
+            for bits, ptq, qat in [(8, 0.99, 0.99), (4, 0.93, 0.985), (2, 0.3, None)]]  # 2 bits: PTQ only
+    assert is_png(plot_quantization(rows, tmp_path / "quantization.png"))
+    rows.append({**rows[0], "act_bits": 4, "float_bytes": None, "float_accuracy": None})  # a series of its own
+    assert is_png(plot_quantization(rows, tmp_path / "mixed.png", title="mixed activation bits"))
+    history = [{"epoch": 1, "val_accuracy": 0.9}, {"epoch": 2, "val_accuracy": 0.95}]
+    assert is_png(plot_qat_curves([{"label": "w4", "history": history, "ptq_accuracy": 0.8}], tmp_path / "qat.png"))
+
+
+def test_quantization_rows_from_result_folders_or_the_summary(tmp_path, tiny_quant_results, tiny_snn_run):
+    folders = quantization_rows(tiny_quant_results)
+    summary = quantization_rows(tiny_quant_results / "summary.csv")
+    assert [(r["model"], r["weight_bits"]) for r in folders] == [("model_b", 4), ("model_b", 8)]
+    assert [(r["model"], r["weight_bits"]) for r in summary] == [("model_b", 8), ("model_b", 4)]
+    for row in folders:
+        results = json.loads((Path(row["folder"]) / "results.json").read_text())
+        assert row["qat_accuracy"] == results["quantized"]["test_accuracy"]
+        assert row["quantized_bytes"] < row["float_bytes"] == results["float"]["size_bytes"]
+        assert row["integer_prediction_agreement"] == 1.0, "the integer reference reproduces the model"
+        same = next(r for r in summary if r["weight_bits"] == row["weight_bits"])
+        for key in ("float_accuracy", "ptq_accuracy", "qat_accuracy", "integer_spike_count_agreement"):
+            assert same[key] == pytest.approx(row[key]), key
+        assert (same["float_bytes"], same["quantized_bytes"]) == (row["float_bytes"], row["quantized_bytes"])
+    assert [len(folder_results["history"]) for _, folder_results in quantization_results(tiny_quant_results)] == [1, 1]
+
+    # A folder not named as the benchmark names them: the model is read from the float checkpoint. A PTQ-only
+    # run at the same bits fills in nothing the QAT run has.
+    results = json.loads((tiny_quant_results / "model_b_w8a8s8" / "results.json").read_text())
+    (tmp_path / "int8").mkdir()
+    (tmp_path / "int8" / "results.json").write_text(json.dumps(results))
+    ptq_only = {**results, "config": {**results["config"], "mode": "ptq"}, "history": [], "integer_reference": {},
+                "quantized": {**results["quantized"], "test_accuracy": 0.0}}
+    (tmp_path / "ptq8").mkdir()
+    (tmp_path / "ptq8" / "results.json").write_text(json.dumps(ptq_only))
+    (row,) = quantization_rows([tmp_path / "ptq8", tmp_path / "int8"])
+    assert row["model"] == "model_b, T=4" and row["folder"] == str(tmp_path / "int8")
+    assert row["qat_accuracy"] == results["quantized"]["test_accuracy"] and row["integer_prediction_agreement"] == 1.0
+    with pytest.raises(FileNotFoundError, match="quantize.py"):
+        quantization_rows(tmp_path / "missing")
+
+
+def test_plot_script_draws_the_quantization_figures(tmp_path, tiny_quant_results):
+    command = [sys.executable, str(REPO / "experiments" / "plot.py"), "--quant",
+               str(tiny_quant_results / "summary.csv"), "--quant", str(tiny_quant_results / "model_b_w4a8s8"),
+               "--out", str(tmp_path)]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()
+    assert sorted(Path(line).name for line in printed) == ["qat_curves.png", "quantization.png"]
+    assert len(quantization_results([tiny_quant_results / "summary.csv", tiny_quant_results / "model_b_w4a8s8"])) == 2
+    assert all(is_png(tmp_path / name) for name in ("qat_curves.png", "quantization.png"))
