@@ -219,13 +219,14 @@ def quantization_rows(paths) -> list[dict]:
     """Float, PTQ and QAT test accuracy and model size per model and bit width, for :func:`plot_quantization`.
 
     paths: one path or a list of quantize.py result folders, folders of them, or
-    benchmarks/quantization.py's summary.csv. Keys: model, weight_bits, act_bits, state_bits,
-    per_channel, float_accuracy, ptq_accuracy, qat_accuracy (fractions, None if not measured),
-    float_bytes, quantized_bytes, the integer reference's and the ONNX exports' agreement
-    (integer_prediction_agreement, integer_spike_count_agreement, integer_logit_agreement,
-    integer_samples, onnx_prediction_agreement, qonnx_prediction_agreement) and folder. Runs of
-    one model at the same bits merge into one row: a QAT run's values first, the gaps filled from
-    the others (e.g. a PTQ-only run); between two QAT runs, the first found wins.
+    benchmarks/quantization.py's summary.csv (completed from the run folders beside it).
+    Keys: model, weight_bits, act_bits, state_bits, per_channel, float_accuracy, ptq_accuracy,
+    qat_accuracy (fractions, None if not measured), float_bytes, quantized_bytes, the integer
+    reference's and the ONNX exports' agreement (integer_prediction_agreement,
+    integer_spike_count_agreement, integer_logit_agreement, integer_samples,
+    onnx_prediction_agreement, qonnx_prediction_agreement) and folder. Runs of one model at the
+    same bits merge into one row: a QAT run's values first, the gaps filled from the others (e.g.
+    a PTQ-only run); otherwise the first found comes first.
     """
     rows: dict[tuple, dict] = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
@@ -233,13 +234,12 @@ def quantization_rows(paths) -> list[dict]:
         if path.is_dir() and not (path / "results.json").is_file() and not any(path.glob("*/results.json")) \
                 and (path / "summary.csv").is_file():
             path = path / "summary.csv"
-        if path.is_file():
-            found = _summary_rows(path)
-        else:
-            found = [_quant_row(folder, results) for folder, results in quantization_results(path)]
-            if not found:
-                raise FileNotFoundError(f"no results.json in or under {path}: run experiments/quantize.py "
-                                        f"--out FOLDER or benchmarks/quantization.py --out FOLDER first")
+        found = [_quant_row(folder, results) for folder, results in quantization_results(path)]
+        if path.is_file():  # the table first; the run folders beside it add what it lacks (logits, ONNX)
+            found = _summary_rows(path) + found
+        elif not found:
+            raise FileNotFoundError(f"no results.json in or under {path}: run experiments/quantize.py "
+                                    f"--out FOLDER or benchmarks/quantization.py --out FOLDER first")
         for row in found:
             key = (row["model"], row["weight_bits"], row["act_bits"], row["state_bits"], row["per_channel"])
             earlier = rows.get(key)
@@ -247,7 +247,8 @@ def quantization_rows(paths) -> list[dict]:
                 rows[key] = row
                 continue
             # A QAT run's values (its integer export's agreement included) before a PTQ-only run's.
-            first, second = (row, earlier) if earlier["qat_accuracy"] is None else (earlier, row)
+            later_trained = earlier["qat_accuracy"] is None and row["qat_accuracy"] is not None
+            first, second = (row, earlier) if later_trained else (earlier, row)
             rows[key] = {name: second.get(name) if first.get(name) is None else first[name] for name in first}
     return list(rows.values())
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["sparsity_vs_accuracy", "training_dynamics", "snn_vs_ssm"]
+NAMES = ["sparsity_vs_accuracy", "training_dynamics", "snn_vs_ssm", "quantization"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -28,6 +28,8 @@ def notebook_inputs(request) -> dict:
                 "SCNN_NB_TUNE": request.getfixturevalue("tiny_tune_results")}
     if name == "training_dynamics":
         return {"SCNN_NB_RUN": request.getfixturevalue("tiny_snn_run"), "SCNN_NB_SAMPLE": "5"}
+    if name == "quantization":  # the summary.csv: the notebook finds the run folders beside it
+        return {"SCNN_NB_QUANT": request.getfixturevalue("tiny_quant_results") / "summary.csv"}
     return {"SCNN_NB_COMPARE_CSV": request.getfixturevalue("tiny_compare_csv"),
             "SCNN_NB_SSM_CHECKPOINT": request.getfixturevalue("tiny_ssm_run") / "best.pt"}
 
@@ -38,6 +40,7 @@ EXPECTED_FIGURES = {
     "training_dynamics": ["training_curves.png", "confusion_matrix.png", "spike_raster.png", "firing_rates.png",
                           "membrane_traces.png"],
     "snn_vs_ssm": ["cost_accuracy.png", "ssm_eigenvalues.png"],
+    "quantization": ["quantization.png", "qat_curves.png"],
 }
 
 

@@ -199,6 +199,7 @@ def test_quantization_rows_from_result_folders_or_the_summary(tmp_path, tiny_qua
         for key in ("float_accuracy", "ptq_accuracy", "qat_accuracy", "integer_spike_count_agreement"):
             assert same[key] == pytest.approx(row[key]), key
         assert (same["float_bytes"], same["quantized_bytes"]) == (row["float_bytes"], row["quantized_bytes"])
+        assert same["integer_logit_agreement"] == row["integer_logit_agreement"], "filled in from the folder"
     assert [len(folder_results["history"]) for _, folder_results in quantization_results(tiny_quant_results)] == [1, 1]
 
     # A folder not named as the benchmark names them: the model is read from the float checkpoint. A PTQ-only
