@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scnn.figures import cost_figures, quant_figures, run_figures, sweep_figures, tune_figures
+from scnn.figures import (cost_figures, quant_figures, run_figures, sweep_figures, sweeps_comparison_figures,
+                          tune_figures)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> list:
             paths += run_figures(run, args.out, args.data_dir, args.sample)
         for sweep in args.sweep:
             paths += sweep_figures(sweep, args.out)
+        paths += sweeps_comparison_figures(args.sweep, args.out)
         for tune in args.tune:
             paths += tune_figures(tune, args.out)
         if args.compare:

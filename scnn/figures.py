@@ -18,7 +18,7 @@ from scnn.dynamics import checkpoint_data, record_sample
 from scnn.io import load_checkpoint
 from scnn.plotting import (plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates, plot_membrane_traces,
                            plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster, plot_ssm_eigenvalues,
-                           plot_sweep, plot_training_curves)
+                           plot_sweep, plot_sweeps_sparsity_accuracy, plot_training_curves)
 from scnn.report import read_rows
 from scnn.ssm import SSMClassifier, discrete_eigenvalues
 from scnn.sweeps import read_sweep, summarize_sweep
@@ -90,6 +90,18 @@ def sweep_figures(csv_path: str | Path, out: str | Path) -> list[Path]:
                     y="test_accuracy", points_label="runs (one per value and seed)", annotate=param,
                     title=f"{name}: test accuracy against sparsity"),
     ]
+
+
+def sweeps_comparison_figures(csv_paths: list[str | Path], out: str | Path) -> list[Path]:
+    """Sweeps of the same parameter over several models (e.g. threshold for Models A and B): one figure of
+    test accuracy against sparsity per parameter, every model in it. Models are named by their sweep folder."""
+    by_param: dict[str, dict[str, list[dict]]] = {}
+    for csv_path in csv_paths:
+        rows = read_sweep(csv_path)
+        if rows:
+            by_param.setdefault(rows[0]["param"], {})[Path(csv_path).parent.name] = summarize_sweep(rows)
+    return [plot_sweeps_sparsity_accuracy(series, param, Path(out) / f"sweeps_{param}_accuracy_vs_sparsity.png")
+            for param, series in by_param.items() if len(series) > 1]
 
 
 def tune_figures(path: str | Path, out: str | Path) -> list[Path]:

@@ -87,6 +87,30 @@ def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "
     return _save(figure, path)
 
 
+def plot_sweeps_sparsity_accuracy(series: dict[str, list[dict]], param: str, path: str | Path,
+                                  title: str = "") -> Path:
+    """Test accuracy against activation sparsity for several models swept over the same parameter.
+
+    series: model name -> rows of :func:`scnn.sweeps.summarize_sweep` (means and standard
+    deviations over seeds, drawn as error bars); each point is labelled with its value.
+    """
+    figure, axis = plt.subplots(figsize=(7, 4.6))
+    for (name, summary), marker in zip(series.items(), "osD^v<>"):
+        x = [100 * row["activation_sparsity_mean"] for row in summary]
+        y = [100 * row["test_accuracy_mean"] for row in summary]
+        axis.errorbar(x, y, xerr=[100 * row["activation_sparsity_std"] for row in summary],
+                      yerr=[100 * row["test_accuracy_std"] for row in summary], marker=marker, capsize=3,
+                      label=f"{name} ({summary[0]['seeds']} seed{'s' if summary[0]['seeds'] > 1 else ''} per point)")
+        for row, x_value, y_value in zip(summary, x, y):
+            axis.annotate(f"{row['value']:g}", (x_value, y_value), textcoords="offset points", xytext=(4, 4),
+                          fontsize=8)
+    axis.set(xlabel="activation sparsity (% zero spikes, test set)", ylabel="test accuracy (%)",
+             title=title or f"accuracy against sparsity, {param} swept (point labels: {param})")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left")
+    return _save(figure, path)
+
+
 # Axis label and scale of every per-trial/per-run quantity the scatter plots use.
 QUANTITIES = {
     "synops": ("synaptic operations per sample (millions, ACs + MACs)", 1e-6),

@@ -17,7 +17,8 @@ from scnn.metrics import firing_rates, record_activity
 from scnn.models import create_model
 from scnn.plotting import (model_family, plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates,
                            plot_membrane_traces, plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster,
-                           plot_ssm_eigenvalues, plot_sweep, plot_training_curves)
+                           plot_ssm_eigenvalues, plot_sweep, plot_sweeps_sparsity_accuracy,
+                           plot_training_curves)
 from scnn.ssm import DiagonalSSM, discrete_eigenvalues
 from scnn.sweeps import summarize_sweep
 from scnn.tune import load_trials, pareto_front, sparsity_front
@@ -44,6 +45,19 @@ def test_sweep_and_pareto_figures(tmp_path):
             for value, seed, accuracy, sparsity in [(0.3, 0, 0.9, 0.95), (0.3, 1, 0.88, 0.94),
                                                     (0.7, 0, 0.97, 0.9), (0.7, 1, 0.95, 0.91)]]
     assert is_png(plot_sweep(summarize_sweep(rows), "beta", tmp_path / "sweep.png"))
+    other = [{**row, "test_accuracy": row["test_accuracy"] - 0.02, "activation_sparsity": row["activation_sparsity"] + 0.02}
+             for row in rows]
+    assert is_png(plot_sweeps_sparsity_accuracy({"model A": summarize_sweep(rows), "model B": summarize_sweep(other)},
+                                                "beta", tmp_path / "both.png"))
+    from scnn.sweeps import _write_sweep
+
+    for name, sweep_rows in (("sweep_a", rows), ("sweep_b", other)):
+        _write_sweep(tmp_path / name / "sweep.csv", sweep_rows)
+    from scnn.figures import sweeps_comparison_figures
+
+    written = sweeps_comparison_figures([tmp_path / "sweep_a" / "sweep.csv", tmp_path / "sweep_b" / "sweep.csv"],
+                                        tmp_path / "figures")
+    assert [p.name for p in written] == ["sweeps_beta_accuracy_vs_sparsity.png"] and is_png(written[0])
     points = [{**row, "synops": row["effective_acs_per_sample"]} for row in rows]
     front = sparsity_front(points)
     assert [p["activation_sparsity"] for p in front] == [0.9, 0.91, 0.95], "0.94 sparsity at 88 % is dominated"
