@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, then train Model B on FSDD (official split, T = 10), evaluate the
-# best checkpoint on the test split, and write results and figures to runs/main/.
+# best checkpoint on the test split, quantise it to INT8 (PTQ, then 2 epochs of QAT; integer
+# and ONNX exports checked against it), and write results and figures to runs/main/.
 #   bash scripts/main.sh                      # FSDD from $SCNN_DATA_DIR, else downloaded to ~/.cache/scnn
 #   bash scripts/main.sh --data-dir DIR       # use a local folder of FSDD wavs
 # Any further train.py options pass through (e.g. --model model_a --epochs 40).
@@ -15,4 +16,6 @@ for ((i = 1; i <= $#; i++)); do
     if [ "${!i}" = "--data-dir" ]; then j=$((i + 1)); data_args=(--data-dir "${!j}"); fi
 done
 python experiments/evaluate.py --checkpoint "$out/best.pt" "${data_args[@]}" --out "$out/evaluation"
-echo "results: $out/results.json, $out/evaluation/results.json; figures: $out/*.png"
+python experiments/quantize.py --checkpoint "$out/best.pt" "${data_args[@]}" --mode qat --epochs 2 --out "$out/int8"
+python experiments/plot.py --run "$out" --quant "$out/int8" "${data_args[@]}" --out "$out/figures"
+echo "results: $out/results.json, $out/evaluation/results.json, $out/int8/results.json; figures: $out/figures/"
