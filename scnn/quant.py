@@ -81,6 +81,9 @@ class QuantConfig:
         _check_bits("leak_bits", self.leak_bits, range(1, 16))
         if self.leak not in LEAK_MODES:
             raise ValueError(f"leak must be one of {LEAK_MODES}, got {self.leak!r}")
+        if self.leak == "fixed" and self.state_bits + self.leak_bits > 24:
+            raise ValueError(f"leak='fixed' needs state_bits + leak_bits <= 24 (float32 holds the product exactly), "
+                             f"got {self.state_bits} + {self.leak_bits}")
         if not self.state_range >= 1.0:
             raise ValueError(f"state_range must be >= 1 (a multiple of the threshold), got {self.state_range}")
 
