@@ -88,26 +88,42 @@ def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "
 
 
 def plot_sweeps_sparsity_accuracy(series: dict[str, list[dict]], param: str, path: str | Path,
-                                  title: str = "") -> Path:
+                                  title: str = "", failed_below: float = 0.5) -> Path:
     """Test accuracy against activation sparsity for several models swept over the same parameter.
 
     series: model name -> rows of :func:`scnn.sweeps.summarize_sweep` (means and standard
     deviations over seeds, drawn as error bars); each point is labelled with its value.
+    Points below ``failed_below`` accuracy (networks that did not learn, e.g. silent ones)
+    would squash the rest: they are drawn as crosses on the lower edge, their accuracy printed.
     """
-    figure, axis = plt.subplots(figsize=(7, 4.6))
-    for (name, summary), marker in zip(series.items(), "osD^v<>"):
-        x = [100 * row["activation_sparsity_mean"] for row in summary]
-        y = [100 * row["test_accuracy_mean"] for row in summary]
-        axis.errorbar(x, y, xerr=[100 * row["activation_sparsity_std"] for row in summary],
-                      yerr=[100 * row["test_accuracy_std"] for row in summary], marker=marker, capsize=3,
-                      label=f"{name} ({summary[0]['seeds']} seed{'s' if summary[0]['seeds'] > 1 else ''} per point)")
-        for row, x_value, y_value in zip(summary, x, y):
+    figure, axis = plt.subplots(figsize=(7.5, 4.8))
+    learned = [100 * row["test_accuracy_mean"] for summary in series.values() for row in summary
+               if row["test_accuracy_mean"] >= failed_below]
+    bottom = min(learned) - 1.5 if learned else 0.0
+    for (name, summary), marker, colour in zip(series.items(), "osD^v<>", plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        good = [row for row in summary if row["test_accuracy_mean"] >= failed_below]
+        x = [100 * row["activation_sparsity_mean"] for row in good]
+        y = [100 * row["test_accuracy_mean"] for row in good]
+        seeds = summary[0]["seeds"]
+        axis.errorbar(x, y, xerr=[100 * row["activation_sparsity_std"] for row in good],
+                      yerr=[100 * row["test_accuracy_std"] for row in good], marker=marker, capsize=3, color=colour,
+                      label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''} per point)")
+        for row, x_value, y_value in zip(good, x, y):
             axis.annotate(f"{row['value']:g}", (x_value, y_value), textcoords="offset points", xytext=(4, 4),
-                          fontsize=8)
+                          fontsize=8, color=colour)
+        for row in summary:
+            if row["test_accuracy_mean"] < failed_below:
+                x_value = 100 * row["activation_sparsity_mean"]
+                axis.plot([x_value], [bottom + 0.15], marker="x", color=colour, markersize=9, clip_on=False)
+                axis.annotate(f"{param} {row['value']:g}: {100 * row['test_accuracy_mean']:.0f} %", (x_value, bottom),
+                              textcoords="offset points", xytext=(3, 8), fontsize=7, color=colour, rotation=90)
+    axis.set_ylim(bottom=bottom)
     axis.set(xlabel="activation sparsity (% zero spikes, test set)", ylabel="test accuracy (%)",
-             title=title or f"accuracy against sparsity, {param} swept (point labels: {param})")
+             title=title or f"accuracy against sparsity, {param} swept (labels: {param})")
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower left")
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
+    if len(learned) < sum(len(summary) for summary in series.values()):
+        axis.text(0.01, 0.01, "x: did not learn (accuracy printed)", transform=axis.transAxes, fontsize=7)
     return _save(figure, path)
 
 
