@@ -23,10 +23,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("runs", nargs="+", help="training output folders holding best.pt and results.json")
     parser.add_argument("--data-dir", help="audio folder (default: the one in each checkpoint's config)")
     parser.add_argument("--max-samples", type=int, help="profile on the first N test samples (default: all)")
+    parser.add_argument("--quantized", action="append", default=[], metavar="RUN=QUANT_DIR",
+                        help="the quantize.py output of RUN, for the quantised-accuracy column (repeatable; "
+                        "default: RUN/int8 if present)")
     parser.add_argument("--out", default="runs/compare", help="folder for compare.md/.csv/.json")
     args = parser.parse_args(argv)
     try:
-        rows = [profile_checkpoint(Path(run) / "best.pt", args.data_dir, args.max_samples) for run in args.runs]
+        quantized = dict(item.split("=", 1) for item in args.quantized if "=" in item)
+        unknown = set(quantized) - set(args.runs)
+        if len(quantized) != len(args.quantized) or unknown:
+            sys.exit(f"error: --quantized takes RUN=QUANT_DIR with RUN one of the runs given; got {args.quantized}")
+        rows = [profile_checkpoint(Path(run) / "best.pt", args.data_dir, args.max_samples,
+                                   quant_dir=quantized.get(run)) for run in args.runs]
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     table = write_rows(with_paper_values(rows), args.out, "compare", COLUMNS)

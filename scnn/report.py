@@ -25,9 +25,21 @@ COLUMNS = ["run", "architecture", "T", "accuracy", "quantized_accuracy", "parame
            "footprint_int8_bytes", "energy_float32_nj", "energy_int8_nj", "dense_energy_float32_nj"]
 
 
+def quantized_accuracy(quant_dir: str | Path | None) -> float | None:
+    """Test accuracy of ``experiments/quantize.py``'s run in ``quant_dir`` (None if there is none)."""
+    results_file = Path(quant_dir) / "results.json" if quant_dir else None
+    if results_file is None or not results_file.exists():
+        return None
+    return json.loads(results_file.read_text())["quantized"]["test_accuracy"]
+
+
 def profile_checkpoint(path: str | Path, data_dir: str | None = None, max_samples: int | None = None,
-                       device: str = "auto") -> dict:
-    """One table row for a checkpoint: accuracy (its results.json, else computed) and per-sample costs."""
+                       device: str = "auto", quant_dir: str | Path | None = None) -> dict:
+    """One table row for a checkpoint: accuracy (its results.json, else computed) and per-sample costs.
+
+    The quantised accuracy comes from ``quant_dir`` (a quantize.py output), else from the
+    run's ``int8/`` folder, where ``scripts/main.sh`` puts it.
+    """
     path = Path(path)
     model, checkpoint = load_trained_model(path, resolve_device(device))
     overrides = {"data_dir": data_dir} if data_dir else {}
@@ -49,7 +61,7 @@ def profile_checkpoint(path: str | Path, data_dir: str | None = None, max_sample
         "model": checkpoint["train_config"]["model"],
         "T": profile.num_steps,
         "accuracy": accuracy,
-        "quantized_accuracy": stored.get("quantized_accuracy"),
+        "quantized_accuracy": quantized_accuracy(quant_dir or path.parent / "int8"),
         "parameters": profile.parameters,
         "dense_macs": profile.dense_macs["as_executed"],
         "dense_macs_per_step": profile.dense_macs["per_step"],

@@ -195,6 +195,11 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
     assert results["quantized"]["size_bytes"] == (54 + 691_200 + 1_280) // 2 + 4 * (6 + 128 + 10)
     for name in ("quantized.pt", "integer.npz", "integer.json", "model.onnx", "model.qonnx.onnx"):
         assert (out / name).stat().st_size > 0, name
+    compare = tmp_path / "compare"
+    subprocess.run([sys.executable, str(EXPERIMENTS / "compare.py"), str(run), "--quantized", f"{run}={out}",
+                    "--max-samples", "20", "--out", str(compare)], check=True, capture_output=True, text=True, env=env)
+    row = json.loads((compare / "compare.json").read_text())[0]
+    assert row["quantized_accuracy"] == results["quantized"]["test_accuracy"] and row["accuracy"] > 0.3
     scratch = tmp_path / "scratch"
     subprocess.run([sys.executable, str(EXPERIMENTS / "quantize.py"), "--mode", "scratch", "--model", "model_b",
                     "--num-steps", "2", "--epochs", "2", "--lr", "2e-3", "--train-per-class", "20", "--no-export",
