@@ -154,7 +154,7 @@ def test_clear_errors():
         QuantConfig(weight_bits=9)
     with pytest.raises(ValueError, match="state_bits"):
         QuantConfig(state_bits=1)
-    with pytest.raises(ValueError, match="state_bits \+ leak_bits <= 24"):
+    with pytest.raises(ValueError, match=r"state_bits \+ leak_bits <= 24"):
         QuantConfig(leak="fixed", state_bits=16, leak_bits=12)
     with pytest.raises(ValueError, match="leak must be one of"):
         QuantConfig(leak="multiply")
