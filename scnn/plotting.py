@@ -191,7 +191,7 @@ def plot_spike_raster(spikes: dict, path: str | Path, title: str = "", max_rows:
             axis.text(0.02, 0.98, f"{group} neurons per row", transform=axis.transAxes, va="top", fontsize=8,
                       bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
         axis.set(xlabel="time step", ylabel="neuron index",
-                 title=f"layer {label}\n{neurons:,} neurons, spikes at {100 * layer.mean():.1f} % of neuron-steps")
+                 title=f"layer {label}: {neurons:,} neurons\nspikes at {100 * layer.mean():.1f} % of neuron-steps")
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.suptitle(title or "spike raster (one sample; black: spike)")
     figure.tight_layout()
