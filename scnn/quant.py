@@ -198,8 +198,8 @@ def _quant_tensor(value: torch.Tensor, scale: torch.Tensor, bits: int, signed: b
     """Wrap a tensor that already lies on the grid ``scale * integers`` as a Brevitas IntQuantTensor."""
     from brevitas.quant_tensor import IntQuantTensor
 
-    return IntQuantTensor(value, scale, torch.zeros((), device=value.device), torch.tensor(float(bits)), signed,
-                          value.requires_grad)
+    return IntQuantTensor(value, scale, torch.zeros((), device=value.device),
+                          torch.tensor(float(bits), device=value.device), signed, value.requires_grad)
 
 
 def _value(x) -> torch.Tensor:
