@@ -201,12 +201,12 @@ def _synapse(entry: dict, arrays: dict, prefix: str, x: np.ndarray) -> np.ndarra
 def _lif(entry: dict, arrays: dict, prefix: str, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Integer LIF over ``[T, B, ...]`` currents (state units); returns spikes (int8) and membranes (int64)."""
     channel_shape = (1, -1) + (1,) * (current.ndim - 3)  # broadcast per-channel values over [B, C, ...]
-    threshold = arrays[f"{prefix}.threshold"]
-    threshold = threshold.reshape(channel_shape) if threshold.size > 1 else threshold.reshape(())
-    shift = arrays[f"{prefix}.leak_shift"]
-    shift = shift.reshape(channel_shape) if shift.size > 1 else shift.reshape(())
-    multiplier = arrays[f"{prefix}.leak_multiplier"]
-    multiplier = multiplier.reshape(channel_shape) if multiplier.size > 1 else multiplier.reshape(())
+
+    def per_channel(name: str) -> np.ndarray:
+        values = arrays[f"{prefix}.{name}"]
+        return values.reshape(channel_shape) if values.size > 1 else values.reshape(())
+
+    threshold, shift, multiplier = per_channel("threshold"), per_channel("leak_shift"), per_channel("leak_multiplier")
     zero_reset = entry["reset"] == "zero"
     membrane = np.zeros(current.shape[1:], dtype=np.int64)
     spike = np.zeros(current.shape[1:], dtype=np.int64)

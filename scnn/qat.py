@@ -266,11 +266,13 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     if config.export:
         results["integer_reference"] = integer_agreement(quantized, data.test[0])
         save_integer(*export_integer(quantized), out_dir / "integer")
+        with torch.no_grad():  # the Brevitas model's test predictions, computed once for both exports
+            predictions = quantized(data.test[0]).logits.argmax(1).numpy()
         onnx_path = export_onnx(quantized, data.test[0][:2], out_dir / "model.onnx")
-        same = onnx_predictions(onnx_path, data.test[0]) == quantized(data.test[0]).logits.argmax(1).numpy()
+        same = onnx_predictions(onnx_path, data.test[0]) == predictions
         results["onnx"] = {"path": onnx_path.name, "prediction_agreement": float(same.mean())}
         qonnx_path = export_qonnx_model(quantized, data.test[0][:50], out_dir / "model.qonnx.onnx")
-        same = qonnx_predictions(qonnx_path, data.test[0][:100]) == quantized(data.test[0][:100]).logits.argmax(1).numpy()
+        same = qonnx_predictions(qonnx_path, data.test[0][:100]) == predictions[:100]
         results["qonnx"] = {"path": qonnx_path.name, "prediction_agreement": float(same.mean()),
                             "samples": len(same)}
     results["versions"] = library_versions()
