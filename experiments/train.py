@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     optim.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     optim.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and dropout")
     optim.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    optim.add_argument("--tf32", action="store_true",
+                       help="allow TF32 on CUDA: faster, but spikes then differ from float32 (default off)")
     optim.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     optim.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     return parser
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         model=args.model, model_overrides=overrides, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         grad_clip=args.grad_clip, loss=args.loss, seed=args.seed, patience=args.patience, threads=args.threads,
-        device=args.device, time_shift=args.time_shift, time_mask=args.time_mask, freq_mask=args.freq_mask,
+        device=args.device, tf32=args.tf32, time_shift=args.time_shift, time_mask=args.time_mask,
+        freq_mask=args.freq_mask,
     )
     try:
         return train(train_config, data_config_from(args), args.out, resume=args.resume,
