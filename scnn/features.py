@@ -32,6 +32,9 @@ import numpy as np
 FEATURE_CACHE_VERSION = 2  # bump when the extraction code or the cache layout changes
 
 
+LEVELS = ("none", "peak", "rms")
+
+
 class AudioFileError(ValueError):
     """A file could not be turned into features; the message names it and why."""
 
@@ -53,6 +56,9 @@ class FeatureConfig:
     normalize: fit per-coefficient mean/std on the training split.
     representation: "mfcc", or "waveform" for raw audio: the trimmed waveform centre-padded
         or cropped to ``num_frames`` samples, one row (the SSM baseline's raw-audio input).
+    level: loudness of each recording after the trim: "none" keeps it, "peak" scales the
+        largest |sample| to 1, "rms" scales the root-mean-square to 1 (an automatic gain
+        control; raw-audio models otherwise see each speaker's and session's level).
     """
 
     sample_rate: int = 8000
@@ -66,6 +72,7 @@ class FeatureConfig:
     num_rows: int | None = None
     normalize: bool = True
     representation: str = "mfcc"
+    level: str = "none"
 
     def __post_init__(self):
         positive = ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels", "num_frames")
@@ -74,6 +81,8 @@ class FeatureConfig:
                 raise ValueError(f"FeatureConfig.{name} must be positive, got {getattr(self, name)}")
         if self.representation not in ("mfcc", "waveform"):
             raise ValueError(f"FeatureConfig.representation must be 'mfcc' or 'waveform', got {self.representation!r}")
+        if self.level not in LEVELS:
+            raise ValueError(f"FeatureConfig.level must be one of {LEVELS}, got {self.level!r}")
         if self.fit not in ("center", "end"):
             raise ValueError(f"FeatureConfig.fit must be 'center' or 'end', got {self.fit!r}")
         if self.n_mfcc > self.n_mels:
@@ -100,8 +109,9 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # bands, 32 ms windows every 16 ms, silence trimmed at 30 dB, 32 frames (0.51 s) centred,
     # normalised per coefficient.
     "default": FeatureConfig(),
-    # Raw audio for the SSM baseline: 8,000 samples (1 s at 8 kHz) centred after trimming.
-    "waveform": FeatureConfig(representation="waveform", num_frames=8000, n_mfcc=1, n_mels=1),
+    # Raw audio for the SSM baseline: 8,000 samples (1 s at 8 kHz) centred after trimming, each
+    # recording scaled to unit RMS (raw-audio SSMs gained 0.7-1.3 points from it, README).
+    "waveform": FeatureConfig(representation="waveform", num_frames=8000, n_mfcc=1, n_mels=1, level="rms"),
 }
 
 
@@ -157,6 +167,17 @@ def _fit_length(values: np.ndarray, length: int, axis: int = -1) -> np.ndarray:
     return np.pad(values, widths)
 
 
+def normalize_level(waveform: np.ndarray, level: str) -> np.ndarray:
+    """``waveform [samples]`` scaled to unit peak or unit RMS (``level``: none, peak, rms).
+
+    A silent (all-zero) waveform is returned unchanged.
+    """
+    if level == "none":
+        return waveform
+    size = np.abs(waveform).max() if level == "peak" else np.sqrt(np.mean(np.square(waveform, dtype=np.float64)))
+    return waveform if size == 0 else (waveform / size).astype(np.float32)
+
+
 def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """MFCC matrix ``[rows, num_frames]`` (float32) of one mono waveform ``[samples]``
     (or the fitted waveform itself, ``[1, num_frames]``, for ``representation="waveform"``)."""
@@ -164,6 +185,7 @@ def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
     if config.top_db is not None and waveform.size > 0:
         waveform, _ = librosa.effects.trim(waveform, top_db=config.top_db)
+    waveform = normalize_level(waveform, config.level)
     if config.representation == "waveform":
         return _fit_length(waveform, config.num_frames)[None, :].astype(np.float32)
     if config.fit == "center":

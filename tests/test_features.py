@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from scnn.features import (AudioFileError, FeatureConfig, Normalizer, extract_features, feature_config,
-                           file_to_mfcc, load_audio)
+                           file_to_mfcc, load_audio, normalize_level, waveform_to_mfcc)
 
 
 def tone(path, seconds=0.5, rate=8000, frequency=440.0, channels=1):
@@ -123,6 +123,20 @@ def test_config_validation():
         FeatureConfig(n_mfcc=80, n_mels=40)
     with pytest.raises(ValueError, match="unknown feature preset"):
         feature_config("fancy")
+    with pytest.raises(ValueError, match="level"):
+        FeatureConfig(level="loud")
+
+
+def test_level_normalisation_removes_the_recordings_gain():
+    rng = np.random.default_rng(0)
+    waveform = (0.05 * rng.standard_normal(4000)).astype(np.float32)
+    config = feature_config("waveform", num_frames=4000, top_db=None, level="rms")
+    quiet, loud = waveform_to_mfcc(waveform, config), waveform_to_mfcc(7.0 * waveform, config)
+    np.testing.assert_allclose(quiet, loud, rtol=1e-5)
+    assert np.sqrt(np.mean(quiet.astype(np.float64) ** 2)) == pytest.approx(1.0, rel=1e-5)
+    peak = normalize_level(waveform, "peak")
+    assert np.abs(peak).max() == pytest.approx(1.0) and np.array_equal(normalize_level(waveform, "none"), waveform)
+    assert np.array_equal(normalize_level(np.zeros(10, np.float32), "rms"), np.zeros(10))  # silence stays silent
 
 
 def test_cache_hit_returns_the_callers_path_spelling(wavs, tmp_path, monkeypatch):

@@ -70,7 +70,8 @@ def test_downsampled_layers_shorten_the_sequence_and_scale_the_step():
         assert torch.allclose(model.streamed_logits(), whole, atol=1e-4)
 
 
-@pytest.mark.parametrize("name, expected, limit", [("ssm_small", 36_810, 50_000), ("ssm_tiny", 4_870, 10_000)])
+@pytest.mark.parametrize("name, expected, limit", [("ssm_small", 36_810, 50_000), ("ssm_tiny", 4_870, 10_000),
+                                                   ("ssm_raw_small", 34_826, 50_000), ("ssm_raw", 9_226, 10_000)])
 def test_preset_parameter_counts(name, expected, limit):
     model = create_model(name)
     assert count_parameters(model) == expected <= limit
