@@ -94,3 +94,41 @@ def spike_fed_current(block: nn.Module, spikes: torch.Tensor) -> torch.Tensor | 
     flat = spikes.reshape(steps * batch, -1)
     current = active_input_linear(flat, linear, _SETTINGS["max_active_fraction"])
     return current.reshape(steps, batch, -1)
+
+
+# --------------------------------------------------------------------------- memory allocator
+
+_MALLOC = {"configured": False}
+
+
+def keep_freed_memory(max_mapped_bytes: int = 1 << 30) -> bool:
+    """Ask glibc's malloc to keep large freed blocks for reuse instead of unmapping them.
+
+    PyTorch's CPU tensors come straight from malloc. glibc serves blocks above its mmap
+    threshold (128 KiB, rising to at most 32 MiB) with fresh pages and unmaps them on free,
+    and it returns the top of its heap to the system past a trim threshold, so every
+    training step page-faults its activation buffers in again: measured on the 2-core
+    EPYC, Model A's engine step went from about 35-38 ms to 27 ms (T = 10, batch 16) with
+    both thresholds raised, and the reference loop, whose per-step tensors are small, did
+    not change. The cost is that the process keeps its peak heap instead of shrinking.
+
+    Blocks up to ``max_mapped_bytes`` then come from the heap, which is never trimmed.
+    Process-wide and idempotent; returns False (nothing changed) where the C library is not
+    glibc (macOS, Windows, musl) or the call fails. ``train`` calls it on CPU.
+    """
+    if _MALLOC["configured"]:
+        return True
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    done = libc.mallopt(m_mmap_threshold, int(max_mapped_bytes)) == 1
+    done = libc.mallopt(m_trim_threshold, 2**31 - 1) == 1 and done
+    _MALLOC["configured"] = done
+    return done

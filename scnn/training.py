@@ -280,6 +280,10 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     device = resolve_device(train_config.device, train_config.tf32)
+    if device.type == "cpu":
+        from scnn.engine import keep_freed_memory
+
+        keep_freed_memory()  # large activation buffers reused, not page-faulted in every step
     last_path = out_dir / "last.pt"
     checkpoint = load_checkpoint(last_path) if resume and last_path.exists() else None
     if resume and checkpoint is None and progress:
