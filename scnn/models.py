@@ -227,7 +227,7 @@ class SpecNet(nn.Module):
 
         from scnn.engine import spike_fed_current  # here, not at the top: engine is optional to this module
 
-        layer_spikes = []
+        layer_spikes, last = [], len(self.blocks) - 1
         for position, block in enumerate(self.blocks):
             if x.dim() == 4 and position == 0:
                 # Static input: the first synapse gives the same current at every step; run it once.
@@ -238,7 +238,8 @@ class SpecNet(nn.Module):
                 current = spike_fed_current(block, x)
                 if current is None:
                     current = _fold(block.current, x)
-            x, membrane = block.activation(current)
+            # Hidden membranes are only returned when recording (dynamics hooks read them).
+            x, membrane = block.activation(current, return_membrane=record or position == last)
             if record:
                 layer_spikes.append(x)
         return self._readout(x, membrane, layer_spikes)

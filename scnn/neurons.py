@@ -91,36 +91,46 @@ class FusedLeakySequence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, current, beta, threshold, slope: float, reset_to_zero: bool):
+    def forward(ctx, current, beta, threshold, slope: float, reset_to_zero: bool, return_membranes: bool = True):
         ctx.set_materialize_grads(False)
+        ctx.slope, ctx.reset_to_zero, ctx.private_membranes = slope, reset_to_zero, not return_membranes
         beta_clamped = beta.clamp(0, 1)
-        membranes = torch.empty_like(current, memory_format=torch.contiguous_format)
-        spikes = torch.empty_like(membranes)
-        membranes[0] = current[0]  # beta * 0 + I[0] - 0 * thr
-        torch.gt(membranes[0], threshold, out=spikes[0])
+        spikes = torch.empty_like(current, memory_format=torch.contiguous_format)
+        # Without a backward pass and with nobody reading them, the membranes need not be kept:
+        # one [B, ...] state, rewritten in place every step, stays in cache (inference).
+        keep_history = return_membranes or any(ctx.needs_input_grad[:3])
+        membranes = torch.empty_like(spikes) if keep_history else None
+        state = membranes[0] if keep_history else torch.empty_like(spikes[0])
+        state.copy_(current[0])  # beta * 0 + I[0] - 0 * thr
+        torch.gt(state, threshold, out=spikes[0])
         for step in range(1, current.shape[0]):
-            membrane = membranes[step]
-            torch.mul(membranes[step - 1], beta_clamped, out=membrane)
+            membrane = membranes[step] if keep_history else state
+            torch.mul(state, beta_clamped, out=membrane)
             if reset_to_zero:
                 membrane.addcmul_(membrane, spikes[step - 1], value=-1)  # x - x * S: 0 or x, exactly
             membrane.add_(current[step])
             if not reset_to_zero:
                 membrane.addcmul_(spikes[step - 1], threshold, value=-1)  # - S * thr: exact
             torch.gt(membrane, threshold, out=spikes[step])
+            state = membrane
         ctx.save_for_backward(membranes, spikes, beta, threshold)
-        ctx.slope, ctx.reset_to_zero = slope, reset_to_zero
-        return spikes, membranes
+        return (spikes, membranes) if return_membranes else spikes
 
     @staticmethod
-    def backward(ctx, grad_spikes, grad_membranes):
+    def backward(ctx, grad_spikes, grad_membranes=None):
         membranes, spikes, beta, threshold = ctx.saved_tensors
         slope, reset_to_zero = ctx.slope, ctx.reset_to_zero
         beta_clamped = beta.clamp(0, 1)
         need_beta, need_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
 
-        # dL/dS * dS/dU, the surrogate written in place into one buffer.
+        # dL/dS * dS/dU, the surrogate written in place into one buffer: the membranes'
+        # own when nobody else saw them (return_membranes=False) and beta needs no gradient,
+        # which saves a [T, ...] buffer and its first touch (a version bump makes a second
+        # backward through this graph fail loudly instead of reading the overwritten values).
         if grad_spikes is not None:
-            grad_total = torch.sub(membranes, threshold).abs_().mul_(slope).add_(1.0).square_()
+            reuse = ctx.private_membranes and not need_beta
+            grad_total = torch.sub(membranes, threshold, out=membranes if reuse else None)
+            grad_total.abs_().mul_(slope).add_(1.0).square_()
             torch.div(grad_spikes, grad_total, out=grad_total)
         else:
             grad_total = torch.zeros_like(membranes)
@@ -145,7 +155,7 @@ class FusedLeakySequence(torch.autograd.Function):
             grad_beta = _sum_to_shape(grad_total[1:] * kept, beta.shape) * inside
         if need_threshold and not reset_to_zero:
             grad_threshold = grad_threshold - _sum_to_shape(grad_total[1:] * spikes[:-1], threshold.shape)
-        return grad_total, grad_beta, grad_threshold, None, None
+        return grad_total, grad_beta, grad_threshold, None, None, None
 
 
 class LIF(nn.Module):
@@ -210,13 +220,19 @@ class LIF(nn.Module):
     def threshold(self) -> torch.Tensor:
         return self.leaky.threshold
 
-    def forward(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, current: torch.Tensor, return_membrane: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run a whole sequence from a zero state.
 
-        current: input current ``[T, B, ...]``. Returns (spikes, membrane), both ``[T, B, ...]``.
+        current: input current ``[T, B, ...]``. Returns (spikes, membrane), both ``[T, B, ...]``;
+        membrane is None if not ``return_membrane`` (hidden layers: the fused engine then
+        reuses the membrane buffer for its backward pass).
         """
         if self.engine == "fused":
             reset_to_zero = self.leaky.reset_mechanism == "zero"
+            if not return_membrane:
+                spikes = FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope,
+                                                  reset_to_zero, False)
+                return spikes, None
             return FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope, reset_to_zero)
         membrane = torch.zeros_like(current[0])
         spikes, membranes = [], []
@@ -224,7 +240,7 @@ class LIF(nn.Module):
             spike, membrane = self.leaky(current_t, membrane)
             spikes.append(spike)
             membranes.append(membrane)
-        return torch.stack(spikes), torch.stack(membranes)
+        return torch.stack(spikes), torch.stack(membranes) if return_membrane else None
 
     def step(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance one time step. current ``[B, ...]``; returns (spike, membrane) ``[B, ...]``."""

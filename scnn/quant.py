@@ -351,7 +351,7 @@ def membrane_percentiles(model: SpecNet, x: torch.Tensor, percentile: float = 99
         output[1].detach().abs().flatten())) for index, lif in enumerate(model.lif_layers())]
     try:
         for start in range(0, len(x), batch_size):
-            model(x[start:start + batch_size])
+            model(x[start:start + batch_size], record=True)  # record: hidden layers return their membranes
     finally:
         for hook in hooks:
             hook.remove()

@@ -4,7 +4,7 @@ import pytest
 import snntorch
 import torch
 
-from scnn.engine import active_input_linear, sparse_inference, spike_fed_current
+from scnn.engine import active_input_linear, keep_freed_memory, sparse_inference, spike_fed_current
 from scnn.models import create_model
 from scnn.neurons import LIF, FusedLeakySequence, make_surrogate, reset_net
 from scnn.reference import ReferenceNet
@@ -206,3 +206,78 @@ def test_sparse_inference_skips_silent_inputs_and_agrees_with_dense():
     assert torch.allclose(dense.membrane, sparse.membrane, atol=1e-5)
     with sparse_inference():  # never while gradients are recorded
         assert spike_fed_current(model.blocks[2], dense.layer_spikes[1]) is None
+
+
+PAGE_FAULTS_OF_A_REUSED_BLOCK = """
+import ctypes, resource, sys
+from scnn.engine import keep_freed_memory
+if sys.argv[1] == "keep" and not keep_freed_memory():
+    sys.exit(3)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes, libc.memset.argtypes = [ctypes.c_void_p], [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
+def faults_of_one_block(size=64 << 20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = libc.malloc(size)
+    libc.memset(block, 1, size)
+    libc.free(block)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults_of_one_block()
+print(faults_of_one_block())
+"""
+
+
+def test_keep_freed_memory_makes_malloc_reuse_large_blocks():
+    """By default glibc maps a 64 MiB block fresh at every malloc and unmaps it at free (16,384
+    page faults each time); configured, the second block reuses the first one's pages."""
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", PAGE_FAULTS_OF_A_REUSED_BLOCK, mode], capture_output=True, text=True)
+        if run.returncode == 3:
+            pytest.skip("not glibc: nothing to configure")
+        assert run.returncode == 0, run.stderr
+        return int(run.stdout.split()[-1])
+
+    assert faults("default") > 10_000 and faults("keep") < 100
+
+
+@pytest.mark.parametrize("name", ["model_a", "model_b"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_fixed_beta_gradients_match_reference_with_the_reused_membrane_buffer(name, reset):
+    """With beta fixed, hidden layers compute their surrogate in their own membrane buffer."""
+    torch.manual_seed(3)
+    model = create_model(name, num_steps=5, reset_mechanism=reset, beta=0.8, threshold=0.4, learn_threshold=True)
+    model.double()
+    x = torch.randn(1, 1, 32, 32, dtype=torch.float64) * 2
+    fast, fast_grads = gradients(model, model, x)
+    reference, reference_grads = gradients(model, ReferenceNet(model), x)
+    assert torch.equal(fast.spikes, reference.spikes)
+    assert model(x, record=True).layer_spikes[0].sum() > 0, "the hidden layers must spike and reset"
+    assert_gradients_close(fast_grads, reference_grads)
+
+
+def test_second_backward_through_a_reused_membrane_buffer_fails_loudly():
+    torch.manual_seed(0)
+    model = create_model("model_b", num_steps=5)
+    loss = model(torch.randn(2, 1, 32, 32) * 2).logits.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("name", ["model_a", "model_b"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_inference_without_membrane_history_gives_the_same_outputs(name, reset):
+    """Under inference_mode hidden layers keep one membrane state instead of [T, ...] membranes."""
+    torch.manual_seed(5)
+    model = create_model(name, num_steps=10, reset_mechanism=reset, beta=0.8, threshold=0.4)
+    x = torch.randn(4, 1, 32, 32) * 2
+    recorded = model(x, record=True)  # grad enabled, membranes of every layer kept
+    with torch.inference_mode():
+        light = model(x, record=False)
+        reference = ReferenceNet(model)(x)
+    assert recorded.layer_spikes[1].sum() > 0, "deeper layers must spike for the test to mean something"
+    assert torch.equal(light.spikes, recorded.spikes) and torch.equal(light.logits, recorded.logits)
+    assert torch.equal(light.spikes, reference.spikes)
