@@ -184,6 +184,28 @@ def profile_training(model_name: str, steps: int = 10, top: int = 10) -> list[di
              "share": e.self_cpu_time_total / total, "calls_per_step": e.count / steps} for e in events[:top]]
 
 
+# --------------------------------------------------------------------------- an FSDD-sized epoch
+
+
+def epoch_seconds(model_name: str, samples: int = 2430, batch_size: int = 32, num_steps: int = 10) -> dict:
+    """Seconds of one training epoch of ``experiments/train.py``'s defaults (AdamW, batch 32,
+    T = 10) over FSDD's 2,430 training recordings (random features of the same shape), for
+    the reference loop and the engine, one after the other on the same weights."""
+    torch.manual_seed(0)
+    model = create_model(model_name, num_steps=num_steps)
+    reference = ReferenceNet(model)
+    inputs, labels = torch.randn(samples, 1, 32, 32) * 2, torch.randint(0, 10, (samples,))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    result = {}
+    for name, network in (("reference", reference), ("engine", model)):
+        training_step(network, optimizer, inputs[:batch_size], labels[:batch_size])  # warm-up
+        start = time.perf_counter()
+        for first in range(0, samples, batch_size):
+            training_step(network, optimizer, inputs[first:first + batch_size], labels[first:first + batch_size])
+        result[name] = time.perf_counter() - start
+    return result
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -231,6 +253,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-epoch", action="store_true", help="skip the FSDD-sized epoch of each model")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_engine"))
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc thresholds alone (train() raises them, see "
@@ -273,6 +296,13 @@ def main() -> None:
                       f"{row['infer_speedup']:6.2f} {row['infer_sparse_speedup']:6.2f} | "
                       f"{row['train_engine_gflops']:7.1f} {100 * row['train_engine_gflops'] / peak:4.0f} | {memory_text}"
                       f"   density {row['spike_density']}", flush=True)
+    epochs = {}
+    if not args.no_epoch:
+        print(f"\none FSDD-sized training epoch (2,430 samples, batch 32, AdamW, T = 10), seconds:")
+        for name in args.models:
+            epochs[name] = epoch_seconds(name)
+            print(f"  {name}: reference {epochs[name]['reference']:.2f} s, engine {epochs[name]['engine']:.2f} s "
+                  f"({epochs[name]['reference'] / epochs[name]['engine']:.2f}x)", flush=True)
     profiles = {}
     if not args.no_profile:
         for name in args.models:
@@ -284,9 +314,10 @@ def main() -> None:
     machine["load_average_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_engine.json").write_text(json.dumps(
-        {"machine": machine, "rows": rows, "profiles": profiles, "argv": sys.argv}, indent=2))
+        {"machine": machine, "rows": rows, "epochs": epochs, "profiles": profiles, "argv": sys.argv}, indent=2))
     with open(args.out / "bench_engine.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        columns = list(dict.fromkeys(key for row in rows for key in row))  # memory is measured at T = 10 only
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     print(f"\nwrote {args.out / 'bench_engine.json'} and bench_engine.csv")
