@@ -285,8 +285,11 @@ def model_family(row: dict) -> str:
 
 
 def _run_name(row: dict) -> str:
-    """"model_b, T=10" for a spiking run, "ssm_tiny" otherwise (from a table row's model or architecture)."""
+    """"model_b, T=10" for a spiking run, "ssm_raw, 34.8k" for an SSM (one preset spans several
+    sizes), "control_cnn" otherwise (from a table row's model or architecture)."""
     name = str(row.get("model") or row.get("architecture", "")).split(" (")[0]
+    if model_family(row) == "SSM" and row.get("parameters"):
+        return f"{name}, {float(row['parameters']) / 1000:.1f}k"
     return name + (f", T={row['T']}" if model_family(row) == "SNN" and row.get("T") else "")
 
 
