@@ -21,11 +21,10 @@ from torch import nn
 from scnn.features import Normalizer
 from scnn.integer import export_integer, quantize_input, run_integer, save_integer
 from scnn.io import save_checkpoint, write_json
-from scnn.losses import make_loss
 from scnn.models import count_parameters, create_model
 from scnn.quant import QuantSpecNet, model_size_bytes, quantize, quantized_to_dict
-from scnn.training import (DataConfig, PreparedData, TrainConfig, _make_optimizer, _make_scheduler, _train_epoch,
-                           evaluate, library_versions, load_trained_model, prepare_data, resolve_device)
+from scnn.training import (DataConfig, PreparedData, TrainConfig, _train_epoch, evaluate, library_versions,
+                           load_trained_model, prepare_data, resolve_device, training_parts)
 
 
 @dataclass
@@ -69,13 +68,8 @@ class QuantRunConfig:
 def fine_tune(quantized: QuantSpecNet, data: PreparedData, train_config: TrainConfig, progress: bool = True) -> list:
     """QAT: train the fake-quantised model; keep the weights of the best validation epoch. Returns the history."""
     device = next(quantized.parameters()).device
-    optimizer = _make_optimizer(train_config, quantized)
     train_x, train_y = data.train
-    steps = (len(train_y) + train_config.batch_size - 1) // train_config.batch_size
-    scheduler = _make_scheduler(train_config, optimizer, steps)
-    loss_fn = make_loss(train_config.loss)
-    shuffle = torch.Generator().manual_seed(train_config.seed)
-    augmentation = torch.Generator().manual_seed(train_config.seed + 1)
+    optimizer, scheduler, loss_fn, shuffle, augmentation = training_parts(train_config, quantized, len(train_y))
     num_classes = len(data.class_names)
     best_score = evaluate(quantized, *data.val, num_classes=num_classes, loss_fn=loss_fn)
     best = {"val_accuracy": best_score["accuracy"], "val_loss": best_score["loss"], "epoch": 0,

@@ -251,6 +251,17 @@ def _make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
     raise ValueError(f"unknown schedule {config.schedule!r}; choose cosine, onecycle or constant")
 
 
+def training_parts(config: TrainConfig, model: nn.Module, train_size: int) -> tuple:
+    """What one run trains with: (optimizer, per-batch scheduler, loss, shuffle generator,
+    augmentation generator), the generators seeded from ``config.seed``."""
+    optimizer = _make_optimizer(config, model)
+    steps_per_epoch = (train_size + config.batch_size - 1) // config.batch_size
+    scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    augmentation = torch.Generator().manual_seed(config.seed + 1)
+    return optimizer, scheduler, make_loss(config.loss), shuffle, augmentation
+
+
 def library_versions() -> dict:
     import librosa
     import snntorch
@@ -296,13 +307,8 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     model = create_model(train_config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
                          **train_config.model_overrides)
     model.to(device)
-    optimizer = _make_optimizer(train_config, model)
     train_x, train_y = data.train
-    steps_per_epoch = (len(train_y) + train_config.batch_size - 1) // train_config.batch_size
-    scheduler = _make_scheduler(train_config, optimizer, steps_per_epoch)
-    loss_fn = make_loss(train_config.loss)
-    shuffle = torch.Generator().manual_seed(train_config.seed)
-    augmentation = torch.Generator().manual_seed(train_config.seed + 1)
+    optimizer, scheduler, loss_fn, shuffle, augmentation = training_parts(train_config, model, len(train_y))
     history, best = [], {"val_accuracy": -1.0, "epoch": -1, "state": None}
     start_epoch, elapsed = 0, 0.0
     if checkpoint is not None:
