@@ -229,11 +229,9 @@ class LIF(nn.Module):
         """
         if self.engine == "fused":
             reset_to_zero = self.leaky.reset_mechanism == "zero"
-            if not return_membrane:
-                spikes = FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope,
-                                                  reset_to_zero, False)
-                return spikes, None
-            return FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope, reset_to_zero)
+            outputs = FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope,
+                                               reset_to_zero, return_membrane)
+            return outputs if return_membrane else (outputs, None)
         membrane = torch.zeros_like(current[0])
         spikes, membranes = [], []
         for current_t in current:
