@@ -190,7 +190,8 @@ def profile_training(model_name: str, steps: int = 10, top: int = 10) -> list[di
 def epoch_seconds(model_name: str, samples: int = 2430, batch_size: int = 32, num_steps: int = 10) -> dict:
     """Seconds of one training epoch of ``experiments/train.py``'s defaults (AdamW, batch 32,
     T = 10) over FSDD's 2,430 training recordings (random features of the same shape), for
-    the reference loop and the engine, one after the other on the same weights."""
+    the reference loop and then the engine; they share the parameters and the optimiser, so
+    the engine's epoch starts from the weights the reference's epoch left."""
     torch.manual_seed(0)
     model = create_model(model_name, num_steps=num_steps)
     reference = ReferenceNet(model)

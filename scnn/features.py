@@ -110,7 +110,7 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # normalised per coefficient.
     "default": FeatureConfig(),
     # Raw audio for the SSM baseline: 8,000 samples (1 s at 8 kHz) centred after trimming, each
-    # recording scaled to unit RMS (raw-audio SSMs gained 0.7-1.3 points from it, README).
+    # recording scaled to unit RMS (+0.67 points for the 48-wide raw-audio SSM, docs/ssm_raw_grid.md).
     "waveform": FeatureConfig(representation="waveform", num_frames=8000, n_mfcc=1, n_mels=1, level="rms"),
 }
 

@@ -248,8 +248,8 @@ register_model("ssm_small", "ssm", features=64, state_size=64, downsample=[1, 1,
 register_model("ssm_tiny", "ssm", features=24, state_size=24, downsample=[1, 1, 1])
 # Raw 8 kHz audio: the first layer sees 4 kHz (2-sample averages keep the band below ~2 kHz
 # where FSDD's formants lie); averaging 8 samples first, as an earlier preset did, low-passes
-# the speech to 500 Hz before any layer can see it (73.7 % against 83.0 %, README). Dropout 0.3
-# with weight decay 0.05 is what lifted both from 96-98 % to 98.7-100 % in the README's grid.
+# the speech to 500 Hz before any layer can see it. Dropout 0.3 with weight decay 0.05 is what
+# lifted both from 96-98 % to 98.7-100 % (docs/ssm_raw_grid.md).
 register_model("ssm_raw", "ssm", input_shape=(1, 1, 8000), features=32, state_size=32, downsample=[2, 4, 4, 4],
                dropout=0.3)
 register_model("ssm_raw_small", "ssm", input_shape=(1, 1, 8000), features=64, state_size=64,
