@@ -1,27 +1,24 @@
-"""Inference helpers that exploit binary spikes: a dense layer that skips silent inputs.
+"""Inference paths that exploit binary spikes, and the memory-allocator setting for training.
 
-A dense layer fed by spikes ``S`` (0/1, ``[N, K]``, N = T * B rows) computes
-``I = S @ W.T + b``. Every input feature k that is silent in all N rows contributes
-nothing, so the product only needs the active columns::
+In inference (gradients off, CPU, float32) a spiking :class:`scnn.models.SpecNet` takes
+compiled kernels (:mod:`scnn.spike_kernels`) where they were measured to pay
+(``benchmarks/bench_engine.py``, docs/engine.md):
 
-    active = {k : S[n, k] = 1 for some n}                 (one pass over S)
-    I = S[:, active] @ W[:, active].T + b                 (a smaller dense matmul)
+* every hidden LIF layer: one compiled pass per sample instead of ~4 torch operations
+  per step (same spikes);
+* the first LIF under direct encoding followed by a dense layer: neurons grouped by their
+  spike train, one weight row added per active neuron instead of a dense product over all
+  T steps;
+* a dense layer fed by spikes at most ``max_density`` dense: a CSR product (MKL).
 
-This keeps the work in the BLAS matmul (the CPU's fast path) and only shrinks K; the
-result equals the dense product up to float32 summation order (the skipped terms are
-exact zeros). It pays when few inputs are active: measured on the 2-core EPYC
-(``benchmarks/bench_engine.py``, ``docs/engine.md``), building the index costs about a
-fifth of the dense matmul, so it wins below roughly half of the columns active and
-loses above. Element-level sparse formats were measured too and lost: building a CSR
-matrix from the dense spikes (``nonzero``) alone costs about as much as the dense
-matmul at 5-10 % density on this CPU.
+They change the float32 summation order of dense products, not the spikes of the layer
+they compute; the tests compare them with the dense path and with snntorch. They are on by
+default and can be switched off (or the CSR threshold moved) for a block::
 
-It is off by default; turn it on for inference with :func:`sparse_inference`::
+    with torch.inference_mode(), fast_inference(enabled=False):
+        logits = model(x).logits        # the plain torch path
 
-    with torch.inference_mode(), sparse_inference():
-        logits = model(x).logits
-
-It never runs while gradients are recorded (training stays on the dense path).
+Training always takes the torch path.
 """
 
 from __future__ import annotations
@@ -31,69 +28,91 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-_SETTINGS = {"enabled": False, "max_active_fraction": 0.5}
+from scnn import spike_kernels
+
+# max_density: CSR product at or below this spike density (measured crossover ~0.1-0.15);
+# min_csr_weights: smaller dense layers stay dense (the CSR set-up costs more than they do);
+# min_pattern_steps: the grouped first layer needs a few steps to beat one dense product.
+_SETTINGS = {"enabled": True, "max_density": 0.1, "min_csr_weights": 1 << 16, "min_pattern_steps": 4}
 
 
 @contextmanager
-def sparse_inference(enabled: bool = True, max_active_fraction: float = 0.5):
-    """Within the block, spike-fed dense layers skip silent inputs (inference only).
+def fast_inference(enabled: bool = True, max_density: float = 0.1):
+    """Within the block, turn the compiled inference paths on or off (default: on).
 
-    max_active_fraction: use the skipping product only when at most this fraction of
-    input columns is active in the batch; otherwise the plain dense product.
+    max_density: use the CSR product for a spike-fed dense layer only at or below this
+    fraction of nonzero inputs; otherwise the dense product.
     """
+    if not 0.0 <= max_density <= 1.0:
+        raise ValueError(f"max_density must lie in [0, 1], got {max_density}")
     previous = dict(_SETTINGS)
-    _SETTINGS.update(enabled=enabled, max_active_fraction=max_active_fraction)
+    _SETTINGS.update(enabled=enabled, max_density=max_density)
     try:
         yield
     finally:
         _SETTINGS.update(previous)
 
 
-def sparse_inference_enabled() -> bool:
-    return _SETTINGS["enabled"] and not torch.is_grad_enabled()
+def fast_inference_applies(tensor: torch.Tensor) -> bool:
+    """Whether the compiled paths may run on ``tensor``: enabled, no gradients, CPU float32,
+    and nobody tracing the model (fvcore's FLOP count traces it and must see every layer)."""
+    return (_SETTINGS["enabled"] and not torch.is_grad_enabled() and tensor.device.type == "cpu"
+            and tensor.dtype == torch.float32 and not torch.jit.is_tracing() and spike_kernels.available())
 
 
-def active_input_linear(spikes: torch.Tensor, linear: nn.Linear, max_active_fraction: float = 1.0) -> torch.Tensor:
-    """``linear(spikes)`` computed over the input columns that spike at least once.
+def observed(*modules: nn.Module) -> bool:
+    """Whether forward hooks would see these modules run (then they must not be bypassed)."""
+    from torch.nn.modules import module as module_globals
 
-    spikes: ``[N, K]`` binary (any float, zeros skipped); returns ``[N, out_features]``.
-    Falls back to the dense product when more than ``max_active_fraction`` of K is active.
-    """
-    active = spikes.any(dim=0).nonzero().squeeze(1)
-    if active.numel() > max_active_fraction * spikes.shape[1]:
-        return linear(spikes)
-    weight = linear.weight.index_select(1, active)  # [out, k]
-    inputs = spikes.index_select(1, active)          # [N, k]
-    if linear.bias is None:
-        return inputs @ weight.t()
-    return torch.addmm(linear.bias, inputs, weight.t())
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for module in modules for m in module.modules())
 
 
-def dense_synapse(module: nn.Module) -> nn.Linear | None:
-    """The nn.Linear of a dense synapse (``Linear`` or ``Sequential(Flatten, Linear)``), else None."""
-    if isinstance(module, nn.Linear):
-        return module
-    if isinstance(module, nn.Sequential) and len(module) == 2 and isinstance(module[0], nn.Flatten) \
-            and isinstance(module[1], nn.Linear):
-        return module[1]
-    return None
+def dense_synapse(block: nn.Module) -> nn.Linear | None:
+    """The nn.Linear of a block whose current is just that product (no pooling, dropout idle), else None."""
+    module = block.synapse
+    if type(module) is nn.Sequential and len(module) == 2 and type(module[0]) is nn.Flatten:
+        module = module[1]
+    # Exact types: a quantised subclass (Brevitas' QuantLinear) must keep its own forward.
+    if type(module) is not nn.Linear or not isinstance(block.pool, nn.Identity):
+        return None
+    if block.training and not isinstance(block.dropout, nn.Identity):
+        return None
+    return module
 
 
 def spike_fed_current(block: nn.Module, spikes: torch.Tensor) -> torch.Tensor | None:
-    """Current of a SpecNet block from spikes ``[T, B, ...]`` by skipping silent inputs.
+    """Current ``[T, B, M]`` of a dense block from spikes ``[T, B, ...]`` through a CSR product.
 
-    Returns None when the path does not apply (disabled, gradients on, not a dense
-    synapse, or pooling/dropout in the block), so the caller runs the dense path.
+    None when the path does not apply (see :func:`fast_inference_applies`, :func:`dense_synapse`,
+    hooks, a small layer) or the spikes are denser than ``max_density``: the caller runs the dense path.
     """
-    if not sparse_inference_enabled():
-        return None
-    linear = dense_synapse(block.synapse)
-    if linear is None or not isinstance(block.pool, nn.Identity) or not isinstance(block.dropout, nn.Identity):
+    linear = dense_synapse(block)
+    if (linear is None or not fast_inference_applies(spikes) or linear.weight.numel() < _SETTINGS["min_csr_weights"]
+            or observed(block.synapse)):
         return None
     steps, batch = spikes.shape[:2]
-    flat = spikes.reshape(steps * batch, -1)
-    current = active_input_linear(flat, linear, _SETTINGS["max_active_fraction"])
-    return current.reshape(steps, batch, -1)
+    current = spike_kernels.csr_linear(spikes.reshape(steps * batch, -1), linear.weight, linear.bias,
+                                       _SETTINGS["max_density"])
+    return None if current is None else current.reshape(steps, batch, -1)
+
+
+def static_lif_current(lif: nn.Module, current: torch.Tensor, steps: int, following: nn.Module) -> torch.Tensor | None:
+    """Current ``[T, B, M]`` of the dense block ``following`` a LIF whose input is static.
+
+    current: the LIF's input ``[B, ...]``, the same at each of ``steps`` steps. The LIF's
+    spikes are never materialised (see :func:`scnn.spike_kernels.static_lif_linear`).
+    None when the path does not apply: the caller runs the LIF and the block as usual.
+    """
+    linear = dense_synapse(following)
+    if (linear is None or not fast_inference_applies(current) or getattr(lif, "engine", None) != "fused"
+            or not _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS
+            or observed(lif, following.synapse)):
+        return None
+    reset_to_zero = lif.leaky.reset_mechanism == "zero"
+    return spike_kernels.static_lif_linear(current, steps, lif.beta.clamp(0, 1), lif.threshold, reset_to_zero,
+                                           linear.weight, linear.bias)
 
 
 # --------------------------------------------------------------------------- memory allocator

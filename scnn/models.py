@@ -31,7 +31,9 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scnn import engine
 from scnn.neurons import LIF
+from scnn.synapses import spike_synapse
 
 # --------------------------------------------------------------------------- spec strings
 
@@ -156,6 +158,15 @@ class Block(nn.Module):
         """Input current for the activation: ``[N, ...]`` in, ``[N, ...]`` out."""
         return self.pool(self.synapse(self.dropout(x)))
 
+    def spike_current(self, spikes: torch.Tensor) -> torch.Tensor:
+        """:meth:`current` for 0/1 spikes: in training the synapse keeps them as bool for its
+        backward pass (:mod:`scnn.synapses`, a quarter of the memory); same values."""
+        if torch.is_grad_enabled() and (isinstance(self.dropout, nn.Identity) or not self.training):
+            current = spike_synapse(self.synapse, spikes)
+            if current is not None:
+                return self.pool(current)
+        return self.current(spikes)
+
 
 def _fold(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Apply a stateless layer to ``[T, B, ...]`` in one call by folding T into the batch."""
@@ -225,21 +236,33 @@ class SpecNet(nn.Module):
                 x = block.activation(block.current(x))
             return NetOutput(logits=x)
 
-        from scnn.engine import spike_fed_current  # here, not at the top: engine is optional to this module
-
         layer_spikes, last = [], len(self.blocks) - 1
+        next_current = None  # set when a block's fused path already computed the next block's current
         for position, block in enumerate(self.blocks):
-            if x.dim() == 4 and position == 0:
+            if next_current is not None:
+                current, next_current = next_current, None
+            elif x.dim() == 4 and position == 0:
                 # Static input: the first synapse gives the same current at every step; run it once.
                 current = block.current(x)
+                if not record and position < last:
+                    # Inference: the first LIF and the next dense layer in one grouped kernel.
+                    next_current = engine.static_lif_current(block.activation, current, self.num_steps,
+                                                             self.blocks[position + 1])
+                    if next_current is not None:
+                        continue
                 current = current.unsqueeze(0).expand(self.num_steps, *current.shape)
+            elif position == 0:
+                current = _fold(block.current, x)  # time-varying input [T, B, ...]: not spikes
             else:
-                # Inference with engine.sparse_inference(): dense synapses skip silent inputs.
-                current = spike_fed_current(block, x)
+                # Inference: dense synapses fed by sparse spikes take a CSR product.
+                current = engine.spike_fed_current(block, x)
                 if current is None:
-                    current = _fold(block.current, x)
-            # Hidden membranes are only returned when recording (dynamics hooks read them).
-            x, membrane = block.activation(current, return_membrane=record or position == last)
+                    current = _fold(block.spike_current, x)
+            # Hidden membranes are only returned when recording (dynamics hooks read them). A
+            # synapse's output is read by nobody but the LIF, which may keep its membranes in it.
+            scratch = (position > 0 or x.dim() == 5) and not engine.observed(block)
+            x, membrane = block.activation(current, return_membrane=record or position == last,
+                                           overwrite_current=scratch)
             if record:
                 layer_spikes.append(x)
         return self._readout(x, membrane, layer_spikes)

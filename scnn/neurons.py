@@ -23,6 +23,8 @@ from torch import nn
 import snntorch
 from snntorch import surrogate as snn_surrogate
 
+from scnn import engine, spike_kernels
+
 SURROGATES = ("fast_sigmoid", "atan", "sigmoid")
 RESET_MECHANISMS = ("subtract", "zero")
 ENGINES = ("fused", "snntorch")
@@ -91,7 +93,8 @@ class FusedLeakySequence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, current, beta, threshold, slope: float, reset_to_zero: bool, return_membranes: bool = True):
+    def forward(ctx, current, beta, threshold, slope: float, reset_to_zero: bool, return_membranes: bool = True,
+                overwrite_current: bool = False):
         ctx.set_materialize_grads(False)
         ctx.slope, ctx.reset_to_zero, ctx.private_membranes = slope, reset_to_zero, not return_membranes
         beta_clamped = beta.clamp(0, 1)
@@ -99,26 +102,41 @@ class FusedLeakySequence(torch.autograd.Function):
         # Without a backward pass and with nobody reading them, the membranes need not be kept:
         # one [B, ...] state, rewritten in place every step, stays in cache (inference).
         keep_history = return_membranes or any(ctx.needs_input_grad[:3])
-        membranes = torch.empty_like(spikes) if keep_history else None
-        state = membranes[0] if keep_history else torch.empty_like(spikes[0])
-        state.copy_(current[0])  # beta * 0 + I[0] - 0 * thr
+        # overwrite_current: the caller's current is a scratch buffer nobody reads again (a
+        # synapse's output), so private membranes take its place: U[t] = (I[t] + beta * U[t-1]) - S * thr,
+        # the same float32 values (addition commutes), one [T, ...] buffer less. The in-place
+        # writes bump its version counter, so a backward pass that had saved it would fail loudly.
+        in_place = (overwrite_current and not return_membranes and keep_history and current.is_contiguous()
+                    and current.stride(0) != 0)
+        if in_place:
+            membranes, scratch = current, torch.empty_like(current[0])
+        else:
+            membranes = torch.empty_like(spikes) if keep_history else None
+            state = membranes[0] if keep_history else torch.empty_like(spikes[0])
+            state.copy_(current[0])  # beta * 0 + I[0] - 0 * thr
+        state = membranes[0] if keep_history else state
         torch.gt(state, threshold, out=spikes[0])
         for step in range(1, current.shape[0]):
             membrane = membranes[step] if keep_history else state
-            torch.mul(state, beta_clamped, out=membrane)
+            decayed = scratch if in_place else membrane
+            torch.mul(state, beta_clamped, out=decayed)
             if reset_to_zero:
-                membrane.addcmul_(membrane, spikes[step - 1], value=-1)  # x - x * S: 0 or x, exactly
-            membrane.add_(current[step])
+                decayed.addcmul_(decayed, spikes[step - 1], value=-1)  # x - x * S: 0 or x, exactly
+            membrane.add_(decayed if in_place else current[step])
             if not reset_to_zero:
                 membrane.addcmul_(spikes[step - 1], threshold, value=-1)  # - S * thr: exact
             torch.gt(membrane, threshold, out=spikes[step])
             state = membrane
-        ctx.save_for_backward(membranes, spikes, beta, threshold)
+        # The backward pass reads the spikes only for the zero reset or a threshold gradient; as
+        # bool they take a quarter of the float32 bytes (the next synapse keeps its own copy).
+        needs_spikes = reset_to_zero or ctx.needs_input_grad[2]
+        ctx.save_for_backward(membranes, spikes.to(torch.bool) if needs_spikes else None, beta, threshold)
         return (spikes, membranes) if return_membranes else spikes
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membranes=None):
         membranes, spikes, beta, threshold = ctx.saved_tensors
+        spikes = spikes.to(membranes.dtype) if spikes is not None else None
         slope, reset_to_zero = ctx.slope, ctx.reset_to_zero
         beta_clamped = beta.clamp(0, 1)
         need_beta, need_threshold = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
@@ -155,7 +173,7 @@ class FusedLeakySequence(torch.autograd.Function):
             grad_beta = _sum_to_shape(grad_total[1:] * kept, beta.shape) * inside
         if need_threshold and not reset_to_zero:
             grad_threshold = grad_threshold - _sum_to_shape(grad_total[1:] * spikes[:-1], threshold.shape)
-        return grad_total, grad_beta, grad_threshold, None, None, None
+        return grad_total, grad_beta, grad_threshold, None, None, None, None
 
 
 class LIF(nn.Module):
@@ -220,17 +238,23 @@ class LIF(nn.Module):
     def threshold(self) -> torch.Tensor:
         return self.leaky.threshold
 
-    def forward(self, current: torch.Tensor, return_membrane: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, current: torch.Tensor, return_membrane: bool = True,
+                overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Run a whole sequence from a zero state.
 
         current: input current ``[T, B, ...]``. Returns (spikes, membrane), both ``[T, B, ...]``;
         membrane is None if not ``return_membrane`` (hidden layers: the fused engine then
-        reuses the membrane buffer for its backward pass).
+        reuses the membrane buffer for its backward pass). ``overwrite_current``: the caller
+        will not read ``current`` again, so the fused engine may keep the membranes in it. Inference on the CPU (more than one
+        step) runs the compiled :func:`scnn.spike_kernels.lif_spikes`: the same values.
         """
         if self.engine == "fused":
             reset_to_zero = self.leaky.reset_mechanism == "zero"
+            if current.shape[0] > 1 and engine.fast_inference_applies(current):
+                return spike_kernels.lif_spikes(current, self.leaky.beta.clamp(0, 1), self.leaky.threshold,
+                                                reset_to_zero, return_membrane)
             outputs = FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope,
-                                               reset_to_zero, return_membrane)
+                                               reset_to_zero, return_membrane, overwrite_current)
             return outputs if return_membrane else (outputs, None)
         membrane = torch.zeros_like(current[0])
         spikes, membranes = [], []

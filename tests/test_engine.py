@@ -4,7 +4,8 @@ import pytest
 import snntorch
 import torch
 
-from scnn.engine import active_input_linear, keep_freed_memory, sparse_inference, spike_fed_current
+from scnn import engine, spike_kernels
+from scnn.engine import fast_inference, keep_freed_memory
 from scnn.models import create_model
 from scnn.neurons import LIF, FusedLeakySequence, make_surrogate, reset_net
 from scnn.reference import ReferenceNet
@@ -190,22 +191,109 @@ def test_static_input_runs_the_first_layer_once():
     assert calls == [4], "once, on the batch, not on T x batch"
 
 
-def test_sparse_inference_skips_silent_inputs_and_agrees_with_dense():
-    torch.manual_seed(6)
-    linear = torch.nn.Linear(50, 7)
-    spikes = (torch.rand(9, 50) < 0.05).float()
-    spikes[:, 10:] = 0  # most inputs silent
-    assert torch.allclose(active_input_linear(spikes, linear), linear(spikes), atol=1e-6)
-    model = create_model("model_a", num_steps=6)
-    x = torch.randn(3, 1, 32, 32) * 2
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("static", [False, True])
+def test_compiled_lif_is_bit_identical_to_the_fused_sequence(reset, per_channel, static):
+    """spike_kernels.lif_spikes: the same spikes and membranes, bit for bit, as FusedLeakySequence."""
+    torch.manual_seed(7)
+    steps, shape = 7, (3, 4, 5, 6)  # [B, C, H, W]
+    current = torch.randn(1 if static else steps, *shape) * 1.5
+    current = current.expand(steps, *shape) if static else current
+    beta = torch.rand(4, 1, 1) if per_channel else torch.tensor(0.8)
+    threshold = torch.tensor(0.6)
     with torch.inference_mode():
-        dense = model(x, record=True)
-        with sparse_inference(max_active_fraction=1.0):
-            sparse = model(x, record=True)
-    assert [torch.equal(a, b) for a, b in zip(dense.layer_spikes, sparse.layer_spikes)] == [True] * 5
-    assert torch.allclose(dense.membrane, sparse.membrane, atol=1e-5)
-    with sparse_inference():  # never while gradients are recorded
-        assert spike_fed_current(model.blocks[2], dense.layer_spikes[1]) is None
+        spikes, membranes = FusedLeakySequence.apply(current, beta, threshold, 25.0, reset == "zero", True)
+        fast_spikes, fast_membranes = spike_kernels.lif_spikes(current, beta, threshold, reset == "zero",
+                                                               return_membranes=True)
+    assert 0.05 < spikes.mean() < 0.95
+    assert torch.equal(fast_spikes, spikes) and torch.equal(fast_membranes, membranes)
+
+
+@pytest.mark.parametrize("name", ["model_b", "4C3-P2-64FC-32FC-10FC"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_grouped_first_layer_matches_the_dense_product(name, reset, per_channel):
+    """The first LIF and the next dense layer, grouped by spike train, against spikes @ W.T + b."""
+    torch.manual_seed(8)
+    model = create_model(name, num_steps=10, reset_mechanism=reset, per_channel_beta=per_channel, beta=0.7,
+                         threshold=0.5).eval()
+    if per_channel:
+        with torch.no_grad():
+            model.blocks[0].activation.leaky.beta.uniform_(0.2, 0.9)
+    x = torch.randn(5, 1, 32, 32) * 2
+    with torch.inference_mode():
+        static = model.blocks[0].current(x)
+        grouped = engine.static_lif_current(model.blocks[0].activation, static, 10, model.blocks[1])
+        with fast_inference(enabled=False):
+            spikes, _ = model.blocks[0].activation(static.unsqueeze(0).expand(10, *static.shape))
+            dense = model.blocks[1].synapse(spikes.flatten(0, 1)).reshape(10, 5, -1)
+    assert grouped is not None, "the grouped path must apply here"
+    assert 0.05 < spikes.mean() < 0.95
+    assert torch.allclose(grouped, dense, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("columns", [301, 1000])
+def test_csr_product_matches_dense_and_declines_dense_spikes(columns):
+    torch.manual_seed(9)
+    linear = torch.nn.Linear(columns, 96)
+    spikes = (torch.rand(40, columns) < 0.03).float()
+    spikes[3] = 0  # an empty row
+    with torch.inference_mode():
+        expected = linear(spikes)
+        assert torch.allclose(spike_kernels.csr_linear(spikes, linear.weight, linear.bias, 0.1), expected, atol=1e-5)
+        no_bias = spike_kernels.csr_linear(spikes, linear.weight, None, 0.1)
+        assert torch.allclose(no_bias, expected - linear.bias, atol=1e-5)
+        assert spike_kernels.csr_linear((torch.rand(40, columns) < 0.5).float(), linear.weight, linear.bias, 0.1) is None
+        linear.weight.mul_(2)  # the cached transposed weight must follow an in-place update
+        assert torch.allclose(spike_kernels.csr_linear(spikes, linear.weight, linear.bias, 0.1), linear(spikes),
+                              atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["model_a", "model_b"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_inference_kernels_give_the_reference_spikes(name, reset, monkeypatch):
+    """Model-level: default inference (kernels on) against snntorch's step-by-step loop and the torch path."""
+    calls = []
+    for kernel in ("static_lif_linear", "csr_linear", "lif_spikes"):
+        original = getattr(spike_kernels, kernel)
+        monkeypatch.setattr(spike_kernels, kernel,
+                            lambda *args, _kernel=kernel, _original=original, **kw: calls.append(_kernel)
+                            or _original(*args, **kw))
+    torch.manual_seed(10)
+    model = create_model(name, num_steps=10, reset_mechanism=reset, beta=0.8, threshold=0.4).eval()
+    x = torch.randn(4, 1, 32, 32) * 2
+    with torch.inference_mode():
+        fast, again = model(x), model(x)
+        reference = ReferenceNet(model)(x)
+        with fast_inference(enabled=False):
+            plain = model(x)
+    assert torch.equal(fast.spikes, reference.spikes) and torch.equal(fast.spikes, plain.spikes)
+    assert torch.allclose(fast.membrane, reference.membrane, atol=1e-5)
+    assert torch.equal(fast.logits, again.logits), "same input, same numbers"
+    expected = {"model_b": {"static_lif_linear", "lif_spikes"},  # B's second dense layer is too small for CSR
+                "model_a": {"lif_spikes", "csr_linear"}}[name]
+    assert set(calls) == expected
+
+
+def test_inference_kernels_stay_off_under_gradients_hooks_and_on_request():
+    model = create_model("model_a", num_steps=10).eval()
+    x = torch.randn(2, 1, 32, 32) * 2
+    static = model.blocks[0].current(x).detach()
+    spikes = (torch.rand(10, 2, 16, 28, 28) < 0.01).float()
+    first, lif, fc = model.blocks[1], model.blocks[0].activation, model.blocks[2]
+    with torch.no_grad():
+        assert engine.static_lif_current(lif, static, 10, first) is None, "a convolution follows: not a dense layer"
+        assert engine.spike_fed_current(fc, spikes) is not None
+        handle = fc.synapse.register_forward_hook(lambda *args: None)
+        assert engine.spike_fed_current(fc, spikes) is None, "a hooked layer must run"
+        handle.remove()
+        with fast_inference(enabled=False):
+            assert engine.spike_fed_current(fc, spikes) is None
+    assert engine.spike_fed_current(fc, spikes) is None, "gradients on: training takes the torch path"
+    with pytest.raises(ValueError, match="max_density"):
+        with fast_inference(max_density=2.0):
+            pass
 
 
 PAGE_FAULTS_OF_A_REUSED_BLOCK = """
@@ -245,10 +333,13 @@ def test_keep_freed_memory_makes_malloc_reuse_large_blocks():
 
 @pytest.mark.parametrize("name", ["model_a", "model_b"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_fixed_beta_gradients_match_reference_with_the_reused_membrane_buffer(name, reset):
-    """With beta fixed, hidden layers compute their surrogate in their own membrane buffer."""
+@pytest.mark.parametrize("learn_threshold", [True, False])
+def test_fixed_beta_gradients_match_reference_with_the_reused_membrane_buffer(name, reset, learn_threshold):
+    """With beta fixed, hidden layers compute their surrogate in their own membrane buffer, which
+    is the synapse's output buffer; spikes are kept as bool (only when the backward reads them)."""
     torch.manual_seed(3)
-    model = create_model(name, num_steps=5, reset_mechanism=reset, beta=0.8, threshold=0.4, learn_threshold=True)
+    model = create_model(name, num_steps=5, reset_mechanism=reset, beta=0.8, threshold=0.4,
+                         learn_threshold=learn_threshold)
     model.double()
     x = torch.randn(1, 1, 32, 32, dtype=torch.float64) * 2
     fast, fast_grads = gradients(model, model, x)
@@ -281,3 +372,46 @@ def test_inference_without_membrane_history_gives_the_same_outputs(name, reset):
     assert recorded.layer_spikes[1].sum() > 0, "deeper layers must spike for the test to mean something"
     assert torch.equal(light.spikes, recorded.spikes) and torch.equal(light.logits, recorded.logits)
     assert torch.equal(light.spikes, reference.spikes)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_spike_synapses_give_the_gradients_of_the_plain_layers_in_chunks(kind, monkeypatch):
+    """scnn.synapses keeps spikes as bool and converts them back a few rows at a time."""
+    from scnn import synapses
+
+    monkeypatch.setattr(synapses, "CHUNK_BYTES", 4 * 3 * 200)  # a few rows per chunk, several chunks
+    torch.manual_seed(11)
+    layer = torch.nn.Linear(200, 7) if kind == "linear" else torch.nn.Conv2d(3, 5, 3, padding=1)
+    shape = (13, 200) if kind == "linear" else (13, 3, 9, 9)
+    spikes = (torch.rand(shape) < 0.3).double().requires_grad_()
+    layer.double()
+    grad_output = torch.randn_like(layer(spikes))
+    expected = torch.autograd.grad(layer(spikes), [spikes, layer.weight, layer.bias], grad_output)
+    assert len(synapses._row_chunks(13, spikes[0].numel())) > 2
+    output = synapses.spike_synapse(layer, spikes)
+    assert torch.equal(output, layer(spikes))
+    for got, want in zip(torch.autograd.grad(output, [spikes, layer.weight, layer.bias], grad_output), expected):
+        assert torch.allclose(got, want, atol=1e-12)
+
+
+def _saved_bytes(network, x) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of one forward."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        network(x).logits.sum()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("name", ["model_a", "model_b"])
+def test_training_keeps_fewer_bytes_for_backward_than_the_reference(name):
+    """The peak-memory target in miniature: what the engine saves for backward against the per-step loop."""
+    torch.manual_seed(12)
+    model = create_model(name, num_steps=10)
+    x = torch.randn(8, 1, 32, 32) * 2
+    engine_bytes, reference_bytes = _saved_bytes(model, x), _saved_bytes(ReferenceNet(model), x)
+    assert engine_bytes < 0.75 * reference_bytes, (engine_bytes, reference_bytes)

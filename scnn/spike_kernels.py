@@ -1,0 +1,287 @@
+"""CPU inference kernels that exploit binary spikes (numba; used by :mod:`scnn.engine`).
+
+Three kernels, each for inference only (no autograd graph) on float32 CPU tensors:
+
+``lif_spikes``
+    The LIF of :class:`scnn.neurons.FusedLeakySequence` over ``T`` steps in one compiled
+    pass per sample, with the same float32 operations in the same order (``beta * U``,
+    ``+ I``, ``- S * thr``; zero reset ``x - x * S``), so the spikes are identical; the
+    torch loop issues ~4 tensor operations per step instead.
+
+``static_lif_linear``
+    The first LIF under direct encoding sees the same current ``c[b, j]`` at every step,
+    so neuron j's spike train over the T steps is a function of ``c[b, j]`` alone, written
+    as a T-bit code. Neurons sharing a code (a *pattern* p) reach the next dense layer
+    together::
+
+        I[t, b] = bias + sum_p bit_t(p) * G[b, p],     G[b, p] = sum_{j : code[b, j] = p} W[:, j]
+
+    One weight row per active neuron and sample is added, instead of one per neuron and
+    step (dense) or per spike (sparse); with T = 10 there are a few dozen patterns.
+
+``csr_linear``
+    Spikes ``[R, N]`` turned into CSR in two passes (count, fill) and multiplied with
+    ``W.T`` by MKL's sparse product; it pays below about 10 % density (docs/engine.md).
+
+All three change only the float32 summation order of the dense product, not the spikes
+of the layer they compute. Thread count follows ``torch.get_num_threads()``.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+
+import numpy as np
+import torch
+
+try:
+    import numba
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba comes with librosa
+    numba = None
+
+MAX_PATTERN_STEPS = 64  # spike trains are stored as uint64 bit codes
+
+
+def available() -> bool:
+    return numba is not None
+
+
+def _use_torch_threads() -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _per_neuron(value: torch.Tensor, neuron_shape: torch.Size) -> np.ndarray:
+    """A scalar or per-channel parameter as a contiguous float32 array of one value per neuron."""
+    return value.detach().float().expand(neuron_shape).reshape(-1).contiguous().numpy()
+
+
+# --------------------------------------------------------------------------- compiled parts
+
+if numba is not None:
+
+    @njit(cache=True)
+    def _lif_row(membrane, current, previous_spikes, beta, threshold, reset_to_zero, spikes):
+        """One step of one sample: all arrays ``[N]`` float32, updated in place."""
+        if reset_to_zero:
+            for j in range(membrane.shape[0]):
+                decayed = beta[j] * membrane[j]
+                decayed = decayed - decayed * previous_spikes[j]
+                value = decayed + current[j]
+                membrane[j] = value
+                spikes[j] = np.float32(1.0) if value > threshold[j] else np.float32(0.0)
+        else:
+            for j in range(membrane.shape[0]):
+                value = beta[j] * membrane[j] + current[j] - previous_spikes[j] * threshold[j]
+                membrane[j] = value
+                spikes[j] = np.float32(1.0) if value > threshold[j] else np.float32(0.0)
+
+    @njit(parallel=True, cache=True)
+    def _lif_sequence(current, beta, threshold, reset_to_zero, spikes, membranes):
+        """current ``[T or 1, B, N]`` (1: the same at every step); out: spikes ``[T, B, N]`` and,
+        unless it is empty, membranes ``[T, B, N]``."""
+        steps, batch, neurons = spikes.shape
+        static = current.shape[0] == 1
+        keep_membranes = membranes.size > 0
+        for b in prange(batch):
+            membrane = np.zeros(neurons, np.float32)
+            silent = np.zeros(neurons, np.float32)
+            for t in range(steps):
+                row = current[0, b] if static else current[t, b]
+                previous = spikes[t - 1, b] if t > 0 else silent
+                _lif_row(membrane, row, previous, beta, threshold, reset_to_zero, spikes[t, b])
+                if keep_membranes:
+                    membranes[t, b, :] = membrane
+
+    @njit(parallel=True, cache=True)
+    def _static_codes(current, beta, threshold, reset_to_zero, steps, codes):
+        """current ``[B, N]`` constant over steps; codes ``[B, N]`` uint64 out, bit t = spike at step t."""
+        batch, neurons = current.shape
+        for b in prange(batch):
+            membrane = np.zeros(neurons, np.float32)
+            previous = np.zeros(neurons, np.float32)
+            spikes = np.zeros(neurons, np.float32)
+            code = codes[b]
+            code[:] = 0
+            for t in range(steps):
+                _lif_row(membrane, current[b], previous, beta, threshold, reset_to_zero, spikes)
+                for j in range(neurons):
+                    code[j] |= np.uint64(spikes[j] != 0) << np.uint64(t)
+                previous, spikes = spikes, previous
+
+    @njit(parallel=True, cache=True)
+    def _group_by_code(codes, group_of, group_codes, group_counts):
+        """Number each sample's distinct non-zero codes 0, 1, ... in order of appearance.
+
+        codes ``[B, N]``; out: group_of ``[B, N]`` (-1 for silent neurons), group_codes
+        ``[B, N]`` (first group_counts[b] entries used), group_counts ``[B]``.
+        """
+        batch, neurons = codes.shape
+        size = 1
+        while size < 2 * neurons:
+            size *= 2
+        for b in prange(batch):
+            keys = np.zeros(size, np.uint64)  # open addressing; 0 marks an empty slot
+            values = np.empty(size, np.int32)
+            count = 0
+            for j in range(neurons):
+                key = codes[b, j]
+                if key == 0:
+                    group_of[b, j] = -1
+                    continue
+                slot = np.int64((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & (size - 1)
+                while keys[slot] != 0 and keys[slot] != key:
+                    slot = (slot + 1) & (size - 1)
+                if keys[slot] == 0:
+                    keys[slot] = key
+                    values[slot] = count
+                    group_codes[b, count] = key
+                    count += 1
+                group_of[b, j] = values[slot]
+            group_counts[b] = count
+
+    @njit(parallel=True, cache=True)
+    def _group_sums(group_of, weight_t, sums):
+        """sums ``[B, P, M]`` (zeroed) += weight_t[j] for each neuron j of each group."""
+        batch, neurons = group_of.shape
+        outputs = weight_t.shape[1]
+        for b in prange(batch):
+            for j in range(neurons):
+                group = group_of[b, j]
+                if group < 0:
+                    continue
+                total = sums[b, group]
+                row = weight_t[j]
+                for m in range(outputs):
+                    total[m] += row[m]
+
+    @njit(parallel=True, cache=True)
+    def _row_counts(bits, counts):
+        """counts[r] = nonzero entries of row r; bits: the spikes' float32 bit patterns ``[R, N]`` uint32."""
+        rows, columns = bits.shape
+        for r in prange(rows):
+            count = 0
+            for j in range(columns):
+                count += bits[r, j] != 0
+            counts[r] = count
+
+    @njit(parallel=True, cache=True)
+    def _fill_columns(pairs, row_starts, columns_out):
+        """CSR column indices of the nonzero entries, row by row.
+
+        pairs: the spikes' bits two float32 at a time, ``[R, N / 2]`` uint64 (low half =
+        even column, on little-endian CPUs); a silent pair costs one test.
+        """
+        rows, words = pairs.shape
+        low_half = np.uint64(0xFFFFFFFF)
+        for r in prange(rows):
+            position = row_starts[r]
+            for k in range(words):
+                word = pairs[r, k]
+                if word != 0:
+                    if word & low_half:
+                        columns_out[position] = 2 * k
+                        position += 1
+                    if word >> np.uint64(32):
+                        columns_out[position] = 2 * k + 1
+                        position += 1
+
+
+# --------------------------------------------------------------------------- torch-facing wrappers
+
+
+def lif_spikes(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset_to_zero: bool,
+               return_membranes: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes (and membranes if asked) ``[T, B, ...]`` of a LIF layer driven by ``current`` ``[T, B, ...]``.
+
+    current may be an expanded static view (stride 0 over T); beta (clamped to [0, 1] by
+    the caller) and threshold are scalars or broadcast against one sample's ``[...]``.
+    """
+    _use_torch_threads()
+    steps, batch, neuron_shape = current.shape[0], current.shape[1], current.shape[2:]
+    if steps > 1 and current.stride(0) == 0:
+        current = current[:1]
+    flat = current.reshape(current.shape[0], batch, -1).float().contiguous()
+    spikes = torch.empty(steps, batch, flat.shape[2])
+    membranes = torch.empty(spikes.shape if return_membranes else (0, 0, 0))
+    _lif_sequence(flat.numpy(), _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape),
+                  reset_to_zero, spikes.numpy(), membranes.numpy())
+    unflatten = (steps, batch, *neuron_shape)
+    return spikes.reshape(unflatten), membranes.reshape(unflatten) if return_membranes else None
+
+
+_TRANSPOSED: dict[int, tuple] = {}  # id(weight) -> (weakref, version, data pointer, weight.T contiguous)
+
+
+def _transposed(weight: torch.Tensor) -> torch.Tensor:
+    """``weight.T`` ``[N, M]`` contiguous, cached until the weight changes (version counter, storage) or dies."""
+    key = id(weight)
+    cached = _TRANSPOSED.get(key)
+    if cached is None or cached[0]() is not weight or cached[1:3] != (weight._version, weight.data_ptr()):
+        reference = weakref.ref(weight, lambda _, key=key: _TRANSPOSED.pop(key, None))
+        cached = (reference, weight._version, weight.data_ptr(), weight.detach().t().contiguous())
+        _TRANSPOSED[key] = cached
+    return cached[3]
+
+
+def static_lif_linear(current: torch.Tensor, steps: int, beta: torch.Tensor, threshold: torch.Tensor,
+                      reset_to_zero: bool, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Current ``[T, B, M]`` of a dense layer fed by a LIF whose input is static.
+
+    current: the LIF's input ``[B, ...]``, the same at each of ``steps`` (<= 64) steps;
+    weight ``[M, N]`` and bias ``[M]`` of the dense layer, N = neurons per sample.
+    """
+    if not 1 <= steps <= MAX_PATTERN_STEPS:
+        raise ValueError(f"static_lif_linear needs 1..{MAX_PATTERN_STEPS} steps, got {steps}")
+    _use_torch_threads()
+    batch, neuron_shape = current.shape[0], current.shape[1:]
+    flat = current.reshape(batch, -1).float().contiguous().numpy()
+    neurons = flat.shape[1]
+    codes = np.empty((batch, neurons), np.uint64)
+    _static_codes(flat, _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape),
+                  reset_to_zero, steps, codes)
+    group_of = np.empty((batch, neurons), np.int32)
+    group_codes = np.zeros((batch, neurons), np.uint64)
+    group_counts = np.zeros(batch, np.int64)
+    _group_by_code(codes, group_of, group_codes, group_counts)
+    patterns = max(int(group_counts.max()), 1)
+    sums = torch.zeros(batch, patterns, weight.shape[0])
+    _group_sums(group_of, _transposed(weight).numpy(), sums.numpy())
+    # bits[b, t, p] = spike of pattern p at step t (unused pattern slots have code 0)
+    pattern_codes = torch.from_numpy(group_codes[:, :patterns].view(np.int64))
+    step_bits = torch.arange(steps, dtype=torch.int64)
+    bits = ((pattern_codes.unsqueeze(1) >> step_bits.view(1, steps, 1)) & 1).float()
+    output = torch.bmm(bits, sums).transpose(0, 1)  # [T, B, M]
+    return output + bias if bias is not None else output.contiguous()
+
+
+def csr_linear(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               max_density: float) -> torch.Tensor | None:
+    """``spikes @ weight.T + bias`` through a CSR product, or None above ``max_density``.
+
+    spikes ``[R, N]`` binary float32; weight ``[M, N]``. Returns ``[R, M]``.
+    """
+    _use_torch_threads()
+    if spikes.shape[1] % 2:  # the fill reads column pairs
+        spikes = torch.nn.functional.pad(spikes, (0, 1))
+    dense = spikes.float().contiguous().numpy()
+    bits = dense.view(np.uint32)  # +0.0 is the only float32 whose bits are all zero (spikes are 0 or 1)
+    counts = np.empty(dense.shape[0], np.int64)
+    _row_counts(bits, counts)
+    total = int(counts.sum())
+    if total > max_density * dense.size:
+        return None
+    row_starts = np.zeros(dense.shape[0] + 1, np.int64)
+    np.cumsum(counts, out=row_starts[1:])
+    columns = np.empty(total, np.int32)
+    _fill_columns(dense.view(np.uint64), row_starts, columns)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": its product is tested here
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(torch.from_numpy(row_starts.astype(np.int32)), torch.from_numpy(columns),
+                                         torch.ones(total), size=(dense.shape[0], weight.shape[1]),
+                                         check_invariants=False)
+    weight_t = _transposed(weight)
+    if bias is None:
+        return torch.sparse.mm(matrix, weight_t)
+    return torch.addmm(bias, matrix, weight_t)

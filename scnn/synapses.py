@@ -1,0 +1,101 @@
+"""Dense and convolution layers fed by spikes that keep their input as bytes for the backward pass.
+
+A synapse ``y = W x + b`` needs its input x again for the weight gradient
+``dL/dW = dL/dy^T x``, so autograd keeps x alive from the forward to the backward pass.
+Fed by a LIF layer, x is a ``[T*B, ...]`` tensor of 0/1 spikes in float32; kept as
+``torch.bool`` it takes a quarter of the memory, and the backward pass turns it back into
+float32 a chunk of rows at a time (at most ``CHUNK_BYTES`` of float32 at once), so the whole
+float copy never exists twice. Same values exactly: 0/1 convert losslessly, and only the
+summation order of the weight gradient changes when it is taken in chunks.
+
+Used by :class:`scnn.models.SpecNet` in training for every synapse fed by spikes (not the
+first, which sees the input, and not behind an active dropout, whose output is not 0/1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CHUNK_BYTES = 8 << 20  # float32 rows converted at once in the backward pass
+
+
+def _row_chunks(rows: int, row_elements: int) -> range:
+    step = max(1, CHUNK_BYTES // (4 * max(1, row_elements)))
+    return range(0, rows, step)
+
+
+class SpikeLinearFunction(torch.autograd.Function):
+    """``spikes @ weight.T + bias`` for spikes ``[R, N]`` (0/1, float), saved as bool."""
+
+    @staticmethod
+    def forward(ctx, spikes, weight, bias):
+        ctx.save_for_backward(spikes.to(torch.bool), weight)
+        ctx.has_bias = bias is not None
+        return torch.addmm(bias, spikes, weight.t()) if bias is not None else spikes @ weight.t()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        saved_spikes, weight = ctx.saved_tensors
+        grad_spikes = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.zeros_like(weight)
+            rows = saved_spikes.shape[0]
+            chunks = _row_chunks(rows, saved_spikes.shape[1])
+            for start in chunks:
+                stop = min(start + chunks.step, rows)
+                grad_weight.addmm_(grad_output[start:stop].t(), saved_spikes[start:stop].to(weight.dtype))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum(0)
+        if ctx.needs_input_grad[0]:
+            grad_spikes = grad_output @ weight
+        return grad_spikes, grad_weight, grad_bias
+
+
+class SpikeConv2dFunction(torch.autograd.Function):
+    """``conv2d(spikes, weight, bias)`` for spikes ``[R, C, H, W]`` (0/1, float), saved as bool."""
+
+    @staticmethod
+    def forward(ctx, spikes, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(spikes.to(torch.bool), weight)
+        ctx.conv = (stride, padding, dilation, groups)
+        ctx.bias_shape = None if bias is None else list(bias.shape)
+        return nn.functional.conv2d(spikes, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        saved_spikes, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        need_bias = need_bias and ctx.bias_shape is not None
+        grad_spikes = grad_output.new_empty(saved_spikes.shape) if need_input else None
+        grad_weight = torch.zeros_like(weight) if need_weight else None
+        grad_bias = grad_output.sum((0, 2, 3)) if need_bias else None
+        rows = saved_spikes.shape[0]
+        chunks = _row_chunks(rows, saved_spikes[0].numel())
+        for start in chunks:
+            stop = min(start + chunks.step, rows)
+            grad_in, grad_w, _ = torch.ops.aten.convolution_backward(
+                grad_output[start:stop], saved_spikes[start:stop].to(weight.dtype), weight, None,
+                list(stride), list(padding), list(dilation), False, [0, 0], groups, [need_input, need_weight, False])
+            if need_input:
+                grad_spikes[start:stop] = grad_in
+            if need_weight:
+                grad_weight.add_(grad_w)
+        return grad_spikes, grad_weight, grad_bias, None, None, None, None
+
+
+def spike_synapse(synapse: nn.Module, spikes: torch.Tensor) -> torch.Tensor | None:
+    """``synapse(spikes)`` keeping the spikes as bool for backward, or None if not a plain layer.
+
+    synapse: ``nn.Conv2d`` (zero padding), ``nn.Linear`` or ``Sequential(Flatten, Linear)``
+    (exact types: quantised subclasses such as Brevitas' keep their own forward).
+    """
+    if type(synapse) is nn.Sequential and len(synapse) == 2 and type(synapse[0]) is nn.Flatten:
+        synapse, spikes = synapse[1], synapse[0](spikes)
+    if type(synapse) is nn.Linear:
+        return SpikeLinearFunction.apply(spikes, synapse.weight, synapse.bias)
+    if type(synapse) is nn.Conv2d and synapse.padding_mode == "zeros" and isinstance(synapse.padding, tuple):
+        return SpikeConv2dFunction.apply(spikes, synapse.weight, synapse.bias, synapse.stride, synapse.padding,
+                                         synapse.dilation, synapse.groups)
+    return None
