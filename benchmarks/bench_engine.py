@@ -208,6 +208,42 @@ def epoch_seconds(model_name: str, samples: int = 2430, batch_size: int = 32, nu
     return result
 
 
+# --------------------------------------------------------------------------- trained models
+
+
+def trained_inference(checkpoint: Path, data_dir: str | None, repeats: int, batch_size: int = 16) -> dict:
+    """Inference on a trained checkpoint's FSDD test set in batches of 16: reference loop,
+    engine with its kernels and engine's torch path, interleaved batch by batch; the spike
+    density of every layer and the test accuracy of each path (they must agree)."""
+    from scnn.dynamics import checkpoint_data
+    from scnn.training import load_trained_model
+
+    model, saved = load_trained_model(checkpoint)
+    reference = ReferenceNet(model)
+    test_x, test_y = checkpoint_data(saved, data_dir).test
+    batches = [test_x[i:i + batch_size] for i in range(0, len(test_x) - batch_size + 1, batch_size)]
+    paths = {"reference": (reference, True), "engine": (model, True), "engine_torch": (model, False)}
+    with torch.inference_mode():
+        correct = {}
+        for name, (network, kernels) in paths.items():
+            with fast_inference(enabled=kernels):
+                correct[name] = int((network(test_x).logits.argmax(1) == test_y).sum())
+        densities = [round(float(s.mean()), 4) for s in model(test_x, record=True).layer_spikes]
+    times = {name: [] for name in paths}
+    for _ in range(repeats):
+        for batch in batches:
+            for name, (network, kernels) in paths.items():
+                start = time.perf_counter()
+                inference_step(network, batch, kernels)
+                times[name].append(time.perf_counter() - start)
+    return {"checkpoint": str(checkpoint), "test_samples": len(test_x), "correct": correct,
+            "spike_density": densities,
+            "infer_ref_samples_s": batch_size / statistics.median(times["reference"]),
+            "infer_engine_samples_s": batch_size / statistics.median(times["engine"]),
+            "infer_speedup": median_ratio(times["reference"], times["engine"]),
+            "infer_torch_speedup": median_ratio(times["reference"], times["engine_torch"])}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -257,6 +293,9 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-epoch", action="store_true", help="skip the FSDD-sized epoch of each model")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_engine"))
+    parser.add_argument("--checkpoints", nargs="*", type=Path, default=[],
+                        help="trained checkpoints (best.pt) whose FSDD test set is run at batch 16 too")
+    parser.add_argument("--data-dir", default=None, help="FSDD recordings for --checkpoints (default: as trained)")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc thresholds alone (train() raises them, see "
                              "scnn.engine.keep_freed_memory; both sides of every ratio share the setting)")
@@ -298,6 +337,14 @@ def main() -> None:
                       f"{row['infer_speedup']:6.2f} {row['infer_torch_speedup']:6.2f} | "
                       f"{row['train_engine_gflops']:7.1f} {100 * row['train_engine_gflops'] / peak:4.0f} | {memory_text}"
                       f"   density {row['spike_density']}", flush=True)
+    trained = []
+    for checkpoint in args.checkpoints:
+        row = trained_inference(checkpoint, args.data_dir, repeats=3)
+        trained.append(row)
+        print(f"\ntrained {checkpoint}: inference {row['infer_ref_samples_s']:.0f} -> "
+              f"{row['infer_engine_samples_s']:.0f} samples/s, {row['infer_speedup']:.2f}x "
+              f"(torch path {row['infer_torch_speedup']:.2f}x); test correct {row['correct']}, "
+              f"density {row['spike_density']}", flush=True)
     epochs = {}
     if not args.no_epoch:
         print(f"\none FSDD-sized training epoch (2,430 samples, batch 32, AdamW, T = 10), seconds:")
@@ -316,7 +363,8 @@ def main() -> None:
     machine["load_average_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_engine.json").write_text(json.dumps(
-        {"machine": machine, "rows": rows, "epochs": epochs, "profiles": profiles, "argv": sys.argv}, indent=2))
+        {"machine": machine, "rows": rows, "trained": trained, "epochs": epochs, "profiles": profiles,
+         "argv": sys.argv}, indent=2))
     with open(args.out / "bench_engine.csv", "w", newline="") as handle:
         columns = list(dict.fromkeys(key for row in rows for key in row))  # memory is measured at T = 10 only
         writer = csv.DictWriter(handle, fieldnames=columns)

@@ -6,10 +6,10 @@ compiled kernels (:mod:`scnn.spike_kernels`) where they were measured to pay
 
 * every hidden LIF layer: one compiled pass per sample instead of ~4 torch operations
   per step (same spikes);
-* the first LIF under direct encoding followed by a dense layer: neurons grouped by their
-  spike train, one weight row added per active neuron instead of a dense product over all
-  T steps;
-* a dense layer fed by spikes at most ``max_density`` dense: a CSR product (MKL).
+* a LIF followed by a dense layer: under direct encoding (the first LIF, static input)
+  neurons grouped by their spike train, one weight row added per active neuron instead of
+  a dense product over all T steps; otherwise, when at most ``max_density`` of the spikes
+  are 1, the spikes passed as CSR to MKL's sparse product without a dense copy.
 
 They change the float32 summation order of dense products, not the spikes of the layer
 they compute; the tests compare them with the dense path and with snntorch. They are on by
@@ -82,37 +82,34 @@ def dense_synapse(block: nn.Module) -> nn.Linear | None:
     return module
 
 
-def spike_fed_current(block: nn.Module, spikes: torch.Tensor) -> torch.Tensor | None:
-    """Current ``[T, B, M]`` of a dense block from spikes ``[T, B, ...]`` through a CSR product.
+def lif_into_dense(lif: nn.Module, current: torch.Tensor,
+                   following: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A hidden LIF layer and the dense block after it, fused on a compiled path.
 
-    None when the path does not apply (see :func:`fast_inference_applies`, :func:`dense_synapse`,
-    hooks, a small layer) or the spikes are denser than ``max_density``: the caller runs the dense path.
-    """
-    linear = dense_synapse(block)
-    if (linear is None or not fast_inference_applies(spikes) or linear.weight.numel() < _SETTINGS["min_csr_weights"]
-            or observed(block.synapse)):
-        return None
-    steps, batch = spikes.shape[:2]
-    current = spike_kernels.csr_linear(spikes.reshape(steps * batch, -1), linear.weight, linear.bias,
-                                       _SETTINGS["max_density"])
-    return None if current is None else current.reshape(steps, batch, -1)
-
-
-def static_lif_current(lif: nn.Module, current: torch.Tensor, steps: int, following: nn.Module) -> torch.Tensor | None:
-    """Current ``[T, B, M]`` of the dense block ``following`` a LIF whose input is static.
-
-    current: the LIF's input ``[B, ...]``, the same at each of ``steps`` steps. The LIF's
-    spikes are never materialised (see :func:`scnn.spike_kernels.static_lif_linear`).
-    None when the path does not apply: the caller runs the LIF and the block as usual.
+    current: the LIF's input ``[T, B, ...]`` (an expanded view with stride 0 over T when the
+    input is static). Returns ``(None, next current [T, B, M])`` when the fused path ran,
+    ``(spikes, None)`` when the spikes came out denser than ``max_density`` (the caller
+    feeds them to the dense product), or ``(None, None)`` when no path applies (see
+    :func:`fast_inference_applies`, :func:`dense_synapse`, hooks, a small layer).
     """
     linear = dense_synapse(following)
-    if (linear is None or not fast_inference_applies(current) or getattr(lif, "engine", None) != "fused"
-            or not _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS
+    if (linear is None or not fast_inference_applies(current) or not hasattr(lif, "leaky")
             or observed(lif, following.synapse)):
-        return None
+        return None, None
+    steps = current.shape[0]
+    beta, threshold = lif.leaky.beta.clamp(0, 1), lif.leaky.threshold
     reset_to_zero = lif.leaky.reset_mechanism == "zero"
-    return spike_kernels.static_lif_linear(current, steps, lif.beta.clamp(0, 1), lif.threshold, reset_to_zero,
-                                           linear.weight, linear.bias)
+    if steps < 2:
+        return None, None  # one step: nothing to fuse over time, and the dense product is small
+    if current.stride(0) == 0:  # static input: the grouped product, once there are enough steps
+        if not _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS:
+            return None, None
+        return None, spike_kernels.static_lif_linear(current[0], steps, beta, threshold, reset_to_zero,
+                                                     linear.weight, linear.bias)
+    if linear.weight.numel() < _SETTINGS["min_csr_weights"]:
+        return None, None
+    return spike_kernels.lif_csr_linear(current, beta, threshold, reset_to_zero, linear.weight, linear.bias,
+                                        _SETTINGS["max_density"])
 
 
 # --------------------------------------------------------------------------- memory allocator

@@ -237,35 +237,35 @@ class SpecNet(nn.Module):
             return NetOutput(logits=x)
 
         layer_spikes, last = [], len(self.blocks) - 1
-        next_current = None  # set when a block's fused path already computed the next block's current
+        current = None  # set when the previous block's fused kernel already computed this block's current
         for position, block in enumerate(self.blocks):
-            if next_current is not None:
-                current, next_current = next_current, None
-            elif x.dim() == 4 and position == 0:
-                # Static input: the first synapse gives the same current at every step; run it once.
-                current = block.current(x)
-                if not record and position < last:
-                    # Inference: the first LIF and the next dense layer in one grouped kernel.
-                    next_current = engine.static_lif_current(block.activation, current, self.num_steps,
-                                                             self.blocks[position + 1])
-                    if next_current is not None:
-                        continue
-                current = current.unsqueeze(0).expand(self.num_steps, *current.shape)
-            elif position == 0:
-                current = _fold(block.current, x)  # time-varying input [T, B, ...]: not spikes
-            else:
-                # Inference: dense synapses fed by sparse spikes take a CSR product.
-                current = engine.spike_fed_current(block, x)
-                if current is None:
-                    current = _fold(block.spike_current, x)
+            if current is None:
+                current = self._current(position, block, x)
+            if not record and position < last:
+                # Inference: this LIF fused with the next dense layer (scnn.engine), when that applies.
+                spikes, next_current = engine.lif_into_dense(block.activation, current, self.blocks[position + 1])
+                if spikes is not None or next_current is not None:
+                    x, current = spikes, next_current
+                    continue
             # Hidden membranes are only returned when recording (dynamics hooks read them). A
             # synapse's output is read by nobody but the LIF, which may keep its membranes in it.
             scratch = (position > 0 or x.dim() == 5) and not engine.observed(block)
             x, membrane = block.activation(current, return_membrane=record or position == last,
                                            overwrite_current=scratch)
+            current = None
             if record:
                 layer_spikes.append(x)
         return self._readout(x, membrane, layer_spikes)
+
+    def _current(self, position: int, block: Block, x: torch.Tensor) -> torch.Tensor:
+        """Input current ``[T, B, ...]`` of block ``position`` from its input x."""
+        if position == 0 and x.dim() == 4:
+            # Static input: the first synapse gives the same current at every step; run it once.
+            current = block.current(x)
+            return current.unsqueeze(0).expand(self.num_steps, *current.shape)
+        if position == 0:
+            return _fold(block.current, x)  # time-varying input [T, B, ...]: not spikes
+        return _fold(block.spike_current, x)
 
     def _readout(self, spikes: torch.Tensor, membrane: torch.Tensor, layer_spikes: list) -> NetOutput:
         logits = membrane.sum(0) if self.config.readout == "membrane" else spikes.sum(0)

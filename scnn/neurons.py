@@ -248,11 +248,11 @@ class LIF(nn.Module):
         will not read ``current`` again, so the fused engine may keep the membranes in it. Inference on the CPU (more than one
         step) runs the compiled :func:`scnn.spike_kernels.lif_spikes`: the same values.
         """
+        reset_to_zero = self.leaky.reset_mechanism == "zero"
+        if current.shape[0] > 1 and engine.fast_inference_applies(current):  # any surrogate: same forward
+            return spike_kernels.lif_spikes(current, self.leaky.beta.clamp(0, 1), self.leaky.threshold,
+                                            reset_to_zero, return_membrane)
         if self.engine == "fused":
-            reset_to_zero = self.leaky.reset_mechanism == "zero"
-            if current.shape[0] > 1 and engine.fast_inference_applies(current):
-                return spike_kernels.lif_spikes(current, self.leaky.beta.clamp(0, 1), self.leaky.threshold,
-                                                reset_to_zero, return_membrane)
             outputs = FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope,
                                                reset_to_zero, return_membrane, overwrite_current)
             return outputs if return_membrane else (outputs, None)

@@ -19,9 +19,11 @@ Three kernels, each for inference only (no autograd graph) on float32 CPU tensor
     One weight row per active neuron and sample is added, instead of one per neuron and
     step (dense) or per spike (sparse); with T = 10 there are a few dozen patterns.
 
-``csr_linear``
-    Spikes ``[R, N]`` turned into CSR in two passes (count, fill) and multiplied with
-    ``W.T`` by MKL's sparse product; it pays below about 10 % density (docs/engine.md).
+``lif_csr_linear``
+    A LIF whose input changes over time, followed by a dense layer: each step's spiking
+    neurons are written as column indices (CSR) straight from the LIF's loop, no dense
+    spike tensor, and multiplied with ``W.T`` by MKL's sparse product. It pays up to about
+    10 % density (docs/engine.md); above that the spikes go back to the dense product.
 
 All three change only the float32 summation order of the dense product, not the spikes
 of the layer they compute. Thread count follows ``torch.get_num_threads()``.
@@ -156,37 +158,54 @@ if numba is not None:
                 for m in range(outputs):
                     total[m] += row[m]
 
-    @njit(parallel=True, cache=True)
-    def _row_counts(bits, counts):
-        """counts[r] = nonzero entries of row r; bits: the spikes' float32 bit patterns ``[R, N]`` uint32."""
-        rows, columns = bits.shape
-        for r in prange(rows):
-            count = 0
-            for j in range(columns):
-                count += bits[r, j] != 0
-            counts[r] = count
+    @njit(cache=True)
+    def _spiking_columns(spikes, pairs, columns_out):
+        """Write the indices of the nonzero entries of ``spikes`` ``[N]`` to ``columns_out``; returns how many.
 
-    @njit(parallel=True, cache=True)
-    def _fill_columns(pairs, row_starts, columns_out):
-        """CSR column indices of the nonzero entries, row by row.
-
-        pairs: the spikes' bits two float32 at a time, ``[R, N / 2]`` uint64 (low half =
-        even column, on little-endian CPUs); a silent pair costs one test.
+        pairs: the same memory as uint64, two float32 at a time (low half = even index on
+        little-endian CPUs), so a silent pair costs one test; N even.
         """
-        rows, words = pairs.shape
+        count = 0
         low_half = np.uint64(0xFFFFFFFF)
-        for r in prange(rows):
-            position = row_starts[r]
-            for k in range(words):
-                word = pairs[r, k]
-                if word != 0:
-                    if word & low_half:
-                        columns_out[position] = 2 * k
-                        position += 1
-                    if word >> np.uint64(32):
-                        columns_out[position] = 2 * k + 1
-                        position += 1
+        for k in range(pairs.shape[0]):
+            word = pairs[k]
+            if word != 0:
+                if word & low_half:
+                    columns_out[count] = 2 * k
+                    count += 1
+                if word >> np.uint64(32):
+                    columns_out[count] = 2 * k + 1
+                    count += 1
+        return count
 
+    @njit(parallel=True, cache=True)
+    def _lif_sequence_columns(current, beta, threshold, reset_to_zero, steps, columns, counts):
+        """The LIF of ``_lif_sequence`` keeping, for each row r = t * B + b, only the indices of
+        its spiking neurons: ``columns[r, :counts[r]]``. current ``[T or 1, B, N]``, N even."""
+        batch, neurons = current.shape[1], current.shape[2]
+        static = current.shape[0] == 1
+        for b in prange(batch):
+            membrane = np.zeros(neurons, np.float32)
+            previous = np.zeros(neurons, np.float32)
+            spikes = np.zeros(neurons, np.float32)
+            for t in range(steps):
+                row = current[0, b] if static else current[t, b]
+                _lif_row(membrane, row, previous, beta, threshold, reset_to_zero, spikes)
+                counts[t * batch + b] = _spiking_columns(spikes, spikes.view(np.uint64), columns[t * batch + b])
+                previous, spikes = spikes, previous
+
+    @njit(parallel=True, cache=True)
+    def _pack_rows(columns, counts, row_starts, packed):
+        """Concatenate the rows ``columns[r, :counts[r]]`` into ``packed`` at ``row_starts[r]``."""
+        for r in prange(columns.shape[0]):
+            packed[row_starts[r]:row_starts[r] + counts[r]] = columns[r, :counts[r]]
+
+    @njit(parallel=True, cache=True)
+    def _unpack_rows(columns, counts, spikes):
+        """spikes ``[R, N]`` (zeroed) = 1 at ``columns[r, :counts[r]]``."""
+        for r in prange(columns.shape[0]):
+            for k in range(counts[r]):
+                spikes[r, columns[r, k]] = 1.0
 
 # --------------------------------------------------------------------------- torch-facing wrappers
 
@@ -256,32 +275,50 @@ def static_lif_linear(current: torch.Tensor, steps: int, beta: torch.Tensor, thr
     return output + bias if bias is not None else output.contiguous()
 
 
-def csr_linear(spikes: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-               max_density: float) -> torch.Tensor | None:
-    """``spikes @ weight.T + bias`` through a CSR product, or None above ``max_density``.
-
-    spikes ``[R, N]`` binary float32; weight ``[M, N]``. Returns ``[R, M]``.
-    """
-    _use_torch_threads()
-    if spikes.shape[1] % 2:  # the fill reads column pairs
-        spikes = torch.nn.functional.pad(spikes, (0, 1))
-    dense = spikes.float().contiguous().numpy()
-    bits = dense.view(np.uint32)  # +0.0 is the only float32 whose bits are all zero (spikes are 0 or 1)
-    counts = np.empty(dense.shape[0], np.int64)
-    _row_counts(bits, counts)
-    total = int(counts.sum())
-    if total > max_density * dense.size:
-        return None
-    row_starts = np.zeros(dense.shape[0] + 1, np.int64)
-    np.cumsum(counts, out=row_starts[1:])
-    columns = np.empty(total, np.int32)
-    _fill_columns(dense.view(np.uint64), row_starts, columns)
+def _csr_product(row_starts: np.ndarray, columns: np.ndarray, weight: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
+    """``S @ weight.T + bias`` for the 0/1 matrix S given as CSR (row starts, column indices)."""
+    shape = (len(row_starts) - 1, weight.shape[1])
     with warnings.catch_warnings():  # "sparse CSR support is in beta": its product is tested here
         warnings.simplefilter("ignore", UserWarning)
         matrix = torch.sparse_csr_tensor(torch.from_numpy(row_starts.astype(np.int32)), torch.from_numpy(columns),
-                                         torch.ones(total), size=(dense.shape[0], weight.shape[1]),
-                                         check_invariants=False)
-    weight_t = _transposed(weight)
+                                         torch.ones(len(columns)), size=shape, check_invariants=False)
     if bias is None:
-        return torch.sparse.mm(matrix, weight_t)
-    return torch.addmm(bias, matrix, weight_t)
+        return torch.sparse.mm(matrix, _transposed(weight))
+    return torch.addmm(bias, matrix, _transposed(weight))
+
+
+def lif_csr_linear(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset_to_zero: bool,
+                   weight: torch.Tensor, bias: torch.Tensor | None,
+                   max_density: float) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A LIF layer and the dense layer after it, the spikes passed as CSR without a dense copy.
+
+    current: the LIF's input ``[T, B, ...]`` (an expanded static view allowed); weight
+    ``[M, N]``, N neurons per sample. Returns ``(None, current [T, B, M])``, or, when more
+    than ``max_density`` of the spikes are 1, ``(spikes [T, B, ...], None)`` for the dense
+    product. The spikes are those of :func:`lif_spikes`.
+    """
+    _use_torch_threads()
+    steps, batch, neuron_shape = current.shape[0], current.shape[1], current.shape[2:]
+    if steps > 1 and current.stride(0) == 0:
+        current = current[:1]
+    flat = current.reshape(current.shape[0], batch, -1).float()
+    neurons = flat.shape[2]
+    if neurons % 2:  # the compaction reads neuron pairs: a silent extra neuron
+        flat = torch.nn.functional.pad(flat, (0, 1))
+    rows = steps * batch
+    columns = np.empty((rows, flat.shape[2]), np.int32)
+    counts = np.empty(rows, np.int64)
+    beta_array, threshold_array = _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape)
+    if neurons % 2:
+        beta_array, threshold_array = np.append(beta_array, 0.0).astype(np.float32), np.append(threshold_array, 1.0).astype(np.float32)
+    _lif_sequence_columns(flat.contiguous().numpy(), beta_array, threshold_array, reset_to_zero, steps, columns, counts)
+    if counts.sum() > max_density * rows * neurons:
+        spikes = torch.zeros(rows, flat.shape[2])
+        _unpack_rows(columns, counts, spikes.numpy())
+        return spikes[:, :neurons].reshape(steps, batch, *neuron_shape), None
+    row_starts = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts, out=row_starts[1:])
+    packed = np.empty(int(row_starts[-1]), np.int32)
+    _pack_rows(columns, counts, row_starts, packed)
+    return None, _csr_product(row_starts, packed, weight, bias).reshape(steps, batch, -1)

@@ -224,30 +224,14 @@ def test_grouped_first_layer_matches_the_dense_product(name, reset, per_channel)
     x = torch.randn(5, 1, 32, 32) * 2
     with torch.inference_mode():
         static = model.blocks[0].current(x)
-        grouped = engine.static_lif_current(model.blocks[0].activation, static, 10, model.blocks[1])
+        spikes_back, grouped = engine.lif_into_dense(model.blocks[0].activation,
+                                                     static.unsqueeze(0).expand(10, *static.shape), model.blocks[1])
         with fast_inference(enabled=False):
             spikes, _ = model.blocks[0].activation(static.unsqueeze(0).expand(10, *static.shape))
             dense = model.blocks[1].synapse(spikes.flatten(0, 1)).reshape(10, 5, -1)
-    assert grouped is not None, "the grouped path must apply here"
+    assert grouped is not None and spikes_back is None, "the grouped path must apply here"
     assert 0.05 < spikes.mean() < 0.95
     assert torch.allclose(grouped, dense, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("columns", [301, 1000])
-def test_csr_product_matches_dense_and_declines_dense_spikes(columns):
-    torch.manual_seed(9)
-    linear = torch.nn.Linear(columns, 96)
-    spikes = (torch.rand(40, columns) < 0.03).float()
-    spikes[3] = 0  # an empty row
-    with torch.inference_mode():
-        expected = linear(spikes)
-        assert torch.allclose(spike_kernels.csr_linear(spikes, linear.weight, linear.bias, 0.1), expected, atol=1e-5)
-        no_bias = spike_kernels.csr_linear(spikes, linear.weight, None, 0.1)
-        assert torch.allclose(no_bias, expected - linear.bias, atol=1e-5)
-        assert spike_kernels.csr_linear((torch.rand(40, columns) < 0.5).float(), linear.weight, linear.bias, 0.1) is None
-        linear.weight.mul_(2)  # the cached transposed weight must follow an in-place update
-        assert torch.allclose(spike_kernels.csr_linear(spikes, linear.weight, linear.bias, 0.1), linear(spikes),
-                              atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["model_a", "model_b"])
@@ -255,7 +239,7 @@ def test_csr_product_matches_dense_and_declines_dense_spikes(columns):
 def test_inference_kernels_give_the_reference_spikes(name, reset, monkeypatch):
     """Model-level: default inference (kernels on) against snntorch's step-by-step loop and the torch path."""
     calls = []
-    for kernel in ("static_lif_linear", "csr_linear", "lif_spikes"):
+    for kernel in ("static_lif_linear", "lif_csr_linear", "lif_spikes"):
         original = getattr(spike_kernels, kernel)
         monkeypatch.setattr(spike_kernels, kernel,
                             lambda *args, _kernel=kernel, _original=original, **kw: calls.append(_kernel)
@@ -272,25 +256,50 @@ def test_inference_kernels_give_the_reference_spikes(name, reset, monkeypatch):
     assert torch.allclose(fast.membrane, reference.membrane, atol=1e-5)
     assert torch.equal(fast.logits, again.logits), "same input, same numbers"
     expected = {"model_b": {"static_lif_linear", "lif_spikes"},  # B's second dense layer is too small for CSR
-                "model_a": {"lif_spikes", "csr_linear"}}[name]
+                "model_a": {"lif_spikes", "lif_csr_linear"}}[name]
     assert set(calls) == expected
+
+
+@pytest.mark.parametrize("neurons", [(16, 28, 28), (301,)])
+@pytest.mark.parametrize("static", [False, True])
+def test_lif_csr_product_matches_the_lif_and_the_dense_layer(neurons, static):
+    """lif_csr_linear: the LIF's spikes passed as CSR; above max_density it hands back the spikes."""
+    torch.manual_seed(15)
+    steps, batch, size = 6, 3, int(torch.tensor(neurons).prod())
+    linear = torch.nn.Linear(size, 40)
+    current = torch.randn(1 if static else steps, batch, *neurons) * 0.6
+    current = current.expand(steps, *current.shape[1:]) if static else current
+    beta, threshold = torch.tensor(0.7), torch.tensor(0.8)
+    with torch.inference_mode():
+        spikes, _ = spike_kernels.lif_spikes(current, beta, threshold, False)
+        expected = linear(spikes.reshape(steps * batch, -1)).reshape(steps, batch, -1)
+        none, got = spike_kernels.lif_csr_linear(current, beta, threshold, False, linear.weight, linear.bias, 1.0)
+        dense_spikes, nothing = spike_kernels.lif_csr_linear(current, beta, threshold, False, linear.weight,
+                                                             linear.bias, 0.0)
+    assert 0.0 < spikes.mean() < 0.5
+    assert none is None and torch.allclose(got, expected, atol=1e-5)
+    assert nothing is None and torch.equal(dense_spikes, spikes)
+    with torch.inference_mode():
+        linear.weight.mul_(2)  # the cached transposed weight must follow an in-place update
+        _, doubled = spike_kernels.lif_csr_linear(current, beta, threshold, False, linear.weight, linear.bias, 1.0)
+    assert torch.allclose(doubled, 2 * expected - linear.bias, atol=1e-5)
 
 
 def test_inference_kernels_stay_off_under_gradients_hooks_and_on_request():
     model = create_model("model_a", num_steps=10).eval()
-    x = torch.randn(2, 1, 32, 32) * 2
-    static = model.blocks[0].current(x).detach()
-    spikes = (torch.rand(10, 2, 16, 28, 28) < 0.01).float()
-    first, lif, fc = model.blocks[1], model.blocks[0].activation, model.blocks[2]
+    lif, fc = model.blocks[1].activation, model.blocks[2]
+    current = torch.randn(10, 2, 16, 28, 28) * 0.5
     with torch.no_grad():
-        assert engine.static_lif_current(lif, static, 10, first) is None, "a convolution follows: not a dense layer"
-        assert engine.spike_fed_current(fc, spikes) is not None
+        assert engine.lif_into_dense(model.blocks[0].activation, current, model.blocks[1]) == (None, None), \
+            "a convolution follows: not a dense layer"
+        spikes, fused = engine.lif_into_dense(lif, current, fc)
+        assert spikes is None and fused.shape == (10, 2, 128)
         handle = fc.synapse.register_forward_hook(lambda *args: None)
-        assert engine.spike_fed_current(fc, spikes) is None, "a hooked layer must run"
+        assert engine.lif_into_dense(lif, current, fc) == (None, None), "a hooked layer must run"
         handle.remove()
         with fast_inference(enabled=False):
-            assert engine.spike_fed_current(fc, spikes) is None
-    assert engine.spike_fed_current(fc, spikes) is None, "gradients on: training takes the torch path"
+            assert engine.lif_into_dense(lif, current, fc) == (None, None)
+    assert engine.lif_into_dense(lif, current, fc) == (None, None), "gradients on: training takes the torch path"
     with pytest.raises(ValueError, match="max_density"):
         with fast_inference(max_density=2.0):
             pass
