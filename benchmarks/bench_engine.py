@@ -208,6 +208,36 @@ def epoch_seconds(model_name: str, samples: int = 2430, batch_size: int = 32, nu
     return result
 
 
+# --------------------------------------------------------------------------- CSR crossover
+
+
+def csr_crossover(sizes=((5400, 128), (12544, 128)), densities=(0.01, 0.05, 0.1, 0.15, 0.2, 0.3),
+                  rows: int = 160, repeats: int = 30) -> list[dict]:
+    """Milliseconds of a LIF feeding a dense layer, fused with the CSR product
+    (``lif_csr_linear``) against the LIF kernel and the dense product, by spike density:
+    the measurement behind ``max_density`` (rows = T * B = 160, Model A/B layer sizes)."""
+    from scnn import spike_kernels
+
+    results = []
+    threshold, beta = torch.tensor(1.0), torch.tensor(0.0)  # beta 0: spikes = current > 1, density set directly
+    for inputs, outputs in sizes:
+        linear = nn.Linear(inputs, outputs)
+        for density in densities:
+            current = (torch.rand(10, rows // 10, inputs) < density).float() * 2  # 2 > threshold: a spike
+            with torch.inference_mode():
+                def dense():
+                    spikes, _ = spike_kernels.lif_spikes(current, beta, threshold, False)
+                    return linear(spikes)
+
+                def fused():
+                    return spike_kernels.lif_csr_linear(current, beta, threshold, False, linear.weight, linear.bias, 1.0)
+                times = interleaved({"dense": dense, "csr": fused}, repeats)
+            results.append({"inputs": inputs, "outputs": outputs, "density": density,
+                            "dense_ms": 1e3 * statistics.median(times["dense"]),
+                            "csr_ms": 1e3 * statistics.median(times["csr"])})
+    return results
+
+
 # --------------------------------------------------------------------------- trained models
 
 
@@ -293,6 +323,8 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-epoch", action="store_true", help="skip the FSDD-sized epoch of each model")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_engine"))
+    parser.add_argument("--crossover", action="store_true",
+                        help="only time the fused CSR product against the dense one by spike density")
     parser.add_argument("--checkpoints", nargs="*", type=Path, default=[],
                         help="trained checkpoints (best.pt) whose FSDD test set is run at batch 16 too")
     parser.add_argument("--data-dir", default=None, help="FSDD recordings for --checkpoints (default: as trained)")
@@ -308,6 +340,12 @@ def main() -> None:
         return
     kept_freed_memory = False if args.default_malloc else keep_freed_memory()
     print(f"malloc keeps freed memory (scnn.engine.keep_freed_memory): {kept_freed_memory}")
+    if args.crossover:
+        print(f"{'layer':>12} {'density':>7} {'LIF + dense':>11} {'LIF + CSR':>9} ms")
+        for row in csr_crossover():
+            print(f"{row['inputs']:>6}x{row['outputs']:<5} {row['density']:7.2f} {row['dense_ms']:11.3f} "
+                  f"{row['csr_ms']:9.3f}", flush=True)
+        return
     if args.quick:
         args.steps, args.batches = [10], [16]
     repeats = args.repeats or (7 if args.quick else 9)

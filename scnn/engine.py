@@ -92,15 +92,14 @@ def lif_into_dense(lif: nn.Module, current: torch.Tensor,
     feeds them to the dense product), or ``(None, None)`` when no path applies (see
     :func:`fast_inference_applies`, :func:`dense_synapse`, hooks, a small layer).
     """
-    linear = dense_synapse(following)
-    if (linear is None or not fast_inference_applies(current) or not hasattr(lif, "leaky")
-            or observed(lif, following.synapse)):
-        return None, None
     steps = current.shape[0]
+    if steps < 2 or not fast_inference_applies(current):
+        return None, None  # one step: nothing to fuse over time, and the dense product is small
+    linear = dense_synapse(following)
+    if linear is None or not hasattr(lif, "leaky") or observed(lif, following.synapse):
+        return None, None
     beta, threshold = lif.leaky.beta.clamp(0, 1), lif.leaky.threshold
     reset_to_zero = lif.leaky.reset_mechanism == "zero"
-    if steps < 2:
-        return None, None  # one step: nothing to fuse over time, and the dense product is small
     if current.stride(0) == 0:  # static input: the grouped product, once there are enough steps
         if not _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS:
             return None, None

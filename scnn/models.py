@@ -249,7 +249,7 @@ class SpecNet(nn.Module):
                     continue
             # Hidden membranes are only returned when recording (dynamics hooks read them). A
             # synapse's output is read by nobody but the LIF, which may keep its membranes in it.
-            scratch = (position > 0 or x.dim() == 5) and not engine.observed(block)
+            scratch = torch.is_grad_enabled() and (position > 0 or x.dim() == 5) and not engine.observed(block)
             x, membrane = block.activation(current, return_membrane=record or position == last,
                                            overwrite_current=scratch)
             current = None
