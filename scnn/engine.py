@@ -30,14 +30,15 @@ from torch import nn
 
 from scnn import spike_kernels
 
-# max_density: CSR product at or below this spike density (measured crossover ~0.1-0.15);
+# max_density: CSR product at or below this spike density (measured crossover 0.075-0.09,
+# `python benchmarks/bench_engine.py --crossover`);
 # min_csr_weights: smaller dense layers stay dense (the CSR set-up costs more than they do);
 # min_pattern_steps: the grouped first layer needs a few steps to beat one dense product.
-_SETTINGS = {"enabled": True, "max_density": 0.1, "min_csr_weights": 1 << 16, "min_pattern_steps": 4}
+_SETTINGS = {"enabled": True, "max_density": 0.075, "min_csr_weights": 1 << 16, "min_pattern_steps": 4}
 
 
 @contextmanager
-def fast_inference(enabled: bool = True, max_density: float = 0.1):
+def fast_inference(enabled: bool = True, max_density: float = 0.075):
     """Within the block, turn the compiled inference paths on or off (default: on).
 
     max_density: use the CSR product for a spike-fed dense layer only at or below this

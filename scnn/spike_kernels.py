@@ -23,7 +23,7 @@ Three kernels, each for inference only (no autograd graph) on float32 CPU tensor
     A LIF whose input changes over time, followed by a dense layer: each step's spiking
     neurons are written as column indices (CSR) straight from the LIF's loop, no dense
     spike tensor, and multiplied with ``W.T`` by MKL's sparse product. It pays up to about
-    10 % density (docs/engine.md); above that the spikes go back to the dense product.
+    7.5 % density (docs/engine.md); above that the spikes go back to the dense product.
 
 All three change only the float32 summation order of the dense product, not the spikes
 of the layer they compute. Thread count follows ``torch.get_num_threads()``.
