@@ -7,7 +7,7 @@ import torch
 from scnn import engine, spike_kernels
 from scnn.engine import fast_inference, keep_freed_memory
 from scnn.models import create_model
-from scnn.neurons import LIF, FusedLeakySequence, make_surrogate, reset_net
+from scnn.neurons import LIF, FusedLeakySequence, _lif_loop, make_surrogate, reset_net
 from scnn.reference import ReferenceNet
 
 
@@ -194,8 +194,9 @@ def test_static_input_runs_the_first_layer_once():
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("static", [False, True])
-def test_compiled_lif_is_bit_identical_to_the_fused_sequence(reset, per_channel, static):
-    """spike_kernels.lif_spikes: the same spikes and membranes, bit for bit, as FusedLeakySequence."""
+def test_compiled_lif_is_bit_identical_to_the_torch_loop(reset, per_channel, static):
+    """spike_kernels.lif_spikes: the same spikes and membranes, bit for bit, as the fused
+    sequence's torch loop (also when that loop keeps its membranes in its input buffer)."""
     torch.manual_seed(7)
     steps, shape = 7, (3, 4, 5, 6)  # [B, C, H, W]
     current = torch.randn(1 if static else steps, *shape) * 1.5
@@ -203,9 +204,13 @@ def test_compiled_lif_is_bit_identical_to_the_fused_sequence(reset, per_channel,
     beta = torch.rand(4, 1, 1) if per_channel else torch.tensor(0.8)
     threshold = torch.tensor(0.6)
     with torch.inference_mode():
-        spikes, membranes = FusedLeakySequence.apply(current, beta, threshold, 25.0, reset == "zero", True)
+        spikes, membranes = _lif_loop(current, beta, threshold, reset == "zero", True, False)
         fast_spikes, fast_membranes = spike_kernels.lif_spikes(current, beta, threshold, reset == "zero",
                                                                return_membranes=True)
+        if not static:  # the torch loop writing its membranes into its input buffer
+            in_place = current.clone()
+            in_place_spikes, _ = _lif_loop(in_place, beta, threshold, reset == "zero", True, True)
+            assert torch.equal(in_place_spikes, spikes) and torch.equal(in_place, membranes)
     assert 0.05 < spikes.mean() < 0.95
     assert torch.equal(fast_spikes, spikes) and torch.equal(fast_membranes, membranes)
 
