@@ -134,8 +134,9 @@ class FusedLeakySequence(torch.autograd.Function):
         # writes bump its version counter, so a backward pass that had saved it would fail loudly.
         in_place = (overwrite_current and not return_membranes and keep_history and current.is_contiguous()
                     and current.stride(0) != 0)
-        # (The compiled loop of scnn.spike_kernels, used in inference, did not make training
-        # measurably faster: Model A and B steps within 1-3 % either way, interleaved.)
+        # (The compiled loops of scnn.spike_kernels, used in inference, made training slower
+        # here, forward alone 1-3 %, forward and backward 3-7 %, interleaved: numba's and
+        # torch's OpenMP thread pools take turns on the two cores.)
         spikes, membranes = _lif_loop(current, beta_clamped, threshold, reset_to_zero, keep_history, in_place)
         # The backward pass reads the spikes only for the zero reset or a threshold gradient; as
         # bool they take a quarter of the float32 bytes (the next synapse keeps its own copy).

@@ -57,6 +57,7 @@ class SpikeLinearFunction(torch.autograd.Function):
             for start, stop, spikes in _chunks_as(saved_spikes, weight.dtype):
                 part = grad_output[start:stop].t()
                 grad_weight = part @ spikes if grad_weight is None else grad_weight.addmm_(part, spikes)
+                del spikes  # before the next chunk is converted: one float chunk at a time
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_output.sum(0)
         if ctx.needs_input_grad[0]:
@@ -91,6 +92,7 @@ class SpikeConv2dFunction(torch.autograd.Function):
                 grad_spikes[start:stop] = grad_in
             if need_weight:
                 grad_weight = grad_w if grad_weight is None else grad_weight.add_(grad_w)
+            del spikes, grad_in, grad_w  # before the next chunk is converted
         return grad_spikes, grad_weight, grad_bias, None, None, None, None
 
 
