@@ -241,6 +241,27 @@ def csr_crossover(sizes=((5400, 128), (12544, 128)), densities=(0.01, 0.05, 0.1,
 # --------------------------------------------------------------------------- trained models
 
 
+def profile_inference(model: nn.Module, inputs: torch.Tensor, calls: int = 50, top: int = 8) -> list[dict]:
+    """Where one inference forward spends its time, by Python-level function (cProfile sees
+    the compiled kernels and torch's operators alike; torch.profiler does not see numba)."""
+    import cProfile
+    import pstats
+
+    with torch.inference_mode():
+        model(inputs)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(calls):
+            model(inputs)
+        profiler.disable()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (calls, _, own time, cumulative, _)
+    rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    return [{"function": name if file.startswith("~") else f"{Path(file).name}:{name}",
+             "own_ms_per_forward": 1e3 * own / calls}
+            for (file, _, name), (_, _, own, _, _) in rows]
+
+
+
 def trained_inference(checkpoint: Path, data_dir: str | None, repeats: int, batch_size: int = 16) -> dict:
     """Inference on a trained checkpoint's FSDD test set in batches of 16: reference loop,
     engine with its kernels and engine's torch path, interleaved batch by batch; the spike
@@ -266,7 +287,8 @@ def trained_inference(checkpoint: Path, data_dir: str | None, repeats: int, batc
                 start = time.perf_counter()
                 inference_step(network, batch, kernels)
                 times[name].append(time.perf_counter() - start)
-    return {"checkpoint": str(checkpoint), "test_samples": len(test_x), "correct": correct,
+    profile = profile_inference(model, batches[0])
+    return {"checkpoint": str(checkpoint), "test_samples": len(test_x), "correct": correct, "profile": profile,
             "spike_density": densities,
             "infer_ref_samples_s": batch_size / statistics.median(times["reference"]),
             "infer_engine_samples_s": batch_size / statistics.median(times["engine"]),
@@ -383,6 +405,8 @@ def main() -> None:
               f"{row['infer_engine_samples_s']:.0f} samples/s, {row['infer_speedup']:.2f}x "
               f"(torch path {row['infer_torch_speedup']:.2f}x); test correct {row['correct']}, "
               f"density {row['spike_density']}", flush=True)
+        print("  one forward (batch 16) by function, own ms: " + ", ".join(
+            f"{entry['function']} {entry['own_ms_per_forward']:.2f}" for entry in row["profile"]))
     epochs = {}
     if not args.no_epoch:
         print(f"\none FSDD-sized training epoch (2,430 samples, batch 32, AdamW, T = 10), seconds:")
