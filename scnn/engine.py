@@ -34,7 +34,7 @@ from scnn import spike_kernels
 # `python benchmarks/bench_engine.py --crossover`);
 # min_csr_weights: smaller dense layers stay dense (the CSR set-up costs more than they do);
 # min_pattern_steps: the grouped first layer needs a few steps to beat one dense product.
-_SETTINGS = {"enabled": True, "max_density": 0.075, "min_csr_weights": 1 << 16, "min_pattern_steps": 4}
+_SETTINGS = {"enabled": True, "grouped_training": True, "max_density": 0.075, "min_csr_weights": 1 << 16, "min_pattern_steps": 4}
 
 
 @contextmanager
@@ -81,6 +81,30 @@ def dense_synapse(block: nn.Module) -> nn.Linear | None:
     if block.training and not isinstance(block.dropout, nn.Identity):
         return None
     return module
+
+
+def grouped_training_applies(lif: nn.Module, static: torch.Tensor, steps: int, following: nn.Module) -> bool:
+    """Whether the first LIF (static input ``[B, ...]``) and the dense block after it train as
+    one grouped product (:class:`scnn.synapses.StaticLifLinearFunction`)."""
+    leaky = getattr(lif, "leaky", None)
+    return (_SETTINGS["grouped_training"] and torch.is_grad_enabled() and leaky is not None
+            and getattr(lif, "engine", None) == "fused" and not leaky.beta.requires_grad
+            and not leaky.threshold.requires_grad and static.device.type == "cpu" and static.dtype == torch.float32
+            and _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS
+            and spike_kernels.available() and not torch.jit.is_tracing() and dense_synapse(following) is not None
+            and not observed(lif, following.synapse))
+
+
+def static_lif_into_dense_training(lif: nn.Module, static: torch.Tensor, steps: int,
+                                   following: nn.Module) -> torch.Tensor:
+    """Current ``[T, B, M]`` of the dense block after the first LIF, in training (see
+    :func:`grouped_training_applies`); the LIF's spikes are never materialised."""
+    from scnn.synapses import StaticLifLinearFunction
+
+    linear = dense_synapse(following)
+    leaky = lif.leaky
+    return StaticLifLinearFunction.apply(static, linear.weight, linear.bias, leaky.beta.clamp(0, 1), leaky.threshold,
+                                         lif.slope, leaky.reset_mechanism == "zero", steps)
 
 
 def lif_into_dense(lif: nn.Module, current: torch.Tensor,

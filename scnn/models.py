@@ -239,7 +239,17 @@ class SpecNet(nn.Module):
         layer_spikes, last = [], len(self.blocks) - 1
         current = None  # set when the previous block's fused kernel already computed this block's current
         for position, block in enumerate(self.blocks):
-            if current is None:
+            if current is None and position == 0 and x.dim() == 4:
+                # Static input: the first synapse gives the same current at every step; run it once.
+                static = block.current(x)
+                if (not record and position < last
+                        and engine.grouped_training_applies(block.activation, static, self.num_steps, self.blocks[1])):
+                    # Training: the first LIF and the dense layer after it as one grouped product.
+                    current = engine.static_lif_into_dense_training(block.activation, static, self.num_steps,
+                                                                    self.blocks[1])
+                    continue
+                current = static.unsqueeze(0).expand(self.num_steps, *static.shape)
+            elif current is None:
                 current = self._current(position, block, x)
             if not record and position < last:
                 # Inference: this LIF fused with the next dense layer (scnn.engine), when that applies.
@@ -258,11 +268,7 @@ class SpecNet(nn.Module):
         return self._readout(x, membrane, layer_spikes)
 
     def _current(self, position: int, block: Block, x: torch.Tensor) -> torch.Tensor:
-        """Input current ``[T, B, ...]`` of block ``position`` from its input x."""
-        if position == 0 and x.dim() == 4:
-            # Static input: the first synapse gives the same current at every step; run it once.
-            current = block.current(x)
-            return current.unsqueeze(0).expand(self.num_steps, *current.shape)
+        """Input current ``[T, B, ...]`` of block ``position`` from its input x ``[T, B, ...]``."""
         if position == 0:
             return _fold(block.current, x)  # time-varying input [T, B, ...]: not spikes
         return _fold(block.spike_current, x)

@@ -55,6 +55,25 @@ def _sum_to_shape(gradient: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return gradient.sum(dim=dims, keepdim=True) if dims else gradient
 
 
+def surrogate_gradient(membranes: torch.Tensor, grad_spikes: torch.Tensor, threshold: torch.Tensor, slope: float,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """dL/dS * dS/dU with the fast sigmoid, dS/dU = 1 / (slope * |U - thr| + 1)^2, ``[T, ...]``;
+    ``out`` may be ``membranes`` itself (the surrogate then overwrites them)."""
+    result = torch.sub(membranes, threshold, out=out)
+    result.abs_().mul_(slope).add_(1.0).square_()
+    return torch.div(grad_spikes, result, out=result)
+
+
+def reverse_recurrence(grad_total: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+    """BPTT through the leak, in place: g[t] += g[t+1] * decay[t+1] for t = T-2 .. 0.
+
+    decay: ``clamp(beta)`` (subtract reset) or ``[T-1, ...]`` = beta * (1 - S[t]) (zero reset).
+    """
+    for step in range(grad_total.shape[0] - 2, -1, -1):
+        grad_total[step].addcmul_(grad_total[step + 1], decay[step] if decay.dim() == grad_total.dim() else decay)
+    return grad_total
+
+
 def _lif_loop(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset_to_zero: bool,
               keep_history: bool, in_place: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The forward of :class:`FusedLeakySequence`: spikes ``[T, ...]`` and membranes (None
@@ -158,9 +177,7 @@ class FusedLeakySequence(torch.autograd.Function):
         # backward through this graph fail loudly instead of reading the overwritten values).
         if grad_spikes is not None:
             reuse = ctx.private_membranes and not need_beta
-            grad_total = torch.sub(membranes, threshold, out=membranes if reuse else None)
-            grad_total.abs_().mul_(slope).add_(1.0).square_()
-            torch.div(grad_spikes, grad_total, out=grad_total)
+            grad_total = surrogate_gradient(membranes, grad_spikes, threshold, slope, membranes if reuse else None)
         else:
             grad_total = torch.zeros_like(membranes)
         grad_threshold = None
@@ -170,12 +187,8 @@ class FusedLeakySequence(torch.autograd.Function):
             grad_total.add_(grad_membranes)
 
         # Reverse recurrence, in place: g[t] += g[t+1] * decay[t+1].
-        if reset_to_zero:
-            decay = (1 - spikes[:-1]).mul_(beta_clamped)  # decay[t + 1] = beta * (1 - S[t])
-        steps = membranes.shape[0]
-        for step in range(steps - 2, -1, -1):
-            factor = decay[step] if reset_to_zero else beta_clamped
-            grad_total[step].addcmul_(grad_total[step + 1], factor)
+        decay = (1 - spikes[:-1]).mul_(beta_clamped) if reset_to_zero else beta_clamped  # beta * (1 - S[t])
+        reverse_recurrence(grad_total, decay)
 
         grad_beta = None
         if need_beta:

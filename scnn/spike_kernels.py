@@ -97,9 +97,11 @@ if numba is not None:
                     membranes[t, b, :] = membrane
 
     @njit(parallel=True, cache=True)
-    def _static_codes(current, beta, threshold, reset_to_zero, steps, codes):
-        """current ``[B, N]`` constant over steps; codes ``[B, N]`` uint64 out, bit t = spike at step t."""
+    def _static_codes(current, beta, threshold, reset_to_zero, steps, codes, membranes):
+        """current ``[B, N]`` constant over steps; codes ``[B, N]`` uint64 out, bit t = spike at
+        step t; membranes ``[T, B, N]`` out too unless it is empty."""
         batch, neurons = current.shape
+        keep_membranes = membranes.size > 0
         for b in prange(batch):
             membrane = np.zeros(neurons, np.float32)
             previous = np.zeros(neurons, np.float32)
@@ -108,6 +110,8 @@ if numba is not None:
             code[:] = 0
             for t in range(steps):
                 _lif_row(membrane, current[b], previous, beta, threshold, reset_to_zero, spikes)
+                if keep_membranes:
+                    membranes[t, b, :] = membrane
                 for j in range(neurons):
                     code[j] |= np.uint64(spikes[j] != 0) << np.uint64(t)
                 previous, spikes = spikes, previous
@@ -157,6 +161,21 @@ if numba is not None:
                 row = weight_t[j]
                 for m in range(outputs):
                     total[m] += row[m]
+
+    @njit(parallel=True, cache=True)
+    def _scatter_group_rows(group_of, per_group, grad_weight_t):
+        """grad_weight_t ``[N, M]`` (zeroed) += per_group[b, group_of[b, j]] over samples b, for
+        each neuron j: the weight gradient of the grouped product (one thread per neuron block)."""
+        batch, neurons = group_of.shape
+        outputs = grad_weight_t.shape[1]
+        for j in prange(neurons):
+            total = grad_weight_t[j]
+            for b in range(batch):
+                group = group_of[b, j]
+                if group >= 0:
+                    row = per_group[b, group]
+                    for m in range(outputs):
+                        total[m] += row[m]
 
     @njit(cache=True)
     def _spiking_columns(spikes, pairs, columns_out):
@@ -251,28 +270,57 @@ def static_lif_linear(current: torch.Tensor, steps: int, beta: torch.Tensor, thr
     current: the LIF's input ``[B, ...]``, the same at each of ``steps`` (<= 64) steps;
     weight ``[M, N]`` and bias ``[M]`` of the dense layer, N = neurons per sample.
     """
+    group_of, bits, _ = spike_patterns(current, steps, beta, threshold, reset_to_zero)
+    return grouped_product(group_of, bits, weight, bias)
+
+
+def spike_patterns(current: torch.Tensor, steps: int, beta: torch.Tensor, threshold: torch.Tensor,
+                   reset_to_zero: bool, keep_membranes: bool = False):
+    """The first LIF's spikes under static input, as patterns: ``(group_of, bits, membranes)``.
+
+    group_of ``[B, N]`` int32 numpy: each neuron's pattern, -1 if silent; bits ``[B, T, P]``
+    float32: pattern p's spike at step t; membranes ``[T, B, ...]`` if ``keep_membranes``.
+    """
     if not 1 <= steps <= MAX_PATTERN_STEPS:
-        raise ValueError(f"static_lif_linear needs 1..{MAX_PATTERN_STEPS} steps, got {steps}")
+        raise ValueError(f"spike patterns need 1..{MAX_PATTERN_STEPS} steps, got {steps}")
     _use_torch_threads()
     batch, neuron_shape = current.shape[0], current.shape[1:]
-    flat = current.reshape(batch, -1).float().contiguous().numpy()
+    flat = current.detach().reshape(batch, -1).float().contiguous().numpy()
     neurons = flat.shape[1]
     codes = np.empty((batch, neurons), np.uint64)
+    membranes = torch.empty((steps, batch, neurons) if keep_membranes else (0, 0, 0))
     _static_codes(flat, _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape),
-                  reset_to_zero, steps, codes)
+                  reset_to_zero, steps, codes, membranes.numpy())
     group_of = np.empty((batch, neurons), np.int32)
     group_codes = np.zeros((batch, neurons), np.uint64)
     group_counts = np.zeros(batch, np.int64)
     _group_by_code(codes, group_of, group_codes, group_counts)
     patterns = max(int(group_counts.max()), 1)
-    sums = torch.zeros(batch, patterns, weight.shape[0])
-    _group_sums(group_of, _transposed(weight).numpy(), sums.numpy())
     # bits[b, t, p] = spike of pattern p at step t (unused pattern slots have code 0)
     pattern_codes = torch.from_numpy(group_codes[:, :patterns].view(np.int64))
     step_bits = torch.arange(steps, dtype=torch.int64)
     bits = ((pattern_codes.unsqueeze(1) >> step_bits.view(1, steps, 1)) & 1).float()
+    return group_of, bits, membranes.reshape(steps, batch, *neuron_shape) if keep_membranes else None
+
+
+def grouped_product(group_of: np.ndarray, bits: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor | None) -> torch.Tensor:
+    """``spikes @ weight.T + bias`` ``[T, B, M]`` for spikes given as patterns (:func:`spike_patterns`)."""
+    batch, patterns = bits.shape[0], bits.shape[2]
+    sums = torch.zeros(batch, patterns, weight.shape[0])
+    _group_sums(group_of, _transposed(weight).numpy(), sums.numpy())
     output = torch.bmm(bits, sums).transpose(0, 1)  # [T, B, M]
     return output + bias if bias is not None else output.contiguous()
+
+
+def grouped_weight_gradient(group_of: np.ndarray, bits: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """dL/dW ``[M, N]`` of :func:`grouped_product` from dL/dI ``grad_output`` ``[T, B, M]``:
+    ``sum_t grad[t, b] * bit_t(p)`` per sample and pattern, added to the pattern's neurons."""
+    per_group = torch.bmm(bits.transpose(1, 2), grad_output.detach().transpose(0, 1).float())  # [B, P, M]
+    grad_weight_t = torch.zeros(group_of.shape[1], grad_output.shape[2])
+    _use_torch_threads()
+    _scatter_group_rows(group_of, per_group.contiguous().numpy(), grad_weight_t.numpy())
+    return grad_weight_t.t()
 
 
 def _csr_product(row_starts: np.ndarray, columns: np.ndarray, weight: torch.Tensor,

@@ -110,3 +110,52 @@ def spike_synapse(synapse: nn.Module, spikes: torch.Tensor) -> torch.Tensor | No
         return SpikeConv2dFunction.apply(spikes, synapse.weight, synapse.bias, synapse.stride, synapse.padding,
                                          synapse.dilation, synapse.groups)
     return None
+
+
+class StaticLifLinearFunction(torch.autograd.Function):
+    """The first LIF under static input and the dense layer after it, trained together.
+
+    With direct encoding the LIF sees the same current c ``[B, N]`` at every step, so each
+    neuron's spike train is a pattern of T bits (:func:`scnn.spike_kernels.spike_patterns`)
+    and the dense layer's current is a sum over patterns::
+
+        forward   I[t, b] = bias + sum_p bit_t(p) * G[b, p],  G[b, p] = sum_{j in p} W[:, j]
+        backward  dL/dW[:, j] = sum_b H[b, p(b, j)],          H[b, p] = sum_t bit_t(p) * dL/dI[t, b]
+                  dL/dS[t, b] = dL/dI[t, b] @ W               (dense, as for any synapse)
+                  dL/dc[b] = sum_t BPTT(dL/dS)[t, b]          (the LIF's backward on its membranes)
+
+    Two of the three dense products of a dense layer (forward and weight gradient) become a
+    few dozen rows per sample. Fixed beta and threshold, fast-sigmoid surrogate; the same
+    spikes as the LIF and the same gradients up to float32 summation order (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, current, weight, bias, beta, threshold, slope, reset_to_zero, steps):
+        from scnn import spike_kernels
+
+        group_of, bits, membranes = spike_kernels.spike_patterns(current, steps, beta, threshold, reset_to_zero,
+                                                                 keep_membranes=True)
+        ctx.save_for_backward(membranes, bits, weight, beta, threshold)
+        ctx.group_of, ctx.slope, ctx.reset_to_zero = group_of, slope, reset_to_zero
+        ctx.has_bias = bias is not None
+        return spike_kernels.grouped_product(group_of, bits, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        from scnn import spike_kernels
+        from scnn.neurons import reverse_recurrence, surrogate_gradient
+
+        membranes, bits, weight, beta, threshold = ctx.saved_tensors
+        grad_current = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = spike_kernels.grouped_weight_gradient(ctx.group_of, bits, grad_output)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_output.sum((0, 1))
+        if ctx.needs_input_grad[0]:
+            steps, batch = grad_output.shape[:2]
+            grad_spikes = (grad_output.reshape(steps * batch, -1) @ weight).reshape(membranes.shape)
+            # beta * (1 - S[t]) for the zero reset, read before the surrogate overwrites the membranes
+            decay = (membranes[:-1] <= threshold).to(membranes.dtype).mul_(beta) if ctx.reset_to_zero else beta
+            grad_total = surrogate_gradient(membranes, grad_spikes, threshold, ctx.slope, out=membranes)
+            grad_current = reverse_recurrence(grad_total, decay).sum(0)
+        return grad_current, grad_weight, grad_bias, None, None, None, None, None

@@ -433,3 +433,31 @@ def test_training_keeps_fewer_bytes_for_backward_than_the_reference(name, monkey
     x = torch.randn(8, 1, 32, 32) * 2
     engine_bytes, reference_bytes = _saved_bytes(model, x), _saved_bytes(ReferenceNet(model), x)
     assert engine_bytes < 0.75 * reference_bytes, (engine_bytes, reference_bytes)
+
+
+@pytest.mark.parametrize("name", ["model_b", "4C3-P2-64FC-10FC"])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_grouped_first_layer_trains_like_the_plain_engine(name, reset, per_channel, monkeypatch):
+    """Training through StaticLifLinearFunction: the same outputs and gradients as the plain path."""
+    from scnn import synapses
+
+    calls = []
+    original = synapses.StaticLifLinearFunction.apply
+    monkeypatch.setattr(synapses.StaticLifLinearFunction, "apply",
+                        lambda *args: calls.append(1) or original(*args))
+    torch.manual_seed(16)
+    model = create_model(name, num_steps=8, reset_mechanism=reset, per_channel_beta=per_channel, beta=0.7,
+                         threshold=0.5)
+    if per_channel:
+        with torch.no_grad():
+            model.blocks[0].activation.leaky.beta.uniform_(0.2, 0.9)
+    x = torch.randn(3, 1, 32, 32) * 2
+    grouped, grouped_grads = gradients(model, model, x)
+    assert calls, "the grouped training path must run here"
+    monkeypatch.setitem(engine._SETTINGS, "grouped_training", False)
+    plain, plain_grads = gradients(model, model, x)
+    assert len(calls) == 1
+    assert torch.equal(grouped.spikes, plain.spikes)
+    assert torch.allclose(grouped.membrane, plain.membrane, atol=1e-5)
+    assert_gradients_close(grouped_grads, plain_grads)
