@@ -1,6 +1,8 @@
-"""CPU inference kernels that exploit binary spikes (numba; used by :mod:`scnn.engine`).
+"""CPU kernels that exploit binary spikes (numba; chosen by :mod:`scnn.engine`).
 
-Three kernels, each for inference only (no autograd graph) on float32 CPU tensors:
+Three paths on float32 CPU tensors, for inference (no autograd graph); the grouped product
+also trains, through :class:`scnn.synapses.StaticLifLinearFunction` (``spike_patterns``,
+``grouped_product``, ``grouped_weight_gradient``):
 
 ``lif_spikes``
     The LIF of :class:`scnn.neurons.FusedLeakySequence` over ``T`` steps in one compiled
@@ -25,8 +27,8 @@ Three kernels, each for inference only (no autograd graph) on float32 CPU tensor
     spike tensor, and multiplied with ``W.T`` by MKL's sparse product. It pays up to about
     7.5 % density (docs/engine.md); above that the spikes go back to the dense product.
 
-All three change only the float32 summation order of the dense product, not the spikes
-of the layer they compute. Thread count follows ``torch.get_num_threads()``.
+All change only the float32 summation order of the dense product, not the spikes of the
+layer they compute. Thread count follows ``torch.get_num_threads()``.
 """
 
 from __future__ import annotations
