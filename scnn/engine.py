@@ -18,7 +18,8 @@ default and can be switched off (or the CSR threshold moved) for a block::
     with torch.inference_mode(), fast_inference(enabled=False):
         logits = model(x).logits        # the plain torch path
 
-Training always takes the torch path.
+Training takes the torch path, except for one grouped product: the first LIF under static
+input and the dense layer after it (:func:`grouped_training_applies`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from scnn import spike_kernels
 # `python benchmarks/bench_engine.py --crossover`);
 # min_csr_weights: smaller dense layers stay dense (the CSR set-up costs more than they do);
 # min_pattern_steps: the grouped first layer needs a few steps to beat one dense product.
-_SETTINGS = {"enabled": True, "grouped_training": True, "max_density": 0.075, "min_csr_weights": 1 << 16, "min_pattern_steps": 4}
+_SETTINGS = {"enabled": True, "grouped_training": True, "max_density": 0.075, "min_csr_weights": 1 << 16,
+             "min_pattern_steps": 4}
 
 
 @contextmanager
@@ -54,11 +56,22 @@ def fast_inference(enabled: bool = True, max_density: float = 0.075):
         _SETTINGS.update(previous)
 
 
+def _kernels_can_run(tensor: torch.Tensor) -> bool:
+    """CPU float32, numba present, and nobody tracing the model (fvcore's FLOP count traces it
+    and must see every layer)."""
+    return (tensor.device.type == "cpu" and tensor.dtype == torch.float32 and not torch.jit.is_tracing()
+            and spike_kernels.available())
+
+
+def _patterns_fit(steps: int) -> bool:
+    """Enough steps for the grouped product to beat a dense one, and few enough for a uint64 code."""
+    return _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS
+
+
 def fast_inference_applies(tensor: torch.Tensor) -> bool:
-    """Whether the compiled paths may run on ``tensor``: enabled, no gradients, CPU float32,
-    and nobody tracing the model (fvcore's FLOP count traces it and must see every layer)."""
-    return (_SETTINGS["enabled"] and not torch.is_grad_enabled() and tensor.device.type == "cpu"
-            and tensor.dtype == torch.float32 and not torch.jit.is_tracing() and spike_kernels.available())
+    """Whether the compiled inference paths may run on ``tensor``: enabled, no gradients, and
+    :func:`_kernels_can_run`."""
+    return _SETTINGS["enabled"] and not torch.is_grad_enabled() and _kernels_can_run(tensor)
 
 
 def observed(*modules: nn.Module) -> bool:
@@ -89,10 +102,8 @@ def grouped_training_applies(lif: nn.Module, static: torch.Tensor, steps: int, f
     leaky = getattr(lif, "leaky", None)
     return (_SETTINGS["grouped_training"] and torch.is_grad_enabled() and leaky is not None
             and getattr(lif, "engine", None) == "fused" and not leaky.beta.requires_grad
-            and not leaky.threshold.requires_grad and static.device.type == "cpu" and static.dtype == torch.float32
-            and _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS
-            and spike_kernels.available() and not torch.jit.is_tracing() and dense_synapse(following) is not None
-            and not observed(lif, following.synapse))
+            and not leaky.threshold.requires_grad and _kernels_can_run(static) and _patterns_fit(steps)
+            and dense_synapse(following) is not None and not observed(lif, following.synapse))
 
 
 def static_lif_into_dense_training(lif: nn.Module, static: torch.Tensor, steps: int,
@@ -126,7 +137,7 @@ def lif_into_dense(lif: nn.Module, current: torch.Tensor,
     beta, threshold = lif.leaky.beta.clamp(0, 1), lif.leaky.threshold
     reset_to_zero = lif.leaky.reset_mechanism == "zero"
     if current.stride(0) == 0:  # static input: the grouped product, once there are enough steps
-        if not _SETTINGS["min_pattern_steps"] <= steps <= spike_kernels.MAX_PATTERN_STEPS:
+        if not _patterns_fit(steps):
             return None, None
         return None, spike_kernels.static_lif_linear(current[0], steps, beta, threshold, reset_to_zero,
                                                      linear.weight, linear.bias)

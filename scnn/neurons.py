@@ -269,8 +269,9 @@ class LIF(nn.Module):
         current: input current ``[T, B, ...]``. Returns (spikes, membrane), both ``[T, B, ...]``;
         membrane is None if not ``return_membrane`` (hidden layers: the fused engine then
         reuses the membrane buffer for its backward pass). ``overwrite_current``: the caller
-        will not read ``current`` again, so the fused engine may keep the membranes in it. Inference on the CPU (more than one
-        step) runs the compiled :func:`scnn.spike_kernels.lif_spikes`: the same values.
+        will not read ``current`` again, so the fused engine may keep the membranes in it.
+        Inference on the CPU (more than one step) runs the compiled
+        :func:`scnn.spike_kernels.lif_spikes`: the same values.
         """
         reset_to_zero = self.leaky.reset_mechanism == "zero"
         if current.shape[0] > 1 and engine.fast_inference_applies(current):  # any surrogate: same forward

@@ -180,11 +180,11 @@ if numba is not None:
                         total[m] += row[m]
 
     @njit(cache=True)
-    def _spiking_columns(spikes, pairs, columns_out):
-        """Write the indices of the nonzero entries of ``spikes`` ``[N]`` to ``columns_out``; returns how many.
+    def _spiking_columns(pairs, columns_out):
+        """Write the indices of the nonzero float32 entries to ``columns_out``; returns how many.
 
-        pairs: the same memory as uint64, two float32 at a time (low half = even index on
-        little-endian CPUs), so a silent pair costs one test; N even.
+        pairs: the spikes' memory as uint64, two float32 at a time (low half = even index on
+        little-endian CPUs), so a silent pair costs one test.
         """
         count = 0
         low_half = np.uint64(0xFFFFFFFF)
@@ -202,17 +202,18 @@ if numba is not None:
     @njit(parallel=True, cache=True)
     def _lif_sequence_columns(current, beta, threshold, reset_to_zero, steps, columns, counts):
         """The LIF of ``_lif_sequence`` keeping, for each row r = t * B + b, only the indices of
-        its spiking neurons: ``columns[r, :counts[r]]``. current ``[T or 1, B, N]``, N even."""
+        its spiking neurons: ``columns[r, :counts[r]]``. current ``[T or 1, B, N]``."""
         batch, neurons = current.shape[1], current.shape[2]
         static = current.shape[0] == 1
+        paired = neurons + neurons % 2  # spike buffers read in pairs: an odd N gets a silent extra slot
         for b in prange(batch):
             membrane = np.zeros(neurons, np.float32)
-            previous = np.zeros(neurons, np.float32)
-            spikes = np.zeros(neurons, np.float32)
+            previous = np.zeros(paired, np.float32)
+            spikes = np.zeros(paired, np.float32)
             for t in range(steps):
                 row = current[0, b] if static else current[t, b]
                 _lif_row(membrane, row, previous, beta, threshold, reset_to_zero, spikes)
-                counts[t * batch + b] = _spiking_columns(spikes, spikes.view(np.uint64), columns[t * batch + b])
+                counts[t * batch + b] = _spiking_columns(spikes.view(np.uint64), columns[t * batch + b])
                 previous, spikes = spikes, previous
 
     @njit(parallel=True, cache=True)
@@ -231,6 +232,14 @@ if numba is not None:
 # --------------------------------------------------------------------------- torch-facing wrappers
 
 
+def _sequence_rows(current: torch.Tensor) -> torch.Tensor:
+    """A LIF's input ``[T, B, ...]`` as contiguous float32 ``[T, B, N]``, or ``[1, B, N]`` when it
+    is an expanded static view (stride 0 over T): the kernels then read the one step T times."""
+    if current.shape[0] > 1 and current.stride(0) == 0:
+        current = current[:1]
+    return current.reshape(current.shape[0], current.shape[1], -1).float().contiguous()
+
+
 def lif_spikes(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset_to_zero: bool,
                return_membranes: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Spikes (and membranes if asked) ``[T, B, ...]`` of a LIF layer driven by ``current`` ``[T, B, ...]``.
@@ -240,9 +249,7 @@ def lif_spikes(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tenso
     """
     _use_torch_threads()
     steps, batch, neuron_shape = current.shape[0], current.shape[1], current.shape[2:]
-    if steps > 1 and current.stride(0) == 0:
-        current = current[:1]
-    flat = current.reshape(current.shape[0], batch, -1).float().contiguous()
+    flat = _sequence_rows(current)
     spikes = torch.empty(steps, batch, flat.shape[2])
     membranes = torch.empty(spikes.shape if return_membranes else (0, 0, 0))
     _lif_sequence(flat.numpy(), _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape),
@@ -350,23 +357,16 @@ def lif_csr_linear(current: torch.Tensor, beta: torch.Tensor, threshold: torch.T
     """
     _use_torch_threads()
     steps, batch, neuron_shape = current.shape[0], current.shape[1], current.shape[2:]
-    if steps > 1 and current.stride(0) == 0:
-        current = current[:1]
-    flat = current.reshape(current.shape[0], batch, -1).float()
-    neurons = flat.shape[2]
-    if neurons % 2:  # the compaction reads neuron pairs: a silent extra neuron
-        flat = torch.nn.functional.pad(flat, (0, 1))
-    rows = steps * batch
-    columns = np.empty((rows, flat.shape[2]), np.int32)
+    flat = _sequence_rows(current)
+    rows, neurons = steps * batch, flat.shape[2]
+    columns = np.empty((rows, neurons), np.int32)
     counts = np.empty(rows, np.int64)
-    beta_array, threshold_array = _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape)
-    if neurons % 2:
-        beta_array, threshold_array = np.append(beta_array, 0.0).astype(np.float32), np.append(threshold_array, 1.0).astype(np.float32)
-    _lif_sequence_columns(flat.contiguous().numpy(), beta_array, threshold_array, reset_to_zero, steps, columns, counts)
+    _lif_sequence_columns(flat.numpy(), _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape),
+                          reset_to_zero, steps, columns, counts)
     if counts.sum() > max_density * rows * neurons:
-        spikes = torch.zeros(rows, flat.shape[2])
+        spikes = torch.zeros(rows, neurons)
         _unpack_rows(columns, counts, spikes.numpy())
-        return spikes[:, :neurons].reshape(steps, batch, *neuron_shape), None
+        return spikes.reshape(steps, batch, *neuron_shape), None
     row_starts = np.zeros(rows + 1, np.int64)
     np.cumsum(counts, out=row_starts[1:])
     packed = np.empty(int(row_starts[-1]), np.int32)
