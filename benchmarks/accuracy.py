@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 
 from scnn.io import write_json, write_text
-from scnn.training import DataConfig, TrainConfig, prepare_data, train
+from scnn.train import DataConfig, TrainConfig, prepare_data, train
 
 MODELS = {"model_a": {"num_steps": 10}, "model_b": {"num_steps": 10}, "control_cnn": {}}
 

@@ -8,7 +8,7 @@ batch 16 only), on random inputs ``[B, 1, 32, 32]`` and the same weights, it tim
   binary-spike kernels (the default, :mod:`scnn.engine`) and, reported separately, with
   them switched off (``fast_inference(enabled=False)``: the torch path).
 
-Reference (``scnn.reference.ReferenceNet``, sharing the parameters) and engine runs
+Reference (``scnn.models.reference.ReferenceNet``, sharing the parameters) and engine runs
 are interleaved, repetition by repetition, and the speed-up is the median of the
 per-repetition ratios, so load from other processes hits both alike. Also:
 
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scnn.engine import fast_inference, keep_freed_memory  # noqa: E402
 from scnn.models import create_model  # noqa: E402
-from scnn.reference import ReferenceNet  # noqa: E402
+from scnn.models.reference import ReferenceNet  # noqa: E402
 
 
 def build(model_name: str, num_steps: int, batch_size: int, seed: int = 0):
@@ -216,7 +216,7 @@ def csr_crossover(sizes=((5400, 128), (12544, 128)), densities=(0.01, 0.05, 0.1,
     """Milliseconds of a LIF feeding a dense layer, fused with the CSR product
     (``lif_csr_linear``) against the LIF kernel and the dense product, by spike density:
     the measurement behind ``max_density`` (rows = T * B = 160, Model A/B layer sizes)."""
-    from scnn import spike_kernels
+    from scnn.engine import kernels as spike_kernels
 
     results = []
     threshold, beta = torch.tensor(1.0), torch.tensor(0.0)  # beta 0: spikes = current > 1, density set directly
@@ -266,12 +266,12 @@ def trained_inference(checkpoint: Path, data_dir: str | None, repeats: int, batc
     """Inference on a trained checkpoint's FSDD test set in batches of 16: reference loop,
     engine with its kernels and engine's torch path, interleaved batch by batch; the spike
     density of every layer and the test accuracy of each path (they must agree)."""
-    from scnn.dynamics import checkpoint_data
-    from scnn.training import load_trained_model
+    from scnn.data import checkpoint_data
+    from scnn.train import load_trained_model
 
     model, saved = load_trained_model(checkpoint)
     reference = ReferenceNet(model)
-    test_x, test_y = checkpoint_data(saved, data_dir).test
+    test_x, test_y = checkpoint_data(saved, {"data_dir": data_dir}).test
     batches = [test_x[i:i + batch_size] for i in range(0, len(test_x) - batch_size + 1, batch_size)]
     paths = {"reference": (reference, True), "engine": (model, True), "engine_torch": (model, False)}
     with torch.inference_mode():

@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-from scnn.training import DataConfig, TrainConfig, prepare_data, train
+from scnn.train import DataConfig, TrainConfig, prepare_data, train
 
 CANDIDATES = {
     "paper": ("paper", {}),

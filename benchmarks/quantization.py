@@ -1,7 +1,7 @@
 """Quantisation benchmark: PTQ and QAT of trained float checkpoints at several bit widths.
 
 For every checkpoint and every weight/activation/state bit width it runs
-``scnn.qat.run_quantization`` in mode "qat" (which measures PTQ first, then fine-tunes) and
+``scnn.quant.workflow.run_quantization`` in mode "qat" (which measures PTQ first, then fine-tunes) and
 records float, PTQ and QAT test accuracy, model size and the integer reference's agreement.
 Finished runs (results.json present) are reused. Writes OUT/summary.csv and OUT/summary.md.
 
@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 
 from scnn.io import write_text
-from scnn.qat import QuantRunConfig, run_quantization
+from scnn.quant.config import QuantConfig
+from scnn.quant.workflow import QuantRunConfig, run_quantization
 
 COLUMNS = ["model", "bits (w/a/state)", "float %", "PTQ %", "QAT %", "QAT - float (points)", "float32 bytes",
            "quantised bytes", "integer ref. same prediction %", "integer ref. same spike counts %", "QAT s"]
@@ -75,8 +76,9 @@ def main() -> None:
             if (out / "results.json").exists():
                 results = json.loads((out / "results.json").read_text())
             else:
-                config = QuantRunConfig(checkpoint=path, mode="qat", weight_bits=bits[0], act_bits=bits[1],
-                                        state_bits=bits[2], epochs=args.epochs, lr=args.lr, threads=args.threads)
+                config = QuantRunConfig(checkpoint=path, mode="qat",
+                                        quant=QuantConfig(weight_bits=bits[0], act_bits=bits[1], state_bits=bits[2]),
+                                        epochs=args.epochs, lr=args.lr, threads=args.threads)
                 results = run_quantization(config, out, data_dir=args.data_dir, progress=False)
             rows.append(_row(name, bits, results))
             print(markdown(rows[-1:]).splitlines()[-1], flush=True)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scnn.report import profile_checkpoint, with_paper_values, write_rows
+from scnn.viz.tables import profile_checkpoint, with_paper_values, write_rows
 
 COLUMNS = ["architecture", "T", "accuracy", "paper_accuracy", "quantized_accuracy", "paper_int8_accuracy",
            "parameters", "dense_macs", "dense_macs_per_step", "paper_flops", "effective_macs", "effective_acs",

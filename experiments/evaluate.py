@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scnn.training import evaluate_checkpoint
+from scnn.train import evaluate_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scnn.figures import (cost_figures, quant_figures, run_figures, sweep_figures, sweeps_comparison_figures,
+from scnn.viz.figures import (cost_figures, quant_figures, run_figures, sweep_figures, sweeps_comparison_figures,
                           tune_figures)
 
 

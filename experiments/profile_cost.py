@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from scnn.report import COLUMNS, profile_checkpoint, write_rows
+from scnn.viz.tables import COLUMNS, profile_checkpoint, write_rows
 
 
 def build_parser() -> argparse.ArgumentParser:

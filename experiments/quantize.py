@@ -19,7 +19,8 @@ import argparse
 import sys
 import warnings
 
-from scnn.qat import QuantRunConfig, run_quantization
+from scnn.quant.config import QuantConfig
+from scnn.quant.workflow import QuantRunConfig, run_quantization
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +61,9 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         config = QuantRunConfig(
             checkpoint=args.checkpoint, mode=args.mode, model=args.model, model_overrides=overrides,
-            weight_bits=args.weight_bits, act_bits=args.act_bits, state_bits=args.state_bits,
-            per_channel=args.per_channel, leak=args.leak, state_range=args.state_range, epochs=args.epochs,
+            quant=QuantConfig(weight_bits=args.weight_bits, act_bits=args.act_bits, state_bits=args.state_bits,
+                              per_channel=args.per_channel, leak=args.leak, state_range=args.state_range),
+            epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, calibration_samples=args.calibration_samples,
             train_per_class=args.train_per_class, seed=args.seed,
             threads=args.threads, device=args.device, export=not args.no_export)

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from experiments.train import add_data_arguments, data_config_from, parse_key_values
 from scnn.io import write_json
-from scnn.plotting import plot_sweep
-from scnn.sweeps import run_sweep, summarize_sweep
-from scnn.training import TrainConfig
+from scnn.viz.plots import plot_sweep
+from scnn.search.sweep import run_sweep, summarize_sweep
+from scnn.train import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from scnn.features import FEATURE_PRESETS
-from scnn.losses import LOSSES
+from scnn.train.losses import LOSSES
 from scnn.models import list_models
 from scnn.neurons import RESET_MECHANISMS, SURROGATES
-from scnn.training import DataConfig, TrainConfig, train
+from scnn.train import DataConfig, TrainConfig, train
 
 
 def parse_key_values(pairs: list[str], option: str) -> dict:
@@ -68,7 +68,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def data_config_from(args: argparse.Namespace) -> DataConfig:
     return DataConfig(
-        data_dir=args.data_dir, layout=args.layout, split=args.split, holdout_speaker=args.holdout_speaker,
+        data_dir=args.data_dir, dataset=args.layout, split=args.split, holdout_speaker=args.holdout_speaker,
         test_fraction=args.test_fraction, val_fraction=args.val_fraction, split_seed=args.split_seed,
         feature_preset=args.features, feature_overrides=parse_key_values(args.feature, "--feature"),
         cache_dir=args.cache_dir, skip_bad=args.skip_bad, download=not args.no_download,

@@ -1,11 +1,10 @@
 """scnn: spiking convolutional neural networks for audio at the edge.
 
-Main entry points:
+Main entry points (see docs/architecture.md for the package map):
     scnn.models.create_model("model_b", num_steps=10, beta=0.5)
-    scnn.training.train(TrainConfig(...), DataConfig(...), out_dir)
-    scnn.features.extract_features(paths, feature_config("default"))
+    scnn.train.train(TrainConfig(...), DataConfig(...), out_dir)
+    scnn.config.load_run_config("configs/fsdd_model_b.yaml", ["train.epochs=40"])
+    the `scnn` command (scnn.cli)
 """
 
-__version__ = "0.1.0"
-
-from scnn import ssm as _ssm  # noqa: E402,F401  (registers the SSM presets with scnn.models)
+__version__ = "0.2.0"

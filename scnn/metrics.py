@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scnn.models import count_parameters
+from scnn.models.registry import count_parameters
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm CMOS, picojoules per operation.
 ENERGY_45NM_PJ = {"float32_mac": 4.6, "float32_add": 0.9, "int8_mac": 0.2, "int8_add": 0.03}
@@ -361,10 +361,5 @@ def snntorch_sequential(model: nn.Module) -> nn.Sequential:
     blocks = list(model.blocks)
     for index, block in enumerate(blocks):
         layers.extend(copy.deepcopy(m) for m in (block.synapse, block.pool) if not isinstance(m, nn.Identity))
-        leaky = block.activation.leaky
-        layers.append(snntorch.Leaky(
-            beta=leaky.beta.detach().clone(), threshold=leaky.threshold.detach().clone(),
-            spike_grad=leaky.spike_grad, reset_mechanism=leaky.reset_mechanism, init_hidden=True,
-            output=index == len(blocks) - 1,
-        ))
+        layers.append(block.activation.snntorch_equivalent(init_hidden=True, output=index == len(blocks) - 1))
     return nn.Sequential(*layers).eval()

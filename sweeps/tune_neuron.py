@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 
 from experiments.train import add_data_arguments, data_config_from  # noqa: E402
 from scnn.io import write_json  # noqa: E402
-from scnn.plotting import plot_pareto  # noqa: E402
-from scnn.report import markdown_table  # noqa: E402
-from scnn.training import TrainConfig, prepare_data, train  # noqa: E402
-from scnn.tune import (SEARCH_ALGORITHMS, make_search_algorithm, neuron_search_space, pareto_front,  # noqa: E402
+from scnn.viz.plots import plot_pareto  # noqa: E402
+from scnn.viz.tables import markdown_table  # noqa: E402
+from scnn.train import TrainConfig, prepare_data, train  # noqa: E402
+from scnn.search.tune import (SEARCH_ALGORITHMS, make_search_algorithm, neuron_search_space, pareto_front,  # noqa: E402
                        ssm_search_space, train_config_from_trial, trainable)
 
 

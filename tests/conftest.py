@@ -39,14 +39,14 @@ def feature_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_fsdd(fsdd_dir, feature_cache):
     """(DataConfig, PreparedData): 3 training recordings per class, the whole validation and test splits."""
-    from scnn.training import DataConfig, prepare_data
+    from scnn.train import DataConfig, prepare_data
 
     config = DataConfig(data_dir=str(fsdd_dir), cache_dir=str(feature_cache), train_per_class=3, download=False)
     return config, prepare_data(config, progress=False)
 
 
 def _one_epoch_run(folder: Path, tiny_fsdd, model: str, **model_overrides) -> Path:
-    from scnn.training import TrainConfig, train
+    from scnn.train import TrainConfig, train
 
     data_config, data = tiny_fsdd
     train(TrainConfig(model=model, epochs=1, batch_size=16, model_overrides=model_overrides), data_config, folder,
@@ -69,8 +69,8 @@ def tiny_ssm_run(tmp_path_factory, tiny_fsdd) -> Path:
 @pytest.fixture(scope="session")
 def tiny_sweep_csv(tmp_path_factory, tiny_fsdd) -> Path:
     """sweep.csv of a beta sweep of Model B (T = 3): two values, two seeds, one epoch each."""
-    from scnn.sweeps import run_sweep
-    from scnn.training import TrainConfig
+    from scnn.search.sweep import run_sweep
+    from scnn.train import TrainConfig
 
     data_config, data = tiny_fsdd
     out = tmp_path_factory.mktemp("sweep_beta")
@@ -85,7 +85,7 @@ def tiny_tune_results(tmp_path_factory, tiny_sweep_csv) -> Path:
     plus one errored trial (no metrics). Starting Ray would cost more than the whole notebook test."""
     import json
 
-    from scnn.sweeps import read_sweep
+    from scnn.search.sweep import read_sweep
 
     trials = [{"beta": row["value"], "threshold": 1.0, "num_steps": 3, "val_accuracy": row["val_accuracy"],
                "activation_sparsity": row["activation_sparsity"],

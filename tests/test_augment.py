@@ -2,7 +2,7 @@
 
 import torch
 
-from scnn.augment import augment_batch
+from scnn.features.augment import augment_batch
 
 
 def test_off_is_identity_and_seeded_is_reproducible():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from scnn import data
+from scnn.data import fsdd as data
 from scnn.data import (DownloadError, Recording, download_fsdd, list_class_folders, list_fsdd, load_manifest,
                        locate_fsdd, parse_fsdd_name, split_recordings, verify_recordings)
 
@@ -25,7 +25,8 @@ def write_wav(path: Path, seconds=0.1, frequency=300.0) -> bytes:
 
 
 def test_parse_names():
-    assert parse_fsdd_name("x/7_theo_12.wav") == Recording(Path("x/7_theo_12.wav"), 7, "theo", 12)
+    assert parse_fsdd_name("x/7_theo_12.wav") == Recording(Path("x/7_theo_12.wav"), 7, "theo", 12, "train")
+    assert parse_fsdd_name("x/7_theo_4.wav").official_part == "test"  # takes 0-4 are upstream's test set
     for bad in ("7-theo-12.wav", "a_theo_1.wav", "7_theo.wav", "12_theo_1.wav"):
         with pytest.raises(ValueError, match=bad):
             parse_fsdd_name(bad)
@@ -43,7 +44,8 @@ def test_listing_errors_name_the_problem(tmp_path):
 
 
 def fake_recordings(speakers=("ann", "bob", "cy"), takes=50):
-    return [Recording(Path(f"{d}_{s}_{t}.wav"), d, s, t) for d in range(10) for s in speakers for t in range(takes)]
+    return [Recording(Path(f"{d}_{s}_{t}.wav"), d, s, t, "test" if t < 5 else "train")
+            for d in range(10) for s in speakers for t in range(takes)]
 
 
 def test_official_split_on_real_fsdd(fsdd_dir):

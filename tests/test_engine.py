@@ -4,11 +4,13 @@ import pytest
 import snntorch
 import torch
 
-from scnn import engine, spike_kernels
+from scnn.engine import policy as engine
+from scnn.engine import kernels as spike_kernels
 from scnn.engine import fast_inference, keep_freed_memory
 from scnn.models import create_model
-from scnn.neurons import LIF, FusedLeakySequence, _lif_loop, make_surrogate, reset_net
-from scnn.reference import ReferenceNet
+from scnn.engine.lif import FusedLeakySequence, _lif_loop
+from scnn.neurons import LIF, make_surrogate, reset_net
+from scnn.models.reference import ReferenceNet
 
 
 class FastSigmoidKeepingDtype(torch.autograd.Function):
@@ -390,8 +392,8 @@ def test_inference_without_membrane_history_gives_the_same_outputs(name, reset):
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
 def test_spike_synapses_give_the_gradients_of_the_plain_layers_in_chunks(kind, monkeypatch):
-    """scnn.synapses keeps spikes as bool and converts them back a few rows at a time."""
-    from scnn import synapses
+    """scnn.engine.synapses keeps spikes as bool and converts them back a few rows at a time."""
+    from scnn.engine import synapses
 
     monkeypatch.setattr(synapses, "CHUNK_BYTES", 4 * 3 * 200)  # a few rows per chunk, several chunks
     torch.manual_seed(11)
@@ -425,7 +427,7 @@ def _saved_bytes(network, x) -> int:
 def test_training_keeps_fewer_bytes_for_backward_than_the_reference(name, monkeypatch):
     """The peak-memory target in miniature: what the engine saves for backward against the
     per-step loop, with spike inputs kept as bool (as they are above one chunk, at batch 128)."""
-    from scnn import synapses
+    from scnn.engine import synapses
 
     monkeypatch.setattr(synapses, "CHUNK_BYTES", 1 << 16)
     torch.manual_seed(12)
@@ -440,7 +442,7 @@ def test_training_keeps_fewer_bytes_for_backward_than_the_reference(name, monkey
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_grouped_first_layer_trains_like_the_plain_engine(name, reset, per_channel, monkeypatch):
     """Training through StaticLifLinearFunction: the same outputs and gradients as the plain path."""
-    from scnn import synapses
+    from scnn.engine import synapses
 
     calls = []
     original = synapses.StaticLifLinearFunction.apply

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from scnn.models import create_model
-from scnn.reference import ReferenceNet
-from scnn.training import DataConfig, TrainConfig, resolve_device, train
+from scnn.models.reference import ReferenceNet
+from scnn.train import DataConfig, TrainConfig, resolve_device, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from scnn.dynamics import layer_labels, record_sample
-from scnn.figures import quantization_results, quantization_rows
+from scnn.viz.dynamics import layer_labels, record_sample
+from scnn.viz.figures import quantization_results, quantization_rows
 from scnn.metrics import firing_rates, record_activity
 from scnn.models import create_model
-from scnn.plotting import (model_family, plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates,
+from scnn.viz.plots import (model_family, plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates,
                            plot_membrane_traces, plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster,
                            plot_ssm_eigenvalues, plot_sweep, plot_sweeps_sparsity_accuracy,
                            plot_training_curves)
-from scnn.ssm import DiagonalSSM, discrete_eigenvalues
-from scnn.sweeps import summarize_sweep
-from scnn.tune import load_trials, pareto_front, sparsity_front
+from scnn.models.ssm import DiagonalSSM, discrete_eigenvalues
+from scnn.search.sweep import summarize_sweep
+from scnn.search.tune import load_trials, pareto_front, sparsity_front
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,11 +49,11 @@ def test_sweep_and_pareto_figures(tmp_path):
              for row in rows]
     assert is_png(plot_sweeps_sparsity_accuracy({"model A": summarize_sweep(rows), "model B": summarize_sweep(other)},
                                                 "beta", tmp_path / "both.png"))
-    from scnn.sweeps import _write_sweep
+    from scnn.search.sweep import _write_sweep
 
     for name, sweep_rows in (("sweep_a", rows), ("sweep_b", other)):
         _write_sweep(tmp_path / name / "sweep.csv", sweep_rows)
-    from scnn.figures import sweeps_comparison_figures
+    from scnn.viz.figures import sweeps_comparison_figures
 
     written = sweeps_comparison_figures([tmp_path / "sweep_a" / "sweep.csv", tmp_path / "sweep_b" / "sweep.csv"],
                                         tmp_path / "figures")

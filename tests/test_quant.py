@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from scnn.integer import export_integer, load_integer, quantize_input, run_integer, save_integer, shift_round
+from scnn.quant.integer import export_integer, load_integer, quantize_input, run_integer, save_integer, shift_round
 from scnn.models import create_model
 from scnn.quant import QuantConfig, leak_shift_for, quantize, quantized_from_dict, quantized_to_dict
 from tests.test_training import synthetic_data
@@ -100,7 +100,7 @@ def test_leak_shift_and_rounding_helpers():
 
 
 def test_exported_onnx_gives_the_same_predictions(tmp_path):
-    from scnn.qat import export_onnx, onnx_predictions
+    from scnn.quant.workflow import export_onnx, onnx_predictions
 
     _, quantized, x = calibrated("model_b", {"num_steps": 4}, {})
     path = export_onnx(quantized, x[:2], tmp_path / "model.onnx")
@@ -110,7 +110,7 @@ def test_exported_onnx_gives_the_same_predictions(tmp_path):
 
 
 def test_exported_qonnx_gives_the_same_predictions(tmp_path):
-    from scnn.qat import export_qonnx_model, qonnx_predictions
+    from scnn.quant.workflow import export_qonnx_model, qonnx_predictions
 
     _, quantized, x = calibrated("model_b", {"num_steps": 3}, {"weight_bits": 4})
     path = export_qonnx_model(quantized, x[:8], tmp_path / "model.qonnx.onnx")
@@ -135,8 +135,8 @@ def test_saved_artefacts_round_trip(tmp_path):
 
 def test_quantisation_aware_training_learns_through_the_quantisers():
     """STE gradients reach weights through rounding, saturation and the integer LIF: the loss falls."""
-    from scnn.qat import fine_tune
-    from scnn.training import TrainConfig
+    from scnn.quant.workflow import fine_tune
+    from scnn.train import TrainConfig
 
     data = synthetic_data(per_class=16)
     torch.manual_seed(0)
@@ -166,7 +166,7 @@ def test_clear_errors():
     description, arrays = export_integer(quantized)
     with pytest.raises(ValueError, match="integer input codes"):
         run_integer(description, arrays, x.numpy())
-    from scnn.qat import QuantRunConfig
+    from scnn.quant.workflow import QuantRunConfig
     with pytest.raises(ValueError, match="needs a float checkpoint"):
         QuantRunConfig(mode="qat")
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scnn.models import count_parameters, create_model
-from scnn.ssm import DiagonalSSM, SSMBlock, hippo_n_eigenvalues
+from scnn.models.ssm import DiagonalSSM, SSMBlock, hippo_n_eigenvalues
 
 
 def test_parallel_and_recurrent_modes_agree():
@@ -79,7 +79,7 @@ def test_preset_parameter_counts(name, expected, limit):
 
 def test_ssm_trains_through_the_standard_trainer(tmp_path):
     from tests.test_training import synthetic_data
-    from scnn.training import DataConfig, TrainConfig, train
+    from scnn.train import DataConfig, TrainConfig, train
 
     results = train(TrainConfig(model="ssm_tiny", epochs=2, batch_size=8, lr=1e-2), DataConfig(), tmp_path,
                     progress=False, data=synthetic_data())

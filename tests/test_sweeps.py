@@ -4,10 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scnn import sweeps
-from scnn.plotting import plot_sweep
-from scnn.sweeps import read_sweep, run_sweep, summarize_sweep
-from scnn.training import DataConfig, TrainConfig
+from scnn.search import sweep as sweeps
+from scnn.viz.plots import plot_sweep
+from scnn.search.sweep import read_sweep, run_sweep, summarize_sweep
+from scnn.train import DataConfig, TrainConfig
 from tests.test_training import synthetic_data
 
 

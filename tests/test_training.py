@@ -10,7 +10,7 @@ import torch
 
 from scnn.features import Normalizer, feature_config
 from scnn.io import load_checkpoint
-from scnn.training import DataConfig, PreparedData, TrainConfig, load_trained_model, train
+from scnn.train import DataConfig, PreparedData, TrainConfig, load_trained_model, train
 
 REPO_EXPERIMENTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
 

@@ -10,7 +10,7 @@ pytest.importorskip("ray")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sweeps"))
 import tune_neuron  # noqa: E402
 
-from scnn.tune import pareto_front  # noqa: E402
+from scnn.search.tune import pareto_front  # noqa: E402
 
 
 def tiny_search(fsdd_dir, feature_cache, out, *extra):
@@ -54,7 +54,7 @@ def test_pareto_front():
 
 
 def test_bayesopt_rejects_discrete_dimensions():
-    from scnn.tune import neuron_search_space
+    from scnn.search.tune import neuron_search_space
 
     with pytest.raises(ValueError, match="continuous"):
         neuron_search_space("bayesopt", tune_batch_size=True)

@@ -116,7 +116,7 @@ class StaticLifLinearFunction(torch.autograd.Function):
     """The first LIF under static input and the dense layer after it, trained together.
 
     With direct encoding the LIF sees the same current c ``[B, N]`` at every step, so each
-    neuron's spike train is a pattern of T bits (:func:`scnn.spike_kernels.spike_patterns`)
+    neuron's spike train is a pattern of T bits (:func:`scnn.engine.kernels.spike_patterns`)
     and the dense layer's current is a sum over patterns::
 
         forward   I[t, b] = bias + sum_p bit_t(p) * G[b, p],  G[b, p] = sum_{j in p} W[:, j]
@@ -131,7 +131,7 @@ class StaticLifLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, weight, bias, beta, threshold, slope, reset_to_zero, steps):
-        from scnn import spike_kernels
+        from scnn.engine import kernels as spike_kernels
 
         group_of, bits, membranes = spike_kernels.spike_patterns(current, steps, beta, threshold, reset_to_zero,
                                                                  keep_membranes=True)
@@ -142,8 +142,8 @@ class StaticLifLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        from scnn import spike_kernels
-        from scnn.neurons import reverse_recurrence, surrogate_gradient
+        from scnn.engine import kernels as spike_kernels
+        from scnn.engine.lif import reverse_recurrence, surrogate_gradient
 
         membranes, bits, weight, beta, threshold = ctx.saved_tensors
         grad_current = grad_weight = grad_bias = None

@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scnn.models import NetOutput, register_family, register_model
+from scnn.models.outputs import NetOutput
+from scnn.models.registry import register_family, register_model
 
 
 def hippo_n_eigenvalues(state_size: int) -> np.ndarray:

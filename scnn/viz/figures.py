@@ -3,7 +3,7 @@
 Each function reads what a script left on disk (a run folder, a sweep CSV, a search's
 trials, a cost table, quantisation results) and writes PNGs into ``out``, returning their paths.
 ``experiments/plot.py`` is their command line; the notebooks call the same plotting
-functions of :mod:`scnn.plotting` one at a time.
+functions of :mod:`scnn.viz.plots` one at a time.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import math
 import re
 from pathlib import Path
 
-from scnn.dynamics import checkpoint_data, record_sample
+from scnn.data.prepare import checkpoint_data
+from scnn.viz.dynamics import record_sample
 from scnn.io import load_checkpoint
-from scnn.plotting import (plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates, plot_membrane_traces,
+from scnn.viz.plots import (plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates, plot_membrane_traces,
                            plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster, plot_ssm_eigenvalues,
                            plot_sweep, plot_sweeps_sparsity_accuracy, plot_training_curves)
-from scnn.report import read_rows
-from scnn.ssm import SSMClassifier, discrete_eigenvalues
-from scnn.sweeps import read_sweep, summarize_sweep
-from scnn.training import load_trained_model
-from scnn.tune import load_trials, pareto_front, sparsity_front
+from scnn.viz.tables import read_rows
+from scnn.models.ssm import SSMClassifier, discrete_eigenvalues
+from scnn.search.sweep import read_sweep, summarize_sweep
+from scnn.train.evaluate import load_trained_model
+from scnn.search.tune import load_trials, pareto_front, sparsity_front
 
 
 def run_figures(run_dir: str | Path, out: str | Path, data_dir: str | None = None, sample: int = 0) -> list[Path]:
@@ -59,7 +60,7 @@ def checkpoint_figures(checkpoint: str | Path, out: str | Path, name: str, data_
                                      title=f"{name}: eigenvalues of the ZOH-discretised state matrices")]
     if not getattr(model.config, "spiking", False):
         return []
-    data = checkpoint_data(saved, data_dir)
+    data = checkpoint_data(saved, {"data_dir": data_dir})
     test_x, test_y = data.test
     if not 0 <= sample < len(test_y):
         raise ValueError(f"--sample {sample}: the test split of {checkpoint} has {len(test_y)} recordings")
@@ -187,13 +188,19 @@ def _checkpoint_model_name(path: str) -> str | None:
     return None
 
 
+def _quant_bits(results: dict) -> dict:
+    """The QuantConfig of a quantize.py results.json (the first version kept its fields at the top level)."""
+    return results["config"].get("quant", results["config"])
+
+
 def _quant_row(folder: Path, results: dict) -> dict:
     """One results.json as a row of :func:`quantization_rows`."""
     config, reference = results["config"], results.get("integer_reference", {})
+    bits = _quant_bits(results)
     trained = config["mode"] in ("qat", "scratch")
     return {
-        "model": _quant_model_name(folder, results), "weight_bits": config["weight_bits"],
-        "act_bits": config["act_bits"], "state_bits": config["state_bits"], "per_channel": config["per_channel"],
+        "model": _quant_model_name(folder, results), "weight_bits": bits["weight_bits"],
+        "act_bits": bits["act_bits"], "state_bits": bits["state_bits"], "per_channel": bits["per_channel"],
         "float_accuracy": results["float"].get("test_accuracy"), "ptq_accuracy": results.get("ptq_test_accuracy"),
         "qat_accuracy": results["quantized"]["test_accuracy"] if trained else None,
         "float_bytes": results["float"].get("size_bytes"), "quantized_bytes": results["quantized"]["size_bytes"],
@@ -274,8 +281,8 @@ def quant_figures(paths: list[str | Path], out: str | Path) -> list[Path]:
         raise ValueError(f"no quantisation results in {', '.join(map(str, paths))}")
     out = Path(out)
     figures = [plot_quantization(rows, out / "quantization.png")]
-    curves = [{"label": f"{_quant_model_name(folder, results)}, w{results['config']['weight_bits']}"
-                        f"a{results['config']['act_bits']}s{results['config']['state_bits']}",
+    curves = [{"label": "{}, w{weight_bits}a{act_bits}s{state_bits}".format(_quant_model_name(folder, results),
+                                                                         **_quant_bits(results)),
                "history": results["history"], "ptq_accuracy": results.get("ptq_test_accuracy")}
               for folder, results in quantization_results(paths) if results.get("history")]
     if curves:

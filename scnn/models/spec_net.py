@@ -25,15 +25,17 @@ Data flow of a spiking model (multi-step)::
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
 
-from scnn import engine
-from scnn.neurons import LIF
-from scnn.synapses import spike_synapse
+from scnn.engine import policy as engine
+from scnn.engine.synapses import spike_synapse
+from scnn.models.outputs import NetOutput
+from scnn.models.registry import register_family, register_model
+from scnn.neurons.base import SpikingNeuron, create_neuron
 
 # --------------------------------------------------------------------------- spec strings
 
@@ -84,6 +86,8 @@ def parse_spec(spec: str) -> list[LayerSpec]:
 
 # --------------------------------------------------------------------------- config
 
+INPUT_KINDS = ("static", "sequence")
+
 
 @dataclass
 class SpecNetConfig:
@@ -97,6 +101,11 @@ class SpecNetConfig:
     readout: "membrane" (membrane summed over steps) or "spike_count" as the logits;
     dropout: probability before every dense layer but the first one fed by a convolution.
     num_classes: size of the classifier, replacing the spec's last layer (None: as the spec says).
+    neuron: registered neuron name (:mod:`scnn.neurons`, default "leaky"); neuron_options:
+        further keyword arguments of that neuron beyond the common ones above.
+    input_kind: "static" (``[B, C, H, W]``, direct encoding: the same input at each of the
+        ``num_steps`` steps, the first synapse runs once) or "sequence" (``[T, B, C, H, W]``,
+        one input per step: feature frames or event bins; T comes from the input).
     """
 
     spec: str
@@ -114,6 +123,9 @@ class SpecNetConfig:
     readout: str = "membrane"
     dropout: float = 0.0
     num_classes: int | None = None
+    neuron: str = "leaky"
+    neuron_options: dict = field(default_factory=dict)
+    input_kind: str = "static"
 
     def __post_init__(self):
         self.input_shape = tuple(int(v) for v in self.input_shape)
@@ -123,22 +135,11 @@ class SpecNetConfig:
             raise ValueError(f"readout must be 'membrane' or 'spike_count', got {self.readout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if self.input_kind not in INPUT_KINDS:
+            raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
         parse_spec(self.spec)
 
 
-@dataclass
-class NetOutput:
-    """What a model returns.
-
-    logits: ``[B, classes]`` used for predictions (membrane sum or spike count for spiking nets).
-    spikes, membrane: classifier spikes and membrane ``[T, B, classes]`` (None for ReLU nets).
-    layer_spikes: with ``record=True``, every LIF's spikes ``[T, B, ...]`` in order.
-    """
-
-    logits: torch.Tensor
-    spikes: torch.Tensor | None = None
-    membrane: torch.Tensor | None = None
-    layer_spikes: list[torch.Tensor] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- model
@@ -160,7 +161,7 @@ class Block(nn.Module):
 
     def spike_current(self, spikes: torch.Tensor) -> torch.Tensor:
         """:meth:`current` for 0/1 spikes: in training the synapse keeps them as bool for its
-        backward pass (:mod:`scnn.synapses`, a quarter of the memory); same values."""
+        backward pass (:mod:`scnn.engine.synapses`, a quarter of the memory); same values."""
         if torch.is_grad_enabled() and (isinstance(self.dropout, nn.Identity) or not self.training):
             current = spike_synapse(self.synapse, spikes)
             if current is not None:
@@ -218,11 +219,12 @@ class SpecNet(nn.Module):
         config = self.config
         if not config.spiking:
             return nn.Identity() if is_classifier else nn.ReLU()
-        return LIF(
-            beta=config.beta, threshold=config.threshold, surrogate=config.surrogate,
+        return create_neuron(
+            config.neuron, beta=config.beta, threshold=config.threshold, surrogate=config.surrogate,
             slope=config.surrogate_slope, reset_mechanism=config.reset_mechanism,
             learn_beta=config.learn_beta, learn_threshold=config.learn_threshold,
             num_channels=num_channels if config.per_channel_beta else None, channel_dims=channel_dims,
+            **config.neuron_options,
         )
 
     @property
@@ -231,6 +233,8 @@ class SpecNet(nn.Module):
 
     def forward(self, x: torch.Tensor, record: bool = False) -> NetOutput:
         """x: static ``[B, C, H, W]`` (direct encoding, repeated over ``num_steps``) or ``[T, B, C, H, W]``."""
+        if self.config.input_kind == "sequence" and x.dim() != 5:
+            raise ValueError(f"{self.config.spec}: input_kind 'sequence' takes [T, B, C, H, W], got {tuple(x.shape)}")
         if not self.config.spiking:
             for block in self.blocks:
                 x = block.activation(block.current(x))
@@ -291,86 +295,41 @@ class SpecNet(nn.Module):
         logits = membrane if self.config.readout == "membrane" else x_t
         return NetOutput(logits=logits, spikes=x_t.unsqueeze(0), membrane=membrane.unsqueeze(0))
 
-    def lif_layers(self) -> list[LIF]:
-        return [block.activation for block in self.blocks if isinstance(block.activation, LIF)]
+    @property
+    def input_kind(self) -> str:
+        """"static" or "sequence": the input this model takes (see :class:`SpecNetConfig`)."""
+        return self.config.input_kind
+
+    def neurons(self) -> list[SpikingNeuron]:
+        """Every block's neuron, in order (empty for the ReLU control CNN)."""
+        return [block.activation for block in self.blocks if isinstance(block.activation, SpikingNeuron)]
+
+    lif_layers = neurons  # the first version's name
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable and fixed weights and biases (neuron beta/threshold buffers excluded)."""
-    return sum(p.numel() for name, p in model.named_parameters() if not name.endswith(("beta", "threshold")))
 
 
 # --------------------------------------------------------------------------- registry
 
-MODEL_FAMILIES: dict[str, tuple[type, Callable]] = {"spec_net": (SpecNetConfig, SpecNet)}
-MODEL_PRESETS: dict[str, tuple[str, dict]] = {}
 
 
-def register_model(name: str, family: str, **defaults) -> None:
-    """Register a preset ``name`` of model ``family`` with default config values."""
-    if family not in MODEL_FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
-    MODEL_PRESETS[name] = (family, defaults)
 
 
-def register_family(family: str, config_class: type, builder: Callable) -> None:
-    """Register a model family: its config dataclass and a builder taking that config."""
-    MODEL_FAMILIES[family] = (config_class, builder)
 
 
+register_family("spec_net", SpecNetConfig, SpecNet)
 register_model("model_a", "spec_net", spec="6C3-16C3-128FC-64FC-10FC")
 register_model("model_b", "spec_net", spec="6C3-128FC-10FC")
 register_model("control_cnn", "spec_net", spec="6C3-P2-16C3-P2-128FC-64FC-10FC", spiking=False, num_steps=1)
 
 
-def list_models() -> list[str]:
-    return sorted(MODEL_PRESETS)
 
 
-def model_config(name: str, **overrides):
-    """(family, config) for a preset name or a spec string, with keyword overrides.
-
-    A name that is not registered but parses as a spec builds a spiking spec model.
-    Unknown override names raise a TypeError listing the valid ones.
-    """
-    if name in MODEL_PRESETS:
-        family, defaults = MODEL_PRESETS[name]
-    else:
-        try:
-            parse_spec(name)
-        except ValueError as error:
-            raise ValueError(f"unknown model {name!r}: not a preset ({', '.join(list_models())}) and {error}") from None
-        family, defaults = "spec_net", {"spec": name}
-    config_class, _ = MODEL_FAMILIES[family]
-    valid = {f.name for f in fields(config_class)}
-    unknown = set(overrides) - valid
-    if unknown:
-        raise TypeError(f"model {name!r} has no option(s) {sorted(unknown)}; valid: {sorted(valid)}")
-    return family, config_class(**{**defaults, **overrides})
 
 
-def create_model(name: str, **overrides) -> nn.Module:
-    """Build a model by preset name or spec string: ``create_model("model_b", num_steps=10, beta=0.5)``."""
-    family, config = model_config(name, **overrides)
-    return build_model(family, config)
 
 
-def build_model(family: str, config) -> nn.Module:
-    _, builder = MODEL_FAMILIES[family]
-    model = builder(config)
-    model.family = family
-    return model
 
 
-def model_to_dict(model: nn.Module) -> dict:
-    """The model's family and config as plain values (stored in checkpoints)."""
-    return {"family": model.family, "config": asdict(model.config)}
 
 
-def model_from_dict(description: dict) -> nn.Module:
-    """Rebuild an (untrained) model from :func:`model_to_dict`'s output."""
-    family = description["family"]
-    if family not in MODEL_FAMILIES:
-        raise ValueError(f"checkpoint names unknown model family {family!r}; known: {sorted(MODEL_FAMILIES)}")
-    config_class, _ = MODEL_FAMILIES[family]
-    return build_model(family, config_class(**description["config"]))

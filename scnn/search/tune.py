@@ -1,6 +1,6 @@
 """Ray Tune searches over neuron parameters: the trainable, search spaces, algorithms, Pareto fronts.
 
-The trainable is a plain function of a config dict that trains with :func:`scnn.training.train`
+The trainable is a plain function of a config dict that trains with :func:`scnn.train.train`
 and reports once per epoch (validation accuracy, loss, activation sparsity, synaptic
 operations per sample), with a checkpoint, so ASHA-paused and restored trials resume.
 Trials never see the test split; features are prepared once and shared through Ray's
@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 
 from scnn.metrics import profile_model
-from scnn.training import DataConfig, PreparedData, TrainConfig, train
+from scnn.data.prepare import DataConfig, PreparedData
+from scnn.train.config import TrainConfig
+from scnn.train.loop import train
 
 SEARCH_ALGORITHMS = ("random", "optuna", "hyperopt", "bayesopt")
 VALIDATION_SAMPLES_FOR_COST = 200  # sparsity and SynOps are measured on this many validation samples

@@ -46,7 +46,7 @@ def _exponent(scale: torch.Tensor, what: str) -> np.ndarray:
 @torch.no_grad()
 def export_integer(quantized) -> tuple[dict, dict[str, np.ndarray]]:
     """(description, arrays) of a quantised model in eval mode. See the module docstring."""
-    from scnn.quant import QuantLIF
+    from scnn.quant.twin import QuantLIF
 
     quantized.eval()
     config = quantized.config

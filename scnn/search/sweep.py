@@ -14,7 +14,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from scnn.io import write_text
-from scnn.training import DataConfig, PreparedData, TrainConfig, prepare_data, train
+from scnn.data.prepare import DataConfig, PreparedData, prepare_data
+from scnn.train.config import TrainConfig
+from scnn.train.loop import train
 
 SWEEP_COLUMNS = ["param", "value", "seed", "val_accuracy", "test_accuracy", "activation_sparsity",
                  "effective_acs_per_sample", "effective_macs_per_sample", "dense_macs_per_sample", "epochs_run",

@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from scnn.features import Normalizer
-from scnn.integer import export_integer, quantize_input, run_integer, save_integer
+from scnn.data.prepare import DataConfig, PreparedData, checkpoint_data, prepare_data
 from scnn.io import save_checkpoint, write_json
-from scnn.models import count_parameters, create_model
-from scnn.quant import QuantSpecNet, model_size_bytes, quantize, quantized_to_dict
-from scnn.training import (DataConfig, PreparedData, TrainConfig, _train_epoch, evaluate, library_versions,
-                           load_trained_model, prepare_data, resolve_device, training_parts)
+from scnn.models.registry import count_parameters, create_model
+from scnn.quant.config import QuantConfig
+from scnn.quant.integer import export_integer, quantize_input, run_integer, save_integer
+from scnn.quant.twin import QuantSpecNet, model_size_bytes, quantize, quantized_to_dict
+from scnn.train.config import TrainConfig, resolve_device
+from scnn.train.evaluate import evaluate, load_trained_model
+from scnn.train.loop import FitState, fit, training_parts
+from scnn.train.run import library_versions
 
 
 @dataclass
@@ -33,7 +36,7 @@ class QuantRunConfig:
 
     checkpoint: float checkpoint (best.pt of train.py); None with from_scratch.
     mode: "ptq" (calibrate only), "qat" (PTQ, then fine-tune), "scratch" (QAT from random weights of ``model``).
-    bits and fixed-point choices: see :class:`scnn.quant.QuantConfig`.
+    quant: bit widths and fixed-point choices (:class:`scnn.quant.QuantConfig`, every field of it).
     epochs, lr, batch_size: QAT; calibration_samples: training samples used to calibrate.
     train_per_class: keep only the first N training recordings per class (0: all), for quick runs.
     """
@@ -42,12 +45,7 @@ class QuantRunConfig:
     mode: str = "qat"
     model: str = "model_b"
     model_overrides: dict = field(default_factory=dict)
-    weight_bits: int = 8
-    act_bits: int = 8
-    state_bits: int = 8
-    per_channel: bool = False
-    leak: str = "shift"
-    state_range: float = 2.0
+    quant: QuantConfig = field(default_factory=QuantConfig)
     epochs: int = 5
     lr: float = 5e-4
     batch_size: int = 32
@@ -59,40 +57,30 @@ class QuantRunConfig:
     export: bool = True
 
     def __post_init__(self):
+        if isinstance(self.quant, dict):
+            self.quant = QuantConfig(**self.quant)
         if self.mode not in ("ptq", "qat", "scratch"):
             raise ValueError(f"mode must be ptq, qat or scratch, got {self.mode!r}")
         if self.mode != "scratch" and not self.checkpoint:
             raise ValueError(f"mode {self.mode!r} needs a float checkpoint (--checkpoint)")
+        for name in ("epochs", "batch_size", "calibration_samples"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise ValueError(f"{name} must be at least {0 if name == 'epochs' else 1}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
 
 
 def fine_tune(quantized: QuantSpecNet, data: PreparedData, train_config: TrainConfig, progress: bool = True) -> list:
-    """QAT: train the fake-quantised model; keep the weights of the best validation epoch. Returns the history."""
-    device = next(quantized.parameters()).device
-    train_x, train_y = data.train
-    optimizer, scheduler, loss_fn, shuffle, augmentation = training_parts(train_config, quantized, len(train_y))
-    num_classes = len(data.class_names)
-    best_score = evaluate(quantized, *data.val, num_classes=num_classes, loss_fn=loss_fn)
-    best = {"val_accuracy": best_score["accuracy"], "val_loss": best_score["loss"], "epoch": 0,
-            "state": copy.deepcopy(quantized.state_dict())}
-    history = []
-    for epoch in range(train_config.epochs):
-        start = time.perf_counter()
-        order = torch.randperm(len(train_y), generator=shuffle)
-        loss, accuracy = _train_epoch(quantized, optimizer, scheduler, loss_fn, train_config, train_x, train_y, order,
-                                      augmentation, device, range(0, len(order), train_config.batch_size))
-        val = evaluate(quantized, *data.val, num_classes=num_classes, loss_fn=loss_fn)
-        row = {"epoch": epoch + 1, "train_loss": loss, "train_accuracy": accuracy, "val_loss": val["loss"],
-               "val_accuracy": val["accuracy"], "epoch_time_s": time.perf_counter() - start}
-        history.append(row)
-        if (val["accuracy"], -val["loss"]) > (best["val_accuracy"], -best["val_loss"]):
-            best = {"val_accuracy": val["accuracy"], "val_loss": val["loss"], "epoch": epoch + 1,
-                    "state": copy.deepcopy(quantized.state_dict())}
-        if progress:
-            print(f"QAT epoch {epoch + 1}/{train_config.epochs}  loss {loss:.4f}  train {accuracy:.4f}  "
-                  f"val {val['accuracy']:.4f}  {row['epoch_time_s']:.1f}s")
-    quantized.load_state_dict(best["state"])
+    """QAT: train the fake-quantised model with the one fit loop (:func:`scnn.train.loop.fit`) and keep
+    the weights of the best validation epoch, the PTQ weights (epoch 0) included. Returns the history."""
+    parts = training_parts(train_config, quantized, len(data.train[1]))
+    baseline = evaluate(quantized, *data.val, num_classes=len(data.class_names), loss_fn=parts[2])
+    state = FitState()
+    state.consider({"epoch": 0, "val_accuracy": baseline["accuracy"], "val_loss": baseline["loss"]}, quantized)
+    state = fit(quantized, data, train_config, parts, state, progress=progress, label="QAT epoch")
+    quantized.load_state_dict(state.best["state"])
     quantized.eval()
-    return history
+    return state.history
 
 
 def integer_agreement(quantized: QuantSpecNet, x: torch.Tensor, batch_size: int = 100) -> dict:
@@ -198,11 +186,8 @@ def _load_float(config: QuantRunConfig, data_dir: str | None, progress: bool) ->
                              **config.model_overrides)
         return model, data, {}
     model, checkpoint = load_trained_model(config.checkpoint)
-    overrides = {"data_dir": data_dir} if data_dir else {}
-    if config.train_per_class:
-        overrides["train_per_class"] = config.train_per_class
-    data_config = DataConfig(**{**checkpoint["data_config"], **overrides})
-    data = prepare_data(data_config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress)
+    data = checkpoint_data(checkpoint, {"data_dir": data_dir, "train_per_class": config.train_per_class or None},
+                           progress)
     return model, data, checkpoint
 
 
@@ -231,8 +216,7 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     calibration = data.train[0][torch.randperm(len(data.train[0]))[:config.calibration_samples]]
-    quantized = quantize(float_model, config.weight_bits, config.act_bits, config.state_bits, config.per_channel,
-                         config.leak, state_range=config.state_range, calibration_data=calibration)
+    quantized = quantize(float_model, config.quant, calibration_data=calibration)
     quantized.to(device)
     if config.mode != "scratch":
         ptq = evaluate(quantized, *data.test, num_classes=num_classes)
@@ -247,7 +231,7 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     results["quantized"] = {
         "test_accuracy": test["accuracy"], "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
         "confusion_matrix": test["confusion"], "spike_rate_per_layer": test.get("spike_rate_per_layer", []),
-        "size_bytes": model_size_bytes(float_model, config.weight_bits),
+        "size_bytes": model_size_bytes(float_model, config.quant.weight_bits),
         "val_accuracy": evaluate(quantized, *data.val, num_classes=num_classes)["accuracy"],
     }
     if config.mode != "scratch":

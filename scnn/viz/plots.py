@@ -65,7 +65,7 @@ def plot_confusion_matrix(confusion, class_names: list[str], path: str | Path, t
 def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "") -> Path:
     """Test accuracy (left axis) and activation sparsity (right axis) against a swept parameter.
 
-    summary: rows of :func:`scnn.sweeps.summarize_sweep`; error bars are one standard
+    summary: rows of :func:`scnn.search.sweep.summarize_sweep`; error bars are one standard
     deviation over seeds.
     """
     values = [row["value"] for row in summary]
@@ -91,7 +91,7 @@ def plot_sweeps_sparsity_accuracy(series: dict[str, list[dict]], param: str, pat
                                   title: str = "", failed_below: float = 0.5) -> Path:
     """Test accuracy against activation sparsity for several models swept over the same parameter.
 
-    series: model name -> rows of :func:`scnn.sweeps.summarize_sweep` (means and standard
+    series: model name -> rows of :func:`scnn.search.sweep.summarize_sweep` (means and standard
     deviations over seeds, drawn as error bars); each point is labelled with its value.
     Points below ``failed_below`` accuracy (networks that did not learn, e.g. silent ones)
     would squash the rest: they are drawn as crosses on the lower edge, their accuracy printed.
@@ -174,7 +174,7 @@ def _panels(count: int, width: float = 3.6, height: float = 3.4, per_row: int = 
 def plot_spike_raster(spikes: dict, path: str | Path, title: str = "", max_rows: int = 300) -> Path:
     """Spike raster of one sample, one panel per layer: a black cell at (step, neuron) for every spike.
 
-    spikes: layer label -> 0/1 array ``[T, neurons]`` (e.g. :func:`scnn.dynamics.record_sample`);
+    spikes: layer label -> 0/1 array ``[T, neurons]`` (e.g. :func:`scnn.viz.dynamics.record_sample`);
     conv neurons are numbered channel by channel. A layer of more than ``max_rows`` neurons is
     drawn in rows of ``ceil(neurons / max_rows)`` neighbours, grey = the share of them that spiked.
     """
@@ -337,7 +337,7 @@ def plot_ssm_eigenvalues(eigenvalues: list, path: str | Path, labels: list[str] 
                          title: str = "") -> Path:
     """Eigenvalues of the SSM's discretised state matrices, one colour per layer.
 
-    eigenvalues: one complex array ``[P]`` per layer (:func:`scnn.ssm.discrete_eigenvalues`).
+    eigenvalues: one complex array ``[P]`` per layer (:func:`scnn.models.ssm.discrete_eigenvalues`).
     Left: the complex plane with the unit circle (inside it: stable). Right: modulus (decay
     per step) against angle (radians per step), which separates the modes crowded near z = 1.
     """
@@ -402,7 +402,7 @@ def plot_quantization(rows: list[dict], path: str | Path, title: str = "") -> Pa
     """Test accuracy (left) and model size (right) against weight bit width, one colour per model.
 
     rows: dicts with model, weight_bits, float_accuracy, ptq_accuracy, qat_accuracy (fractions; None
-    where not measured), float_bytes and quantized_bytes (:func:`scnn.figures.quantization_rows`);
+    where not measured), float_bytes and quantized_bytes (:func:`scnn.viz.figures.quantization_rows`);
     optional act_bits, state_bits, per_channel. Float32 accuracy and size are dashed lines in the
     model's colour, PTQ open squares, QAT filled circles; the x axis is log2, highest precision left.
     Sizes count the synaptic weights (packed at the weight bit width) and int32 biases.

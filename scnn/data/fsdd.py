@@ -22,37 +22,23 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import numpy as np
+from scnn.data.registry import DatasetListing, Recording, default_cache_dir, register_dataset
 
 FSDD_ENV_VAR = "SCNN_DATA_DIR"
 FSDD_RELEASE_TAG = "v1.0.10"
 FSDD_URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/{FSDD_RELEASE_TAG}.zip"
 FSDD_DIGITS = tuple(str(digit) for digit in range(10))
 FSDD_PATTERN = re.compile(r"^(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<take>\d+)\.wav$")
-MANIFEST_PATH = Path(__file__).with_name("resources") / "fsdd_manifest.sha256"
-SPLITS = ("official", "speaker", "random")
+MANIFEST_PATH = Path(__file__).resolve().parents[1] / "resources" / "fsdd_manifest.sha256"
 
 
-@dataclass(frozen=True)
-class Recording:
-    """One audio file and its label (class index); speaker and take where the name gives them."""
-
-    path: Path
-    label: int
-    speaker: str | None = None
-    take: int | None = None
 
 
 # --------------------------------------------------------------------------- locating and downloading
 
 
-def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/scnn``, else ``~/.cache/scnn``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "scnn"
 
 
 def _holds_wavs(folder: Path) -> bool:
@@ -201,7 +187,8 @@ def parse_fsdd_name(path: str | Path) -> Recording:
     match = FSDD_PATTERN.match(path.name)
     if match is None:
         raise ValueError(f"{path}: file name does not match FSDD's {{digit}}_{{speaker}}_{{take}}.wav pattern")
-    return Recording(path, int(match["digit"]), match["speaker"], int(match["take"]))
+    take = int(match["take"])
+    return Recording(path, int(match["digit"]), match["speaker"], take, "test" if take < 5 else "train")
 
 
 def list_fsdd(root: str | Path) -> list[Recording]:
@@ -215,81 +202,19 @@ def list_fsdd(root: str | Path) -> list[Recording]:
     return recordings
 
 
-def list_class_folders(root: str | Path, extensions: tuple[str, ...] = (".wav", ".flac")) -> tuple[list[Recording], list[str]]:
-    """Speech Commands layout ``root/<label>/*.wav``: (recordings, class names sorted).
-
-    Folders starting with ``_`` or ``.`` (e.g. ``_background_noise_``) are skipped. A file
-    named ``<speaker>_nohash_<n>.wav`` gets that speaker.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist")
-    class_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
-    if not class_names:
-        raise ValueError(f"data folder {root} has no class subfolders (expected root/<label>/*.wav)")
-    recordings = []
-    for label, name in enumerate(class_names):
-        for path in sorted((root / name).iterdir()):
-            if path.suffix.lower() in extensions:
-                speaker = path.name.split("_nohash_")[0] if "_nohash_" in path.name else None
-                recordings.append(Recording(path, label, speaker, None))
-    if not recordings:
-        raise ValueError(f"data folder {root}: no {'/'.join(extensions)} files in its class folders")
-    return recordings, class_names
 
 
 # --------------------------------------------------------------------------- splits
 
 
-@dataclass(frozen=True)
-class Split:
-    """Disjoint train, validation and test recordings."""
-
-    train: list[Recording]
-    val: list[Recording]
-    test: list[Recording]
 
 
-def _stratified_take(recordings: list[Recording], fraction: float, seed: int) -> tuple[list, list]:
-    """(rest, taken): ``round(fraction * n_class)`` recordings per class chosen with ``seed``."""
-    rng = np.random.default_rng(seed)
-    taken_ids = set()
-    for label in sorted({r.label for r in recordings}):
-        members = sorted((r for r in recordings if r.label == label), key=lambda r: str(r.path))
-        count = int(round(fraction * len(members)))
-        for index in rng.permutation(len(members))[:count]:
-            taken_ids.add(members[index].path)
-    rest = [r for r in recordings if r.path not in taken_ids]
-    taken = [r for r in recordings if r.path in taken_ids]
-    return rest, taken
 
 
-def split_recordings(recordings: list[Recording], split: str = "official", val_fraction: float = 0.1, seed: int = 0,
-                     holdout_speaker: str = "theo", test_fraction: float = 0.1) -> Split:
-    """Split into train / validation / test; validation is carved out of train (stratified, seeded).
 
-    official: takes 0-4 test, 5-49 train (upstream's definition). speaker: every file of
-    ``holdout_speaker`` is test. random: stratified ``test_fraction`` per class, seeded.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
-    recordings = sorted(recordings, key=lambda r: str(r.path))
-    if split == "official":
-        if any(r.take is None for r in recordings):
-            raise ValueError("the official split needs FSDD take numbers in the file names; use 'random'")
-        train = [r for r in recordings if r.take >= 5]
-        test = [r for r in recordings if r.take < 5]
-    elif split == "speaker":
-        speakers = sorted({r.speaker for r in recordings if r.speaker is not None})
-        if holdout_speaker not in speakers:
-            raise ValueError(f"unknown holdout speaker {holdout_speaker!r}; known speakers: {', '.join(speakers)}")
-        train = [r for r in recordings if r.speaker != holdout_speaker]
-        test = [r for r in recordings if r.speaker == holdout_speaker]
-    else:
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-        train, test = _stratified_take(recordings, test_fraction, seed)
-    train, val = _stratified_take(train, val_fraction, seed + 1_000_003)
-    return Split(train=train, val=val, test=test)
+
+@register_dataset("fsdd")
+def fsdd_listing(config) -> DatasetListing:
+    """FSDD from ``config.data_dir`` / ``$SCNN_DATA_DIR`` / the cache (downloaded if allowed)."""
+    root = locate_fsdd(config.data_dir, download=config.download)
+    return DatasetListing(list_fsdd(root), list(FSDD_DIGITS), root)

@@ -8,10 +8,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from scnn.features import Normalizer
+from scnn.data.prepare import checkpoint_data
 from scnn.io import write_json, write_text
 from scnn.metrics import profile_model
-from scnn.training import DataConfig, evaluate, load_trained_model, prepare_data, resolve_device
+from scnn.train.config import resolve_device
+from scnn.train.evaluate import evaluate, load_trained_model
 
 # The ISCAS 2023 paper's FSDD numbers (random split), where it reports them.
 PAPER_RESULTS = {
@@ -42,9 +43,7 @@ def profile_checkpoint(path: str | Path, data_dir: str | None = None, max_sample
     """
     path = Path(path)
     model, checkpoint = load_trained_model(path, resolve_device(device))
-    overrides = {"data_dir": data_dir} if data_dir else {}
-    data_config = DataConfig(**{**checkpoint["data_config"], **overrides})
-    data = prepare_data(data_config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=False)
+    data = checkpoint_data(checkpoint, {"data_dir": data_dir})
     test_x, test_y = data.test
     results_file = path.parent / "results.json"
     stored = json.loads(results_file.read_text()) if results_file.exists() else {}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scnn.models import NetOutput
+from scnn.models.outputs import NetOutput
+from scnn.neurons.base import reset_net
 
 
 class ReferenceNet(nn.Module):

@@ -1,5 +1,5 @@
 """Quantised spiking models: a Brevitas twin of any spec model, trained in fake quantisation,
-that an integer-only program (:mod:`scnn.integer`) reproduces exactly.
+that an integer-only program (:mod:`scnn.quant.integer`) reproduces exactly.
 
 Why it is exact: every scale is a power of two (Brevitas's fixed-point quantisers), so a
 fake-quantised value is an integer times ``2**e`` and float32 holds it without rounding
@@ -39,53 +39,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from scnn.models import NetOutput, SpecNet, model_from_dict, model_to_dict
-from scnn.neurons import LIF, make_surrogate
+from scnn.models.outputs import NetOutput
+from scnn.models.registry import model_from_dict, model_to_dict
+from scnn.models.spec_net import SpecNet
+from scnn.neurons.base import SpikingNeuron
+from scnn.quant.config import ACT_BITS, LEAK_MODES, STATE_BITS, WEIGHT_BITS, QuantConfig
 
-LEAK_MODES = ("shift", "fixed")
-WEIGHT_BITS = ACT_BITS = range(2, 9)
-STATE_BITS = range(2, 17)
 MAX_LEAK_SHIFT = 15
 
 
-def _check_bits(name: str, value: int, allowed: range) -> None:
-    if not isinstance(value, int) or value not in allowed:
-        raise ValueError(f"{name} must be an integer from {allowed.start} to {allowed.stop - 1}, got {value!r}")
 
 
-@dataclass
-class QuantConfig:
-    """Bit widths and fixed-point choices of a quantised model.
-
-    weight_bits: synaptic weights (2-8, signed, narrow range). act_bits: the input features and,
-    in the ReLU control CNN, every activation (2-8). state_bits: LIF membrane (2-16, signed,
-    saturating). per_channel: one weight scale per output channel (else per tensor).
-    leak: "shift" (beta rounded to 1 - 2**-k, k = 0..15) or "fixed" (beta rounded to a
-    multiple of 2**-leak_bits). state_range: membrane range covered by the state grid, as a
-    multiple of the threshold, at least; calibration widens it to the 99.9th percentile of
-    the float model's |membrane| when that is larger.
-    """
-
-    weight_bits: int = 8
-    act_bits: int = 8
-    state_bits: int = 8
-    per_channel: bool = False
-    leak: str = "shift"
-    leak_bits: int = 8
-    state_range: float = 2.0
-
-    def __post_init__(self):
-        _check_bits("weight_bits", self.weight_bits, WEIGHT_BITS)
-        _check_bits("act_bits", self.act_bits, ACT_BITS)
-        _check_bits("state_bits", self.state_bits, STATE_BITS)
-        _check_bits("leak_bits", self.leak_bits, range(1, 16))
-        if self.leak not in LEAK_MODES:
-            raise ValueError(f"leak must be one of {LEAK_MODES}, got {self.leak!r}")
-        if self.leak == "fixed" and self.state_bits + self.leak_bits > 24:
-            raise ValueError(f"leak='fixed' needs state_bits + leak_bits <= 24 (float32 holds the product exactly), "
-                             f"got {self.state_bits} + {self.leak_bits}")
-        if not self.state_range >= 1.0:
-            raise ValueError(f"state_range must be >= 1 (a multiple of the threshold), got {self.state_range}")
 
 
 # --------------------------------------------------------------------------- straight-through rounding
@@ -120,13 +84,17 @@ class QuantLIF(nn.Module):
     ``leak_multiplier`` beta_q (per channel when the float LIF had per-channel beta).
     """
 
-    def __init__(self, lif: LIF, config: QuantConfig):
+    def __init__(self, lif: SpikingNeuron, config: QuantConfig):
         super().__init__()
+        parameters = lif.lif_parameters()
+        if parameters is None:
+            raise ValueError(f"cannot quantise neuron {type(lif).__name__}: the integer LIF implements first-order "
+                             "LIF neurons only (its lif_parameters() is None)")
         self.bits, self.leak_mode, self.leak_bits = config.state_bits, config.leak, config.leak_bits
-        self.reset_to_zero = lif.leaky.reset_mechanism == "zero"
-        self.spike_function = make_surrogate("fast_sigmoid", lif.slope) if lif.engine == "fused" else lif.leaky.spike_grad
-        beta = lif.beta.detach().clone().float()
-        self.register_buffer("threshold", lif.threshold.detach().clone().float())
+        self.reset_to_zero = parameters.reset_to_zero
+        self.spike_function = lif.spike_function
+        beta = parameters.beta.detach().clone().float()
+        self.register_buffer("threshold", parameters.threshold.detach().clone().float())
         self.register_buffer("leak_shift", leak_shift_for(beta))
         self.register_buffer("leak_multiplier", torch.round(beta.clamp(0, 1) * 2 ** self.leak_bits))
         self.register_buffer("state_exponent", torch.tensor(0.0))
@@ -236,7 +204,7 @@ class QuantBlock(nn.Module):
         if not isinstance(self.pool, (nn.MaxPool2d, nn.Identity)):
             raise ValueError(f"cannot quantise pooling {type(self.pool).__name__}: only MaxPool2d is supported")
         activation = block.activation
-        if isinstance(activation, LIF):
+        if isinstance(activation, SpikingNeuron):
             self.activation = QuantLIF(activation, config)
         elif isinstance(activation, nn.ReLU):
             self.activation = qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=config.act_bits,
@@ -318,19 +286,22 @@ class QuantSpecNet(nn.Module):
 # --------------------------------------------------------------------------- building and calibrating
 
 
-def quantize(model: SpecNet, weight_bits: int = 8, act_bits: int = 8, state_bits: int = 8, per_channel: bool = False,
-             leak: str = "shift", leak_bits: int = 8, state_range: float = 2.0,
-             calibration_data: torch.Tensor | None = None) -> QuantSpecNet:
+def quantize(model: SpecNet, config: QuantConfig | None = None, calibration_data: torch.Tensor | None = None,
+             **fields) -> QuantSpecNet:
     """The Brevitas twin of ``model`` with its weights; calibrated on ``calibration_data`` if given.
 
+    config: a :class:`QuantConfig`, or its fields as keywords (``quantize(model, weight_bits=4)``).
     calibration_data: normalised features ``[N, C, H, W]`` from the training split. Without it
     the activation scales start from Brevitas's defaults and the membrane unit from the
     threshold alone (fine for QAT from scratch, poor for post-training quantisation).
     """
-    config = QuantConfig(weight_bits, act_bits, state_bits, per_channel, leak, leak_bits, state_range)
+    if config is None:
+        config = QuantConfig(**fields)
+    elif fields:
+        raise TypeError("quantize: pass a QuantConfig or its fields as keywords, not both")
     quantized = QuantSpecNet(model, config)
     for qlif in quantized.quant_lif_layers():
-        qlif.set_state_exponent(_state_exponent(float(qlif.threshold.max()) * state_range, state_bits))
+        qlif.set_state_exponent(_state_exponent(float(qlif.threshold.max()) * config.state_range, config.state_bits))
     if calibration_data is not None:
         calibrate(quantized, model, calibration_data)
     return quantized

@@ -1,48 +1,13 @@
-"""Leaky integrate-and-fire neurons with ``snntorch.Leaky`` as their definition.
+"""The fused multi-step LIF: ``snntorch.Leaky`` over a whole ``[T, ...]`` sequence with a
+hand-written backward, and the BPTT pieces the spike synapses share with it.
 
-The neuron (snntorch's ``Leaky``, reset delayed by one step, its default)::
-
-    R[t] = H(U[t-1] - U_thr)                  reset signal, detached from the graph
-    U[t] = clamp(beta, 0, 1) * U[t-1] + I[t] - R[t] * U_thr      reset_mechanism="subtract"
-    U[t] = clamp(beta, 0, 1) * (1 - R[t]) * U[t-1] + I[t]         reset_mechanism="zero"
-    S[t] = H(U[t] - U_thr)                    forward: Heaviside; backward: surrogate
-
-with U[-1] = 0. ``beta`` (leak, 0..1) and ``threshold`` (U_thr > 0) are scalars or
-one value per channel, fixed or learnable.
-
-Two data formats, as in SpikingJelly: multi-step ``[T, B, ...]`` (``forward``), the
-whole sequence from a zero state, and single-step ``[B, ...]`` (``step``), which
-keeps the membrane between calls for streaming until :func:`reset_net`.
+This module knows tensors, not neuron modules: :mod:`scnn.neurons` picks these kernels,
+the engine never imports a neuron.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-
-import snntorch
-from snntorch import surrogate as snn_surrogate
-
-from scnn import engine, spike_kernels
-
-SURROGATES = ("fast_sigmoid", "atan", "sigmoid")
-RESET_MECHANISMS = ("subtract", "zero")
-ENGINES = ("fused", "snntorch")
-
-
-def make_surrogate(name: str = "fast_sigmoid", slope: float = 25.0):
-    """snntorch surrogate-gradient spike function by name.
-
-    fast_sigmoid: d S/dU = 1 / (slope * |U - U_thr| + 1)^2 (snntorch's default slope 25);
-    atan: alpha = slope; sigmoid: slope as given.
-    """
-    if name == "fast_sigmoid":
-        return snn_surrogate.fast_sigmoid(slope=slope)
-    if name == "atan":
-        return snn_surrogate.atan(alpha=slope)
-    if name == "sigmoid":
-        return snn_surrogate.sigmoid(slope=slope)
-    raise ValueError(f"unknown surrogate {name!r}; choose one of {SURROGATES}")
 
 
 def _sum_to_shape(gradient: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -55,6 +20,7 @@ def _sum_to_shape(gradient: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return gradient.sum(dim=dims, keepdim=True) if dims else gradient
 
 
+
 def surrogate_gradient(membranes: torch.Tensor, grad_spikes: torch.Tensor, threshold: torch.Tensor, slope: float,
                        out: torch.Tensor | None = None) -> torch.Tensor:
     """dL/dS * dS/dU with the fast sigmoid, dS/dU = 1 / (slope * |U - thr| + 1)^2, ``[T, ...]``;
@@ -62,6 +28,7 @@ def surrogate_gradient(membranes: torch.Tensor, grad_spikes: torch.Tensor, thres
     result = torch.sub(membranes, threshold, out=out)
     result.abs_().mul_(slope).add_(1.0).square_()
     return torch.div(grad_spikes, result, out=result)
+
 
 
 def reverse_recurrence(grad_total: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
@@ -72,6 +39,7 @@ def reverse_recurrence(grad_total: torch.Tensor, decay: torch.Tensor) -> torch.T
     for step in range(grad_total.shape[0] - 2, -1, -1):
         grad_total[step].addcmul_(grad_total[step + 1], decay[step] if decay.dim() == grad_total.dim() else decay)
     return grad_total
+
 
 
 def _lif_loop(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, reset_to_zero: bool,
@@ -99,6 +67,7 @@ def _lif_loop(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor
         torch.gt(membrane, threshold, out=spikes[step])
         state = membrane
     return spikes, membranes
+
 
 
 class FusedLeakySequence(torch.autograd.Function):
@@ -153,7 +122,7 @@ class FusedLeakySequence(torch.autograd.Function):
         # writes bump its version counter, so a backward pass that had saved it would fail loudly.
         in_place = (overwrite_current and not return_membranes and keep_history and current.is_contiguous()
                     and current.stride(0) != 0)
-        # (The compiled loops of scnn.spike_kernels, used in inference, made training slower
+        # (The compiled loops of scnn.engine.kernels, used in inference, made training slower
         # here, forward alone 1-3 %, forward and backward 3-7 %, interleaved: numba's and
         # torch's OpenMP thread pools take turns on the two cores.)
         spikes, membranes = _lif_loop(current, beta_clamped, threshold, reset_to_zero, keep_history, in_place)
@@ -199,110 +168,3 @@ class FusedLeakySequence(torch.autograd.Function):
             grad_threshold = grad_threshold - _sum_to_shape(grad_total[1:] * spikes[:-1], threshold.shape)
         return grad_total, grad_beta, grad_threshold, None, None, None, None
 
-
-class LIF(nn.Module):
-    """Leaky integrate-and-fire layer (see the module docstring for the equations).
-
-    Args:
-        beta: membrane decay per step, clamped to [0, 1] when applied.
-        threshold: firing threshold U_thr (> 0).
-        surrogate, slope: surrogate gradient of the spike (see :func:`make_surrogate`).
-        reset_mechanism: "subtract" (U -= U_thr after a spike) or "zero".
-        learn_beta, learn_threshold: make them trainable parameters.
-        num_channels: if given, one beta per channel (dimension 1 of ``[B, C, ...]``).
-        channel_dims: trailing dimensions after the channel (2 for conv maps, 0 for FC).
-        engine: "fused" runs a whole sequence in :class:`FusedLeakySequence` (fast-sigmoid
-            surrogate only; other surrogates fall back); "snntorch" steps ``snntorch.Leaky``.
-            Both give the same spikes and membranes (tested).
-    """
-
-    def __init__(
-        self,
-        beta: float = 0.5,
-        threshold: float = 1.0,
-        surrogate: str = "fast_sigmoid",
-        slope: float = 25.0,
-        reset_mechanism: str = "subtract",
-        learn_beta: bool = False,
-        learn_threshold: bool = False,
-        num_channels: int | None = None,
-        channel_dims: int = 0,
-        engine: str = "fused",
-    ):
-        super().__init__()
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        # The fused sequence implements the fast-sigmoid surrogate; any other runs snntorch's loop.
-        self.engine = engine if surrogate == "fast_sigmoid" else "snntorch"
-        self.slope = float(slope)
-        if reset_mechanism not in RESET_MECHANISMS:
-            raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
-        if not 0.0 <= float(beta) <= 1.0:
-            raise ValueError(f"beta must lie in [0, 1], got {beta}")
-        if float(threshold) <= 0.0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
-        beta_tensor = torch.tensor(float(beta))
-        if num_channels is not None:
-            beta_tensor = beta_tensor.repeat(num_channels).reshape(num_channels, *([1] * channel_dims))
-        self.leaky = snntorch.Leaky(
-            beta=beta_tensor,
-            threshold=float(threshold),
-            spike_grad=make_surrogate(surrogate, slope),
-            reset_mechanism=reset_mechanism,
-            learn_beta=learn_beta,
-            learn_threshold=learn_threshold,
-        )
-        self.membrane: torch.Tensor | None = None  # single-step state [B, ...]
-
-    @property
-    def beta(self) -> torch.Tensor:
-        return self.leaky.beta
-
-    @property
-    def threshold(self) -> torch.Tensor:
-        return self.leaky.threshold
-
-    def forward(self, current: torch.Tensor, return_membrane: bool = True,
-                overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Run a whole sequence from a zero state.
-
-        current: input current ``[T, B, ...]``. Returns (spikes, membrane), both ``[T, B, ...]``;
-        membrane is None if not ``return_membrane`` (hidden layers: the fused engine then
-        reuses the membrane buffer for its backward pass). ``overwrite_current``: the caller
-        will not read ``current`` again, so the fused engine may keep the membranes in it.
-        Inference on the CPU (more than one step) runs the compiled
-        :func:`scnn.spike_kernels.lif_spikes`: the same values.
-        """
-        reset_to_zero = self.leaky.reset_mechanism == "zero"
-        if current.shape[0] > 1 and engine.fast_inference_applies(current):  # any surrogate: same forward
-            return spike_kernels.lif_spikes(current, self.leaky.beta.clamp(0, 1), self.leaky.threshold,
-                                            reset_to_zero, return_membrane)
-        if self.engine == "fused":
-            outputs = FusedLeakySequence.apply(current, self.leaky.beta, self.leaky.threshold, self.slope,
-                                               reset_to_zero, return_membrane, overwrite_current)
-            return outputs if return_membrane else (outputs, None)
-        membrane = torch.zeros_like(current[0])
-        spikes, membranes = [], []
-        for current_t in current:
-            spike, membrane = self.leaky(current_t, membrane)
-            spikes.append(spike)
-            membranes.append(membrane)
-        return torch.stack(spikes), torch.stack(membranes) if return_membrane else None
-
-    def step(self, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Advance one time step. current ``[B, ...]``; returns (spike, membrane) ``[B, ...]``."""
-        if self.membrane is None or self.membrane.shape != current.shape:
-            self.membrane = torch.zeros_like(current)
-        spike, self.membrane = self.leaky(current, self.membrane)
-        return spike, self.membrane
-
-    def reset(self) -> None:
-        """Forget the single-step state."""
-        self.membrane = None
-
-
-def reset_net(model: nn.Module) -> None:
-    """Reset the single-step state of every neuron in ``model`` (one call, not one per layer)."""
-    for module in model.modules():
-        if isinstance(module, LIF):
-            module.reset()

@@ -14,11 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from scnn.features import Normalizer
 from scnn.metrics import firing_rates, record_activity
-from scnn.models import parse_spec
-from scnn.neurons import LIF
-from scnn.training import DataConfig, PreparedData, prepare_data
+from scnn.models.spec_net import parse_spec
+from scnn.neurons.base import SpikingNeuron
 
 
 @dataclass
@@ -66,7 +64,7 @@ def record_sample(model: nn.Module, x: torch.Tensor) -> SampleDynamics:
     labels = layer_labels(model)
     membranes, hooks = {}, []
     for label, block in zip(labels, model.blocks):
-        if isinstance(block.activation, LIF):
+        if isinstance(block.activation, SpikingNeuron):
             def keep(module, inputs, output, label=label):
                 membranes[label] = output[1][:, 0].flatten(1).cpu()  # output = (spikes, membranes) [T, B, ...]
             hooks.append(block.activation.register_forward_hook(keep))
@@ -79,17 +77,9 @@ def record_sample(model: nn.Module, x: torch.Tensor) -> SampleDynamics:
     spikes = {label_of[layer.name]: layer.activation_output[:, 0].flatten(1).cpu() for layer in activity}
     rates = {label_of[name]: rate.cpu() for name, rate in firing_rates(activity).items()}
     thresholds = {label: float(block.activation.threshold.float().mean())
-                  for label, block in zip(labels, model.blocks) if isinstance(block.activation, LIF)}
+                  for label, block in zip(labels, model.blocks) if isinstance(block.activation, SpikingNeuron)}
     readout = membranes if model.config.readout == "membrane" else spikes
     logits = readout[labels[-1]].sum(0)  # as SpecNet's readout: summed over steps
     return SampleDynamics(spikes, membranes, thresholds, rates, logits)
 
 
-def checkpoint_data(checkpoint: dict, data_dir: str | Path | None = None) -> PreparedData:
-    """The data a checkpoint was trained on (same split, features and normaliser).
-
-    data_dir: where the recordings are now, if not where the checkpoint's config says.
-    """
-    overrides = {"data_dir": str(data_dir)} if data_dir else {}
-    data_config = DataConfig(**{**checkpoint["data_config"], **overrides})
-    return prepare_data(data_config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=False)

@@ -1,7 +1,7 @@
 """CPU kernels that exploit binary spikes (numba; chosen by :mod:`scnn.engine`).
 
 Three paths on float32 CPU tensors, for inference (no autograd graph); the grouped product
-also trains, through :class:`scnn.synapses.StaticLifLinearFunction` (``spike_patterns``,
+also trains, through :class:`scnn.engine.synapses.StaticLifLinearFunction` (``spike_patterns``,
 ``grouped_product``, ``grouped_weight_gradient``):
 
 ``lif_spikes``

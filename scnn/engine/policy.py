@@ -1,7 +1,7 @@
 """Inference paths that exploit binary spikes, and the memory-allocator setting for training.
 
 In inference (gradients off, CPU, float32) a spiking :class:`scnn.models.SpecNet` takes
-compiled kernels (:mod:`scnn.spike_kernels`) where they were measured to pay
+compiled kernels (:mod:`scnn.engine.kernels`) where they were measured to pay
 (``benchmarks/bench_engine.py``, docs/engine.md):
 
 * every hidden LIF layer: one compiled pass per sample instead of ~4 torch operations
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from scnn import spike_kernels
+from scnn.engine import kernels as spike_kernels
 
 # max_density: CSR product at or below this spike density (measured crossover 0.075-0.09,
 # `python benchmarks/bench_engine.py --crossover`);
@@ -97,25 +97,28 @@ def dense_synapse(block: nn.Module) -> nn.Linear | None:
 
 
 def grouped_training_applies(lif: nn.Module, static: torch.Tensor, steps: int, following: nn.Module) -> bool:
-    """Whether the first LIF (static input ``[B, ...]``) and the dense block after it train as
-    one grouped product (:class:`scnn.synapses.StaticLifLinearFunction`)."""
-    leaky = getattr(lif, "leaky", None)
-    return (_SETTINGS["grouped_training"] and torch.is_grad_enabled() and leaky is not None
-            and getattr(lif, "engine", None) == "fused" and not leaky.beta.requires_grad
-            and not leaky.threshold.requires_grad and _kernels_can_run(static) and _patterns_fit(steps)
-            and dense_synapse(following) is not None and not observed(lif, following.synapse))
+    """Whether the first neuron (static input ``[B, ...]``) and the dense block after it train as
+    one grouped product (:class:`scnn.engine.synapses.StaticLifLinearFunction`): a first-order LIF
+    on the fused path with fixed beta and threshold (``lif.lif_parameters()``)."""
+    if not (_SETTINGS["grouped_training"] and torch.is_grad_enabled()):
+        return False
+    parameters = lif.lif_parameters()
+    return (parameters is not None and parameters.fused and not parameters.learnable and _kernels_can_run(static)
+            and _patterns_fit(steps) and dense_synapse(following) is not None
+            and not observed(lif, following.synapse))
 
 
 def static_lif_into_dense_training(lif: nn.Module, static: torch.Tensor, steps: int,
                                    following: nn.Module) -> torch.Tensor:
     """Current ``[T, B, M]`` of the dense block after the first LIF, in training (see
     :func:`grouped_training_applies`); the LIF's spikes are never materialised."""
-    from scnn.synapses import StaticLifLinearFunction
+    from scnn.engine.synapses import StaticLifLinearFunction
 
     linear = dense_synapse(following)
-    leaky = lif.leaky
-    return StaticLifLinearFunction.apply(static, linear.weight, linear.bias, leaky.beta.clamp(0, 1), leaky.threshold,
-                                         lif.slope, leaky.reset_mechanism == "zero", steps)
+    lif_parameters = lif.lif_parameters()
+    return StaticLifLinearFunction.apply(static, linear.weight, linear.bias, lif_parameters.beta.clamp(0, 1),
+                                         lif_parameters.threshold, lif_parameters.slope,
+                                         lif_parameters.reset_to_zero, steps)
 
 
 def lif_into_dense(lif: nn.Module, current: torch.Tensor,
@@ -132,10 +135,11 @@ def lif_into_dense(lif: nn.Module, current: torch.Tensor,
     if steps < 2 or not fast_inference_applies(current):
         return None, None  # one step: nothing to fuse over time, and the dense product is small
     linear = dense_synapse(following)
-    if linear is None or not hasattr(lif, "leaky") or observed(lif, following.synapse):
+    lif_parameters = lif.lif_parameters()
+    if linear is None or lif_parameters is None or observed(lif, following.synapse):
         return None, None
-    beta, threshold = lif.leaky.beta.clamp(0, 1), lif.leaky.threshold
-    reset_to_zero = lif.leaky.reset_mechanism == "zero"
+    beta, threshold = lif_parameters.beta.clamp(0, 1), lif_parameters.threshold
+    reset_to_zero = lif_parameters.reset_to_zero
     if current.stride(0) == 0:  # static input: the grouped product, once there are enough steps
         if not _patterns_fit(steps):
             return None, None

@@ -1,0 +1,8 @@
+"""Spiking neurons behind one interface (:class:`SpikingNeuron`), created by name."""
+
+from scnn.neurons.base import (NEURONS, RESET_MECHANISMS, SURROGATES, LifParameters, SpikingNeuron, create_neuron,
+                               list_neurons, make_surrogate, register_neuron, reset_net)
+from scnn.neurons.leaky import ENGINES, LIF, Leaky
+
+__all__ = ["NEURONS", "RESET_MECHANISMS", "SURROGATES", "ENGINES", "LIF", "Leaky", "LifParameters", "SpikingNeuron",
+           "create_neuron", "list_neurons", "make_surrogate", "register_neuron", "reset_net"]

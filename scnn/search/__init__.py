@@ -1,0 +1,1 @@
+"""Parameter sweeps and Ray Tune searches over the one fit loop."""

@@ -1,0 +1,305 @@
+"""The one fit loop (float training, QAT and searches) and :func:`train`, which runs it in a folder.
+
+:func:`fit` is the whole loop in one screen: shuffle, augment, step, validate, keep the best
+weights, call back after each epoch. :func:`train` adds what a run folder needs: a checkpoint
+written atomically after every epoch with everything needed to continue (weights, optimiser,
+scheduler, RNG states, history), so ``resume=True`` reaches the same final weights as an
+uninterrupted run with the same seed, then the test evaluation and ``results.json``.
+QAT (:func:`scnn.quant.workflow.fine_tune`) and the Ray Tune trainable call :func:`fit` too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from scnn.data.prepare import DataConfig, PreparedData, prepare_data
+from scnn.features.augment import augment_batch
+from scnn.features.normalize import Normalizer
+from scnn.io import load_checkpoint, save_checkpoint, write_json
+from scnn.metrics import profile_model
+from scnn.models.registry import count_parameters, create_model, model_to_dict
+from scnn.train.config import TrainConfig, resolve_device
+from scnn.train.evaluate import evaluate
+from scnn.train.losses import make_loss
+from scnn.train.run import library_versions, write_history
+
+CHECKPOINT_VERSION = 2  # 2: configs under scnn.* packages, DataConfig.dataset (was layout)
+
+
+def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'adamw'")
+
+
+def _make_scheduler(config: TrainConfig, optimizer, steps_per_epoch: int):
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    raise ValueError(f"unknown schedule {config.schedule!r}; choose cosine, onecycle or constant")
+
+
+def training_parts(config: TrainConfig, model: nn.Module, train_size: int) -> tuple:
+    """What one run trains with: (optimizer, per-batch scheduler, loss, shuffle generator,
+    augmentation generator), the generators seeded from ``config.seed``."""
+    optimizer = _make_optimizer(config, model)
+    steps_per_epoch = (train_size + config.batch_size - 1) // config.batch_size
+    scheduler = _make_scheduler(config, optimizer, steps_per_epoch)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    augmentation = torch.Generator().manual_seed(config.seed + 1)
+    return optimizer, scheduler, make_loss(config.loss), shuffle, augmentation
+
+
+
+
+@dataclass
+class FitState:
+    """Where a fit stands after an epoch: what a resume needs besides the model and the optimiser.
+
+    history: one metrics row per epoch; best: ``{"val_accuracy", "val_loss", "epoch", "state"}``
+    (state: the best weights, on the CPU); elapsed_s: training and validation wall time so far.
+    """
+
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"val_accuracy": -1.0, "val_loss": 0.0, "epoch": -1, "state": None})
+    elapsed_s: float = 0.0
+    interrupted: bool = False  # stopped by ``stop_after_epochs``, to be resumed
+
+    @property
+    def next_epoch(self) -> int:
+        return len(self.history)
+
+    def consider(self, row: dict, model: nn.Module) -> None:
+        """Keep the model's weights if this epoch is the best: highest validation accuracy, then lowest loss."""
+        score = (row["val_accuracy"], -row.get("val_loss", 0.0))
+        if score > (self.best["val_accuracy"], -self.best.get("val_loss", 0.0)):
+            self.best = {"val_accuracy": row["val_accuracy"], "val_loss": row.get("val_loss", 0.0),
+                         "epoch": row["epoch"], "state": {k: v.detach().cpu().clone()
+                                                          for k, v in model.state_dict().items()}}
+
+
+def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple | None = None,
+        state: FitState | None = None, after_epoch: Callable | None = None, progress: bool = True,
+        stop_after_epochs: int | None = None, label: str = "epoch") -> FitState:
+    """Train ``model`` on ``data.train`` for epochs ``state.next_epoch .. config.epochs - 1``.
+
+    parts: :func:`training_parts` of this run (made here if None; pass them to resume, with
+    their states loaded). after_epoch(row, state, parts) runs after each epoch (checkpoints,
+    Ray Tune reports). Stops early after ``config.patience`` epochs without a better
+    validation accuracy, or after ``stop_after_epochs`` epochs of this call. The best
+    weights are in ``state.best["state"]``; the model keeps the last epoch's.
+    """
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    train_x, train_y = data.train
+    parts = parts if parts is not None else training_parts(config, model, len(train_y))
+    optimizer, scheduler, loss_fn, shuffle, augmentation = parts
+    state = state if state is not None else FitState()
+    num_classes = len(data.class_names)
+    for epoch in range(state.next_epoch, config.epochs):
+        epoch_start = time.perf_counter()
+        order = torch.randperm(len(train_y), generator=shuffle)
+        bar = tqdm(range(0, len(order), config.batch_size), desc=f"{label} {epoch + 1}/{config.epochs}",
+                   leave=False, disable=not progress, mininterval=1.0)
+        train_loss, train_accuracy = train_epoch(model, optimizer, scheduler, loss_fn, config, train_x, train_y,
+                                                 order, augmentation, device, bar)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
+               "lr": optimizer.param_groups[0]["lr"], "train_time_s": time.perf_counter() - epoch_start}
+        if len(data.val[1]):
+            val = evaluate(model, *data.val, num_classes=num_classes, loss_fn=loss_fn)
+            row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            row.update({f"val_spike_rate_{i}": r for i, r in enumerate(val.get("spike_rate_per_layer", []))})
+        else:
+            row["val_accuracy"] = row["train_accuracy"]
+        row["epoch_time_s"] = time.perf_counter() - epoch_start
+        state.elapsed_s += row["epoch_time_s"]
+        state.history.append(row)
+        state.consider(row, model)
+        if after_epoch is not None:
+            after_epoch(row, state, parts)
+        if progress:
+            print(f"{label} {epoch + 1:3d}  loss {row['train_loss']:.4f}  train {row['train_accuracy']:.4f}  "
+                  f"val {row['val_accuracy']:.4f}  {row['epoch_time_s']:.1f}s")
+        stale = epoch + 1 - state.best["epoch"]
+        if config.patience and stale >= config.patience:
+            if progress:
+                print(f"early stopping: no better validation accuracy for {stale} epochs")
+            break
+        if stop_after_epochs is not None:
+            stop_after_epochs -= 1
+            if stop_after_epochs <= 0:
+                state.interrupted = True
+                break
+    return state
+
+
+def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Path, resume: bool = False,
+          progress: bool = True, stop_after_epochs: int | None = None, data: PreparedData | None = None,
+          epoch_callback=None) -> dict:
+    """Train, checkpoint every epoch, evaluate the best-validation weights on test, write results.
+
+    out_dir receives: ``last.pt`` (resumable checkpoint), ``best.pt`` (best validation
+    weights, what ``evaluate.py`` loads), ``metrics.csv`` and ``metrics.jsonl`` (one row
+    per epoch), ``results.json``, ``training_curves.png``, ``confusion_matrix.png``.
+    stop_after_epochs: return after this many epochs of this call (a deliberate
+    interruption; ``resume=True`` continues). epoch_callback(row, model) is called after
+    each epoch, once the checkpoint is written, with the metrics row and the model (the
+    Ray Tune trainable reports from it).
+    Returns the results dict (``test_accuracy`` is a fraction).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    device = resolve_device(train_config.device, train_config.tf32)
+    if device.type == "cpu":
+        from scnn.engine import keep_freed_memory
+
+        keep_freed_memory()  # large activation buffers reused, not page-faulted in every step
+    last_path = out_dir / "last.pt"
+    checkpoint = load_checkpoint(last_path) if resume and last_path.exists() else None
+    if resume and checkpoint is None:
+        print(f"--resume: no checkpoint at {last_path}, starting from scratch")
+
+    if data is None:
+        normalizer = Normalizer.from_state_dict(checkpoint["normalizer"]) if checkpoint else None
+        data = prepare_data(data_config, normalizer=normalizer, progress=progress)
+    torch.manual_seed(train_config.seed)
+    model = create_model(train_config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
+                         **train_config.model_overrides)
+    model.to(device)
+    parts = training_parts(train_config, model, len(data.train[1]))
+    optimizer, scheduler, loss_fn, shuffle, augmentation = parts
+    state = FitState()
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model_state"])
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        scheduler.load_state_dict(checkpoint["scheduler_state"])
+        shuffle.set_state(checkpoint["rng"]["shuffle"])
+        augmentation.set_state(checkpoint["rng"]["augmentation"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        state = FitState(checkpoint["history"], checkpoint["best"], checkpoint["elapsed_s"])
+
+    description = {
+        "model": model_to_dict(model), "train_config": asdict(train_config), "data_config": asdict(data_config),
+        "feature_config": asdict(data.feature_config), "normalizer": data.normalizer.state_dict(),
+        "class_names": data.class_names, "checkpoint_version": CHECKPOINT_VERSION,
+    }
+    if progress and state.next_epoch == 0:
+        print(json.dumps({k: description[k] for k in ("model", "train_config", "data_config")}, indent=1))
+
+    def save_epoch(row: dict, state: FitState, parts: tuple) -> None:
+        checkpoint = {
+            **description, "epoch": row["epoch"] - 1, "elapsed_s": state.elapsed_s, "history": state.history,
+            "best": state.best, "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(),
+            "rng": {"shuffle": shuffle.get_state(), "augmentation": augmentation.get_state(),
+                    "torch": torch.get_rng_state()},
+        }
+        save_checkpoint(last_path, checkpoint)
+        save_checkpoint(out_dir / "best.pt", {**description, "epoch": state.best["epoch"] - 1,
+                                              "model_state": state.best["state"]})
+        write_history(out_dir, state.history)
+        if epoch_callback is not None:
+            epoch_callback(row, model)
+
+    state = fit(model, data, train_config, parts, state, save_epoch, progress, stop_after_epochs)
+    if state.interrupted:
+        return {"interrupted_after_epoch": state.next_epoch}
+    model.load_state_dict(state.best["state"])
+    results = _final_evaluation(model, data, loss_fn, state.history, state.best, state.elapsed_s, description,
+                                device, out_dir)
+    if progress:
+        print(f"test accuracy {results['test_accuracy']:.4f} (best validation epoch {state.best['epoch']}); "
+              f"results in {out_dir}")
+    return results
+
+
+def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], best: dict, elapsed: float,
+                      description: dict, device, out_dir: Path) -> dict:
+    """Test accuracy and per-sample cost of the best weights; writes results.json and the figures."""
+    from scnn.viz.plots import plot_confusion_matrix, plot_training_curves
+
+    test = evaluate(model, *data.test, num_classes=len(data.class_names), loss_fn=loss_fn)
+    cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
+    results = {
+        "test_accuracy": test["accuracy"],
+        "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
+        "confusion_matrix": test["confusion"],
+        "spike_rate_per_layer": test.get("spike_rate_per_layer", []),
+        "num_params": count_parameters(model),
+        "best_epoch": best["epoch"],
+        "val_accuracy": best["val_accuracy"],
+        "epochs_run": len(history),
+        "wall_time_s": elapsed,
+        "seconds_per_epoch": elapsed / max(len(history), 1),
+        "split_sizes": {"train": len(data.train[1]), "val": len(data.val[1]), "test": len(data.test[1])},
+        "activation_sparsity": cost.activation_sparsity["overall"] if cost else None,
+        "dense_macs_per_sample": cost.dense_macs["as_executed"] if cost else None,
+        "effective_acs_per_sample": cost.synaptic_operations["effective_acs"] if cost else None,
+        "effective_macs_per_sample": cost.synaptic_operations["effective_macs"] if cost else None,
+        "metrics": cost.to_dict() if cost else None,
+        "skipped_files": data.skipped,
+        "data_dir": data.data_dir,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "config": {k: description[k] for k in ("model", "train_config", "data_config", "feature_config")},
+        "versions": library_versions(),
+    }
+    write_json(out_dir / "results.json", results)
+    name = description["train_config"]["model"]
+    plot_training_curves(history, out_dir / "training_curves.png", title=name)
+    plot_confusion_matrix(test["confusion"], data.class_names, out_dir / "confusion_matrix.png",
+                          title=f"{name}: test accuracy {test['accuracy']:.2%}")
+    return results
+
+
+def train_epoch(model, optimizer, scheduler, loss_fn, config: TrainConfig, train_x: torch.Tensor,
+                 train_y: torch.Tensor, order: torch.Tensor, augmentation: torch.Generator, device, batches) -> tuple:
+    """One pass over the training set in ``order``; returns (mean loss, accuracy) over its samples.
+
+    batches: the start indices of the batches (a tqdm bar over them when progress is shown).
+    """
+    model.train()
+    total_loss, correct = 0.0, 0
+    for start in batches:
+        index = order[start:start + config.batch_size]
+        xb = augment_batch(train_x[index], augmentation, config.time_shift, config.time_mask,
+                           config.freq_mask).to(device)
+        yb = train_y[index].to(device)
+        output = model(xb)
+        loss = loss_fn(output, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(yb)
+        correct += int((output.logits.argmax(1) == yb).sum())
+        if hasattr(batches, "set_postfix"):
+            batches.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    return total_loss / len(train_y), correct / len(train_y)
+
+
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+
+

@@ -1,0 +1,1 @@
+"""Figures and tables: plots from plain data, run and checkpoint figures, markdown tables."""
