@@ -365,3 +365,33 @@ def test_atomic_writes_follow_another_umask(tmp_path, umask):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "f.txt")], capture_output=True, text=True,
                             env=child_env(), preexec_fn=lambda: os.umask(umask), check=True)
     assert result.stdout.strip() == oct(0o666 & ~umask)
+
+
+# --------------------------------------------------------------------------- Ray Tune search folders
+
+
+def test_search_folder_records_its_search_and_refuses_another(tmp_path, capsys):
+    from scnn.search.tune import claim_search_folder, search_record
+    from scnn.train import TrainConfig
+
+    settings = {"model": "model_b", "space": "neuron", "search": "optuna", "num_samples": 8, "epochs": 2, "seed": 0}
+    record = search_record(settings, TrainConfig(epochs=2, threads=1), DataConfig())
+    claim_search_folder(tmp_path, record)
+    assert json.loads((tmp_path / "search.json").read_text())["settings"] == settings
+    (tmp_path / "ray").mkdir()
+    with pytest.raises(RunFolderError, match="already holds a search .*--resume.*--overwrite"):
+        claim_search_folder(tmp_path, record)
+    claim_search_folder(tmp_path, search_record(settings, TrainConfig(epochs=2, threads=4), DataConfig()),
+                        resume=True)  # threads (CPUs per trial) change no result
+    other = search_record({**settings, "search": "random", "num_samples": 16}, TrainConfig(epochs=2),
+                          DataConfig(split="speaker"))
+    with pytest.raises(SettingsMismatch) as refused:
+        claim_search_folder(tmp_path, other, resume=True)
+    for field in ("search: 'optuna' -> 'random'", "num_samples: 8 -> 16", "data_config.split: 'official' -> 'speaker'"):
+        assert field in str(refused.value)
+    (tmp_path / "retrained").mkdir()
+    (tmp_path / "notes.txt").write_text("kept")
+    claim_search_folder(tmp_path, other, overwrite=True)
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "retrained").exists()
+    assert json.loads((tmp_path / "search.json").read_text())["settings"]["search"] == "random"
+    assert (tmp_path / "notes.txt").read_text() == "kept" and "--overwrite: removed" in capsys.readouterr().err
