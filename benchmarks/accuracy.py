@@ -2,8 +2,8 @@
 
 Every run is a plain ``train()`` call (the same as experiments/train.py); the summary
 gives mean and standard deviation of test accuracy over seeds and the wall time per
-epoch. Runs already finished (results.json present) are reused, so an interrupted
-benchmark continues where it stopped. Example:
+epoch. Runs already finished (results.json present) are reused and an interrupted run
+resumes from its last.pt, so an interrupted benchmark continues where it stopped. Example:
     python benchmarks/accuracy.py --data-dir ../shared/data/fsdd/recordings --seeds 0 1 2 --epochs 30
 """
 
@@ -44,7 +44,8 @@ def main() -> None:
             else:
                 config = TrainConfig(model=name, model_overrides=MODELS.get(name, {}), epochs=args.epochs,
                                      seed=seed, threads=args.threads)
-                results = train(config, data_config, out, progress=False, data=data)
+                results = train(config, data_config, out, resume=(out / "last.pt").exists(), progress=False,
+                                data=data)
             runs.append(results)
             print(f"{name} seed {seed}: test {results['test_accuracy']:.4f}  "
                   f"{results['seconds_per_epoch']:.1f} s/epoch", flush=True)

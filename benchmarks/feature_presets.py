@@ -50,7 +50,8 @@ def main() -> None:
             config = TrainConfig(model="model_b", model_overrides={"num_steps": 10}, epochs=args.epochs, seed=seed,
                                  threads=args.threads, time_shift=0, time_mask=0, freq_mask=0)
             out = Path(args.out) / f"{preset}-{abs(hash(label)) % 10**6}-s{seed}"
-            results = train(config, data_config, out, progress=False, data=data)
+            # a rerun continues (or re-evaluates) the runs already in OUT rather than refusing the folder
+            results = train(config, data_config, out, resume=(out / "last.pt").exists(), progress=False, data=data)
             scores.append(results["val_accuracy"])
             rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
             losses.append(min(row["val_loss"] for row in rows))
