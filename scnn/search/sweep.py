@@ -176,7 +176,8 @@ def sweep_record(param: str, values: list, seeds: list[int], base: TrainConfig, 
     parameter, and fields that do not change results (threads, device); the data config
     leaves out the feature cache folder and the download switch.
     """
-    fixed = {k: v for k, v in asdict(base).items() if k not in ("seed", param, *RESULT_NEUTRAL_TRAIN_FIELDS)}
+    fixed = {k: v for k, v in asdict(base).items()
+             if k not in ("model", "seed", param, *RESULT_NEUTRAL_TRAIN_FIELDS)}  # (the model: a field of its own)
     fixed["model_overrides"] = {k: v for k, v in base.model_overrides.items() if k != param}
     data = {k: v for k, v in asdict(data_config).items() if k not in RESULT_NEUTRAL_DATA_FIELDS}
     return {"kind": RECORD_KIND, "version": 1, "model": base.model, "param": param, "values": list(values),
