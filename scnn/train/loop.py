@@ -10,7 +10,6 @@ QAT (:func:`scnn.quant.workflow.fine_tune`) and the Ray Tune trainable call :fun
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scnn.config import RunConfig
 from scnn.data.prepare import DataConfig, PreparedData, prepare_data
 from scnn.features.augment import augment_batch
 from scnn.features.normalize import Normalizer
@@ -194,13 +194,16 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         torch.set_rng_state(checkpoint["rng"]["torch"])
         state = FitState(checkpoint["history"], checkpoint["best"], checkpoint["elapsed_s"])
 
+    run_config = RunConfig(model={"name": train_config.model, **train_config.model_overrides}, data=data_config,
+                           train=train_config)
     description = {
-        "model": model_to_dict(model), "train_config": asdict(train_config), "data_config": asdict(data_config),
-        "feature_config": asdict(data.feature_config), "normalizer": data.normalizer.state_dict(),
-        "class_names": data.class_names, "checkpoint_version": CHECKPOINT_VERSION,
+        "model": model_to_dict(model), "run_config": run_config.to_dict(), "train_config": asdict(train_config),
+        "data_config": asdict(data_config), "feature_config": asdict(data.feature_config),
+        "normalizer": data.normalizer.state_dict(), "class_names": data.class_names,
+        "checkpoint_version": CHECKPOINT_VERSION,
     }
     if progress and state.next_epoch == 0:
-        print(json.dumps({k: description[k] for k in ("model", "train_config", "data_config")}, indent=1))
+        print(f"run config ({out_dir}):\n{run_config.dump()}", end="")
 
     def save_epoch(row: dict, state: FitState, parts: tuple) -> None:
         checkpoint = {
@@ -257,6 +260,7 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "run_config": description["run_config"],
         "config": {k: description[k] for k in ("model", "train_config", "data_config", "feature_config")},
         "versions": library_versions(),
     }
