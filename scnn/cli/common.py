@@ -142,7 +142,7 @@ def add_base_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def base_run_config(args: argparse.Namespace, model: dict, train: dict):
     """The base run config of a sweep or search: defaults, --config, the given flags, then --set."""
-    from scnn.config import load_run_config
+    from scnn.train.run_config import load_run_config
 
     updates = {"model": {k: v for k, v in model.items() if v is not None},
                "data": data_updates(args), "train": {k: v for k, v in train.items() if v is not None}}

@@ -114,7 +114,7 @@ def flag_updates(args: argparse.Namespace, model_name: str) -> dict:
 
 def run_config_from(args: argparse.Namespace):
     """The run config of a ``scnn train`` command line."""
-    from scnn.config import load_run_config, read_config_file
+    from scnn.train.run_config import load_run_config, read_config_file
 
     file_model = (read_config_file(args.config).get("model") or {}) if args.config else {}
     model_name = args.model or file_model.get("name") or "model_b"

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from scnn.config import RunConfig
+from scnn.train.run_config import RunConfig
 from scnn.data.prepare import DataConfig, PreparedData, prepare_data
 from scnn.features.augment import augment_batch
 from scnn.features.normalize import Normalizer
@@ -26,11 +26,10 @@ from scnn.io import load_checkpoint, save_checkpoint, write_json
 from scnn.metrics import profile_model
 from scnn.models.registry import count_parameters, create_model, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
-from scnn.train.evaluate import evaluate
+from scnn.train.evaluate import CHECKPOINT_VERSION, evaluate
 from scnn.train.losses import make_loss
 from scnn.train.run import library_versions, write_history
 
-CHECKPOINT_VERSION = 2  # 2: configs under scnn.* packages, DataConfig.dataset (was layout)
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -60,15 +60,12 @@ class RunConfig:
         unknown = set(values) - set(SECTIONS)
         if unknown:
             raise ValueError(f"unknown section(s) {', '.join(sorted(unknown))}; a run config has {', '.join(SECTIONS)}")
-        model = dict(values.get("model") or {"name": "model_b"})
         train_values = dict(values.get("train") or {})
-        for key in _MODEL_KEYS_IN_TRAIN:  # a saved first-version TrainConfig carries the model here
-            if key in train_values:
-                value = train_values.pop(key)
-                if key == "model" and "name" not in model:
-                    model["name"] = value
-                elif key == "model_overrides":
-                    model = {**value, **model}
+        # A saved TrainConfig (first-version checkpoints) carries the model as model + model_overrides.
+        legacy = {key: train_values.pop(key) for key in _MODEL_KEYS_IN_TRAIN if key in train_values}
+        model = dict(values.get("model") or {})
+        if not model:
+            model = {"name": legacy.get("model", "model_b"), **legacy.get("model_overrides", {})}
         check_model_options(model)
         return cls(model=model, data=build_dataclass(DataConfig, values.get("data") or {}, "data"),
                    train=build_dataclass(TrainConfig, train_values, "train"))
