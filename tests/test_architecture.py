@@ -298,3 +298,34 @@ def test_first_version_checkpoints_still_load_and_newer_ones_fail_clearly(tmp_pa
     save_checkpoint(tmp_path / "v9.pt", {**checkpoint, "checkpoint_version": 9})
     with pytest.raises(ValueError, match="format version 9, newer than this scnn reads"):
         load_trained_model(tmp_path / "v9.pt")
+
+
+# --------------------------------------------------------------------------- input encodings
+
+
+def test_rate_encoding_is_seeded_bernoulli_of_the_squashed_features():
+    from scnn.features.encoders import ENCODERS, get_encoder
+
+    assert set(ENCODERS) >= {"direct", "rate"} and get_encoder("rate").kind == "sequence"
+    x = torch.tensor([[-2.0, 0.0, 3.0]])
+    torch.manual_seed(0)
+    spikes = get_encoder("rate").encode(x, 4000)
+    assert spikes.shape == (4000, 1, 3) and set(spikes.unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(spikes.mean(0), torch.sigmoid(x), atol=0.02)
+    torch.manual_seed(0)
+    assert torch.equal(get_encoder("rate").encode(x, 4000), spikes)
+    with pytest.raises(ValueError, match="unknown encoding 'morse'; registered: direct, rate"):
+        get_encoder("morse")
+
+
+def test_a_rate_encoded_model_trains_and_counts_its_first_layer_as_spike_driven(tmp_path, toy_dataset):
+    from scnn.metrics import profile_model
+
+    data_config = DataConfig(dataset=toy_dataset, cache_dir=str(tmp_path / "cache"))
+    results = train(TrainConfig(model="4C3-16FC-3FC", model_overrides={"num_steps": 4, "encoding": "rate"},
+                                epochs=1, threads=1), data_config, tmp_path / "run", progress=False)
+    assert 0.0 <= results["test_accuracy"] <= 1.0
+    model, _ = load_trained_model(tmp_path / "run" / "best.pt")
+    profile = profile_model(model, torch.randn(6, *model.config.input_shape))
+    assert profile.synaptic_operations["effective_macs"] == 0  # every layer, the first too, is fed 0/1 spikes
+    assert profile.synaptic_operations["effective_acs"] > 0
