@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scnn.models.registry import count_parameters
+from scnn.models.outputs import LogitsOnly
+from scnn.models.registry import count_parameters, is_spiking
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm CMOS, picojoules per operation.
 ENERGY_45NM_PJ = {"float32_mac": 4.6, "float32_add": 0.9, "int8_mac": 0.2, "int8_add": 0.03}
@@ -86,7 +87,8 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        analysis = FlopCountAnalysis(_LogitsOnly(model), torch.zeros(1, *input_shape, device=device))
+        # fvcore traces a module that returns tensors; ours return a NetOutput.
+        analysis = FlopCountAnalysis(LogitsOnly(model), torch.zeros(1, *input_shape, device=device))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         by_module = analysis.by_module()
         total = int(analysis.total())
@@ -97,27 +99,12 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
             per_layer[name] = int(by_module.get(f"model.{name}", 0))
     # The hoisted first layer ran once; the reference code runs it at every step too.
     first_layer_macs = next(iter(per_layer.values()), 0)
-    per_step = total + (_num_steps(model) - 1) * first_layer_macs if _is_spiking(model) else total
+    per_step = total + (_num_steps(model) - 1) * first_layer_macs if is_spiking(model) else total
     return {"as_executed": total, "per_step": per_step, "flops_as_executed": 2 * total, "per_layer": per_layer}
-
-
-class _LogitsOnly(nn.Module):
-    """fvcore traces a module that returns tensors; ours return a NetOutput."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x).logits
 
 
 def _num_steps(model: nn.Module) -> int:
     return int(getattr(model, "num_steps", 1))
-
-
-def _is_spiking(model: nn.Module) -> bool:
-    return bool(getattr(getattr(model, "config", None), "spiking", False))
 
 
 # --------------------------------------------------------------------------- workload metrics
@@ -145,7 +132,7 @@ def record_activity(model: nn.Module, x: torch.Tensor) -> list[LayerActivity]:
     activity = []
     connections = [[m for m in block.synapse.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][0]
                    for block in model.blocks]
-    if _is_spiking(model):
+    if is_spiking(model):
         output = model(x, record=True)
         inputs = [x] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
         for index, (block, spikes) in enumerate(zip(model.blocks, output.layer_spikes)):
@@ -271,7 +258,7 @@ def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> P
     totals: dict | None = None
     per_step_totals: dict | None = None
     sparsity_counts = {}
-    steps = _num_steps(model) if _is_spiking(model) else 1
+    steps = _num_steps(model) if is_spiking(model) else 1
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size].to(device)
         activity = record_activity(model, batch)
@@ -285,7 +272,7 @@ def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> P
                 zeros, total = sparsity_counts.get(layer.name, (0, 0))
                 sparsity_counts[layer.name] = (zeros + int((layer.activation_output == 0).sum()),
                                                total + layer.activation_output.numel())
-        updates = membrane_updates(activity) if _is_spiking(model) else 0
+        updates = membrane_updates(activity) if is_spiking(model) else 0
     samples = len(x)
     ops = _average(totals, samples)
     ops_per_step = _average(per_step_totals, samples)
@@ -355,7 +342,7 @@ def snntorch_sequential(model: nn.Module) -> nn.Sequential:
 
     import snntorch
 
-    if not _is_spiking(model):
+    if not is_spiking(model):
         raise ValueError("snntorch_sequential needs a spiking model")
     layers = []
     blocks = list(model.blocks)
