@@ -245,6 +245,38 @@ class Profile:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def row(self) -> dict:
+        """The profile as one flat row: the one format every table, results file and search report uses.
+
+        Keys (per sample where a count; ``scnn.result_tables.PROFILE_COLUMNS`` gives each one's
+        type, unit and meaning): num_steps, num_samples, parameters, connection_sparsity,
+        footprint_float32_bytes, footprint_int8_bytes, dense_macs (as executed), dense_macs_per_step,
+        effective_macs, effective_acs, synops (effective MACs + ACs), dense_synops,
+        activation_sparsity (fraction), membrane_updates, energy_float32_nj, energy_int8_nj,
+        dense_energy_float32_nj, dense_energy_int8_nj. Per-layer figures stay in :meth:`to_dict`.
+        """
+        ops = self.synaptic_operations
+        return {
+            "num_steps": self.num_steps,
+            "num_samples": self.num_samples,
+            "parameters": self.parameters,
+            "connection_sparsity": self.connection_sparsity,
+            "footprint_float32_bytes": self.footprint_bytes["float32"],
+            "footprint_int8_bytes": self.footprint_bytes["int8"],
+            "dense_macs": self.dense_macs["as_executed"],
+            "dense_macs_per_step": self.dense_macs["per_step"],
+            "effective_macs": ops["effective_macs"],
+            "effective_acs": ops["effective_acs"],
+            "synops": ops["effective_macs"] + ops["effective_acs"],
+            "dense_synops": ops["dense"],
+            "activation_sparsity": self.activation_sparsity["overall"],
+            "membrane_updates": int(self.membrane_updates),
+            "energy_float32_nj": self.energy_float32["synaptic_pj"] / 1000,
+            "energy_int8_nj": self.energy_int8["synaptic_pj"] / 1000,
+            "dense_energy_float32_nj": self.energy_float32["dense_pj"] / 1000,
+            "dense_energy_int8_nj": self.energy_int8["dense_pj"] / 1000,
+        }
+
 
 def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> Profile:
     """Static and workload metrics of ``model`` on samples ``x [N, C, H, W]`` (averaged per sample).
