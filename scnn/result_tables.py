@@ -281,8 +281,12 @@ def write_table(rows: list[dict], path: str | Path, table: str | Table, metadata
 # --------------------------------------------------------------------------- reading
 
 
-def _rerun(table: Table | None) -> str:
-    return f"rerun `{table.command}`" if table else "rerun the script that wrote it"
+def _rerun(tables: Table | list[Table] | None) -> str:
+    """"rerun `COMMAND`" for the table(s) a file should hold."""
+    tables = [tables] if isinstance(tables, Table) else tables or []
+    if not tables:
+        return "rerun the script that wrote it"
+    return "rerun " + " or ".join(f"`{table.command}`" for table in tables)
 
 
 def load_table(path: str | Path, table: str | Table | tuple[str, ...] | None = None) -> TableFile:
@@ -297,7 +301,7 @@ def load_table(path: str | Path, table: str | Table | tuple[str, ...] | None = N
     path = Path(path)
     csv_path = path.with_suffix(".csv") if path.suffix == ".json" else path
     expected = (table.name,) if isinstance(table, Table) else (table,) if isinstance(table, str) else table
-    hint = get_table(expected[0]) if expected and len(expected) == 1 and expected[0] in TABLES else None
+    hint = [TABLES[name] for name in expected or () if name in TABLES]  # the commands that write it
     if not csv_path.is_file():
         raise FileNotFoundError(f"no results table at {csv_path}: {_rerun(hint)} first")
     sidecar = sidecar_path(csv_path)

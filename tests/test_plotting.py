@@ -186,6 +186,11 @@ def test_plot_script_says_what_is_missing(tmp_path):
         plot.main(["--sweep", str(tmp_path / "sweep.csv"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="quantize.py"):
         plot.main(["--quant", str(tmp_path), "--out", str(tmp_path)])
+    # The first version's compare table (display values, no sidecar) is refused with the command to rerun.
+    (tmp_path / "compare.csv").write_text("architecture,T,accuracy\nmodel_b (6C3-128FC-10FC),10,99.67 %\n")
+    with pytest.raises(SystemExit, match=r"compare.csv: no sidecar compare.json .* rerun `python experiments/compare.py RUN... --out OUT` or "
+                                           r"`python experiments/profile_cost.py"):
+        plot.main(["--compare", str(tmp_path / "compare.csv"), "--out", str(tmp_path)])
 
 
 # --------------------------------------------------------------------------- quantisation

@@ -176,6 +176,11 @@ def test_markdown_is_for_people(toy_table):
         markdown_table(TOY_ROWS, "toy", ["T"])
 
 
+def test_the_schema_imports_without_matplotlib():
+    code = "import sys, scnn.result_tables, scnn.viz.tables; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 def test_docs_list_every_table_and_column():
     docs = (REPO / "docs" / "results_formats.md").read_text()
     for name in TABLES:

@@ -125,7 +125,7 @@ def cost_figures(tables: list[str | Path], out: str | Path) -> list[Path]:
     sidecars .json), read through :mod:`scnn.result_tables`."""
     rows = [row for table in tables for row in read_cost_table(table)]
     if not rows:
-        raise ValueError(f"no row with an accuracy in {', '.join(map(str, tables))}")
+        raise ValueError(f"no rows in {', '.join(map(str, tables))}")
     return [plot_cost_accuracy(rows, Path(out) / "cost_accuracy.png")]
 
 
