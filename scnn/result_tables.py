@@ -310,7 +310,7 @@ def load_table(path: str | Path, table: str | Table | tuple[str, ...] | None = N
                          f"by the first version of the script (a display format), or not a results table; "
                          f"{_rerun(hint)}")
     try:
-        description = json.loads(sidecar.read_text())
+        description = json.loads(sidecar.read_text(encoding="utf-8"))
         name, version = description["table"], description["version"]
     except (ValueError, KeyError, TypeError) as error:
         raise TableError(f"{sidecar}: not a results table sidecar ({type(error).__name__}: {error}) "
@@ -324,7 +324,7 @@ def load_table(path: str | Path, table: str | Table | tuple[str, ...] | None = N
     if version != schema.version:
         raise TableError(f"{csv_path}: table {name!r} of schema version {version}; this scnn reads version "
                          f"{schema.version}: {_rerun(schema)}")
-    with csv_path.open(newline="") as handle:
+    with csv_path.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)
