@@ -13,6 +13,7 @@ import torch
 from scnn.quant.integer import export_integer, load_integer, quantize_input, run_integer, save_integer, shift_round
 from scnn.models import create_model
 from scnn.quant import QuantConfig, leak_shift_for, quantize, quantized_from_dict, quantized_to_dict
+from scnn.result_tables import read_table
 from tests.test_training import synthetic_data
 
 warnings.filterwarnings("ignore", module="brevitas")
@@ -198,7 +199,7 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
     compare = tmp_path / "compare"
     subprocess.run([sys.executable, str(EXPERIMENTS / "compare.py"), str(run), "--quantized", f"{run}={out}",
                     "--max-samples", "20", "--out", str(compare)], check=True, capture_output=True, text=True, env=env)
-    row = json.loads((compare / "compare.json").read_text())[0]
+    row = read_table(compare / "compare.csv", "compare")[0]  # through the schema (scnn.result_tables)
     assert row["quantized_accuracy"] == results["quantized"]["test_accuracy"] and row["accuracy"] > 0.3
     scratch = tmp_path / "scratch"
     subprocess.run([sys.executable, str(EXPERIMENTS / "quantize.py"), "--mode", "scratch", "--model", "model_b",

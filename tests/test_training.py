@@ -10,6 +10,7 @@ import torch
 
 from scnn.features import Normalizer, feature_config
 from scnn.io import load_checkpoint
+from scnn.result_tables import read_table
 from scnn.train import DataConfig, PreparedData, TrainConfig, load_trained_model, train
 
 REPO_EXPERIMENTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
@@ -120,7 +121,7 @@ def test_train_and_evaluate_scripts_end_to_end_on_fsdd(tmp_path, fsdd_dir, featu
     subprocess.run([sys.executable, str(REPO_EXPERIMENTS / "profile_cost.py"), str(out / "best.pt"), "--data-dir",
                     str(fsdd_dir), "--max-samples", "50", "--out", str(profile)], check=True, capture_output=True,
                    text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": str(feature_cache)})
-    row = json.loads((profile / "profile.json").read_text())[0]
+    row = read_table(profile / "profile.csv", "profile")[0]  # through the schema (scnn.result_tables)
     assert row["accuracy"] == results["test_accuracy"] and row["parameters"] == 692_678
     assert row["effective_acs"] > 0 and (profile / "profile.csv").exists()
 

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None):
     except USER_ERRORS as error:
         if args.debug:
             raise
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = str(error).strip() or type(error).__name__  # a list of bad files or lines may follow
         print(f"scnn {args.command}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
     except RuntimeError as error:

@@ -20,6 +20,7 @@ from torch import nn
 
 from scnn.data.prepare import DataConfig, PreparedData, checkpoint_data, prepare_data
 from scnn.io import save_checkpoint, write_json
+from scnn.models.outputs import LogitsOnly
 from scnn.models.registry import count_parameters, create_model
 from scnn.quant.config import QuantConfig
 from scnn.quant.integer import export_integer, quantize_input, run_integer, save_integer
@@ -108,17 +109,6 @@ def integer_agreement(quantized: QuantSpecNet, x: torch.Tensor, batch_size: int 
             "logit_agreement": same_logits / n, "samples": len(x)}
 
 
-class _LogitsOnly(nn.Module):
-    """ONNX wrapper: features ``[B, C, H, W]`` -> logits ``[B, classes]``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).logits
-
-
 def export_onnx(quantized: QuantSpecNet, example: torch.Tensor, path: str | Path) -> Path:
     """Brevitas QCDQ ONNX export (QuantizeLinear / Clip / DequantizeLinear around float ops; the
     LIF loop is unrolled over T). Uses the TorchScript exporter: Brevitas 0.13's dynamo path
@@ -129,7 +119,7 @@ def export_onnx(quantized: QuantSpecNet, example: torch.Tensor, path: str | Path
     path.parent.mkdir(parents=True, exist_ok=True)
     quantized.eval()
     with torch.no_grad():
-        export_onnx_qcdq(_LogitsOnly(quantized).cpu(), args=example.cpu(), export_path=str(path), dynamo=False,
+        export_onnx_qcdq(LogitsOnly(quantized).cpu(), args=example.cpu(), export_path=str(path), dynamo=False,
                          input_names=["features"], output_names=["logits"],
                          dynamic_axes={"features": {0: "batch"}, "logits": {0: "batch"}})
     return path
@@ -143,7 +133,7 @@ def export_qonnx_model(quantized: QuantSpecNet, example: torch.Tensor, path: str
     path.parent.mkdir(parents=True, exist_ok=True)
     quantized.eval()
     with torch.no_grad():
-        export_qonnx(_LogitsOnly(quantized).cpu(), args=example.cpu(), export_path=str(path), dynamo=False)
+        export_qonnx(LogitsOnly(quantized).cpu(), args=example.cpu(), export_path=str(path), dynamo=False)
     return path
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from scnn.data.prepare import DataConfig, checkpoint_data
 from scnn.io import load_checkpoint, write_json
-from scnn.models.registry import count_parameters, model_from_dict
+from scnn.models.registry import count_parameters, is_spiking, model_from_dict
 from scnn.train.config import resolve_device
 
 # Version 1: the first release (flat modules, DataConfig.layout); it loads as it is.
@@ -30,7 +30,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
     spike_sums, total_loss, count = None, 0.0, len(y)
     for start in range(0, count, batch_size):
         xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
-        output = model(xb, record=True) if _is_spiking(model) else model(xb)
+        output = model(xb, record=True) if is_spiking(model) else model(xb)
         if loss_fn is not None:
             total_loss += float(loss_fn(output, yb)) * len(yb)
         predicted = output.logits.argmax(1)
@@ -48,10 +48,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: in
         result["spike_rate_per_layer"] = [s / (size * count) for s, size in zip(spike_sums, sizes)]
     return result
 
-
-
-def _is_spiking(model: nn.Module) -> bool:
-    return bool(getattr(getattr(model, "config", None), "spiking", False))
 
 
 

@@ -238,6 +238,7 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
 
     test = evaluate(model, *data.test, num_classes=len(data.class_names), loss_fn=loss_fn)
     cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
+    row = cost.row() if cost else {}  # Profile.row(): the one flat format of a profile
     results = {
         "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
@@ -250,10 +251,11 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "wall_time_s": elapsed,
         "seconds_per_epoch": elapsed / max(len(history), 1),
         "split_sizes": {"train": len(data.train[1]), "val": len(data.val[1]), "test": len(data.test[1])},
-        "activation_sparsity": cost.activation_sparsity["overall"] if cost else None,
-        "dense_macs_per_sample": cost.dense_macs["as_executed"] if cost else None,
-        "effective_acs_per_sample": cost.synaptic_operations["effective_acs"] if cost else None,
-        "effective_macs_per_sample": cost.synaptic_operations["effective_macs"] if cost else None,
+        "activation_sparsity": row.get("activation_sparsity"),
+        "dense_macs_per_sample": row.get("dense_macs"),
+        "effective_acs_per_sample": row.get("effective_acs"),
+        "effective_macs_per_sample": row.get("effective_macs"),
+        "cost": row or None,
         "metrics": cost.to_dict() if cost else None,
         "skipped_files": data.skipped,
         "data_dir": data.data_dir,
