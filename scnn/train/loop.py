@@ -28,7 +28,7 @@ from scnn.models.registry import count_parameters, create_model, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import evaluate
 from scnn.train.losses import make_loss
-from scnn.train.run import library_versions, write_history
+from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions, write_history
 
 CHECKPOINT_VERSION = 2  # 2: configs under scnn.* packages, DataConfig.dataset (was layout)
 
@@ -198,6 +198,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         "model": model_to_dict(model), "train_config": asdict(train_config), "data_config": asdict(data_config),
         "feature_config": asdict(data.feature_config), "normalizer": data.normalizer.state_dict(),
         "class_names": data.class_names, "checkpoint_version": CHECKPOINT_VERSION,
+        "test_set": data.test_set,  # files and content digests, compared by evaluate_checkpoint
     }
     if progress and state.next_epoch == 0:
         print(json.dumps({k: description[k] for k in ("model", "train_config", "data_config")}, indent=1))
@@ -237,6 +238,8 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
     test = evaluate(model, *data.test, num_classes=len(data.class_names), loss_fn=loss_fn)
     cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
     results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "kind": "train",
         "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
         "confusion_matrix": test["confusion"],
@@ -253,7 +256,8 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "effective_acs_per_sample": cost.synaptic_operations["effective_acs"] if cost else None,
         "effective_macs_per_sample": cost.synaptic_operations["effective_macs"] if cost else None,
         "metrics": cost.to_dict() if cost else None,
-        "skipped_files": data.skipped,
+        "skipped_files": [{"file": file, "reason": reason} for file, reason in data.skipped],
+        "test_set_digest": data.test_set.get("digest"),
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),
