@@ -249,11 +249,12 @@ def _init_worker():
 # key over the cache version, the config, and each file's absolute path and SHA-256 of its bytes:
 # a recording whose content changes gets a new key even when its size and modification time are
 # kept (the first version keyed on those, and served stale features). What hashing costs, measured
-# on FSDD on the project's 2-core VM (3,000 files, 21 MB, in the page cache): 0.11 s, against
-# 1.9 s to extract them and 0.02 s to load the cache; it grows with the bytes read, about
-# 200 MB/s here. For 100k files that is about 4 s at FSDD's size (7 kB per file) and about 16 s
-# at Speech Commands' (1 s at 16 kHz, 32 kB per file, 3.2 GB), plus the disk's reading time when
-# the files are not in the page cache; extraction of as many files takes minutes.
+# on FSDD on the project's 2-core VM (3,000 files, 21 MB, in the page cache;
+# benchmarks/feature_speed.py): 0.11-0.12 s, against 1.9 s to extract them and 0.02 s to load the
+# cache; it grows with the bytes read, 175-200 MB/s here. For 100k files that is about 4 s at
+# FSDD's size (7 kB per file) and about 18 s at Speech Commands' (1 s at 16 kHz, 32 kB per file,
+# 3.2 GB), plus the disk's reading time when the files are not in the page cache; extracting as
+# many files takes minutes.
 #
 # A cache file that cannot be read or does not hold what its key promises (truncated, emptied,
 # flipped bytes, another layout) is rebuilt with a warning that names it; it is written through
