@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scnn.features.encoders import get_encoder
 from scnn.models.registry import count_parameters
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm CMOS, picojoules per operation.
@@ -146,8 +147,11 @@ def record_activity(model: nn.Module, x: torch.Tensor) -> list[LayerActivity]:
     connections = [[m for m in block.synapse.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][0]
                    for block in model.blocks]
     if _is_spiking(model):
+        if x.dim() == 4:  # encode here, so the first layer's recorded input is what it really sees
+            x = get_encoder(model.config.encoding).encode(x, model.num_steps)
         output = model(x, record=True)
-        inputs = [x] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
+        first_input = x if x.dim() == 4 or get_encoder(model.config.encoding).kind == "static" else x.flatten(0, 1)
+        inputs = [first_input] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
         for index, (block, spikes) in enumerate(zip(model.blocks, output.layer_spikes)):
             activity.append(LayerActivity(f"blocks.{index}", connections[index], inputs[index], spikes))
         return activity
@@ -271,7 +275,10 @@ def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> P
     totals: dict | None = None
     per_step_totals: dict | None = None
     sparsity_counts = {}
-    steps = _num_steps(model) if _is_spiking(model) else 1
+    # The first layer of a directly encoded model runs once on its static input; NeuroBench counts it
+    # at every step. A sequence-encoded model's first layer already sees T inputs: no repeat.
+    static_first = _is_spiking(model) and get_encoder(model.config.encoding).kind == "static"
+    steps = _num_steps(model) if static_first else 1
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size].to(device)
         activity = record_activity(model, batch)

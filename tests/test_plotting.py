@@ -171,17 +171,17 @@ def test_plot_script_regenerates_every_figure(tmp_path, tiny_snn_run, tiny_ssm_r
     assert all(is_png(tmp_path / name) for name in expected)
 
 
-def test_plot_script_says_what_is_missing(tmp_path):
-    from experiments import plot
+def test_plot_script_says_what_is_missing(tmp_path, capsys):
+    from scnn.cli import main as scnn
 
-    with pytest.raises(SystemExit, match="nothing to plot"):
-        plot.main(["--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not a training run"):
-        plot.main(["--run", str(tmp_path), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="sweep_param.py"):
-        plot.main(["--sweep", str(tmp_path / "sweep.csv"), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="quantize.py"):
-        plot.main(["--quant", str(tmp_path), "--out", str(tmp_path)])
+    for argv, message in [([], "nothing to plot"), (["--run", str(tmp_path)], "not a training run"),
+                          (["--sweep", str(tmp_path / "sweep.csv")], "sweep_param.py"),
+                          (["--quant", str(tmp_path)], "quantize.py")]:
+        with pytest.raises(SystemExit) as stopped:
+            scnn(["plot", *argv, "--out", str(tmp_path)])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and message in error, (argv, error)
+        assert len(error.strip().splitlines()) == 1, error  # one line, no traceback
 
 
 # --------------------------------------------------------------------------- quantisation

@@ -245,4 +245,5 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
     assert from_scratch["quantized"]["test_accuracy"] > 0.2  # two epochs on 200 recordings; chance is 0.1
     bad = subprocess.run([sys.executable, str(EXPERIMENTS / "quantize.py"), "--checkpoint", str(run / "best.pt"),
                           "--weight-bits", "1", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
-    assert bad.returncode != 0 and "weight_bits must be an integer from 2 to 8, got 1" in bad.stderr
+    assert bad.returncode == 2 and "--weight-bits: must be from 2 to 8, got 1" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr  # checked where parsed: one line, no traceback

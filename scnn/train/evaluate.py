@@ -16,6 +16,10 @@ from scnn.data.prepare import DataConfig, checkpoint_data, compare_test_sets
 from scnn.io import load_checkpoint, write_json, write_text
 from scnn.models.registry import count_parameters, model_from_dict
 from scnn.train.config import resolve_device
+
+# Version 1: the first release (flat modules, DataConfig.layout); it loads as it is.
+# Version 2: configs under scnn.* packages, DataConfig.dataset, the run config saved as run_config.
+CHECKPOINT_VERSION = 2
 from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions
 
 
@@ -66,6 +70,10 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     for key in ("model", "model_state", "data_config", "normalizer"):
         if key not in checkpoint:
             raise ValueError(f"checkpoint {path} lacks '{key}': not written by scnn's trainer")
+    version = checkpoint.get("checkpoint_version", 1)
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path} has format version {version}, newer than this scnn reads "
+                         f"({CHECKPOINT_VERSION}): upgrade scnn (pip install -U scnn) to load it")
     model = model_from_dict(checkpoint["model"])
     model.load_state_dict(checkpoint["model_state"])
     return model.to(device).eval(), checkpoint

@@ -10,7 +10,6 @@ QAT (:func:`scnn.quant.workflow.fine_tune`) and the Ray Tune trainable call :fun
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scnn.train.run_config import RunConfig
 from scnn.data.prepare import DataConfig, PreparedData, prepare_data
 from scnn.features.augment import augment_batch
 from scnn.features.normalize import Normalizer
@@ -26,11 +26,10 @@ from scnn.io import load_checkpoint, save_checkpoint, write_json
 from scnn.metrics import profile_model
 from scnn.models.registry import count_parameters, create_model, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
-from scnn.train.evaluate import evaluate
+from scnn.train.evaluate import CHECKPOINT_VERSION, evaluate
 from scnn.train.losses import make_loss
 from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions, write_history
 
-CHECKPOINT_VERSION = 2  # 2: configs under scnn.* packages, DataConfig.dataset (was layout)
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -194,14 +193,17 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         torch.set_rng_state(checkpoint["rng"]["torch"])
         state = FitState(checkpoint["history"], checkpoint["best"], checkpoint["elapsed_s"])
 
+    run_config = RunConfig(model={"name": train_config.model, **train_config.model_overrides}, data=data_config,
+                           train=train_config)
     description = {
-        "model": model_to_dict(model), "train_config": asdict(train_config), "data_config": asdict(data_config),
-        "feature_config": asdict(data.feature_config), "normalizer": data.normalizer.state_dict(),
-        "class_names": data.class_names, "checkpoint_version": CHECKPOINT_VERSION,
+        "model": model_to_dict(model), "run_config": run_config.to_dict(), "train_config": asdict(train_config),
+        "data_config": asdict(data_config), "feature_config": asdict(data.feature_config),
+        "normalizer": data.normalizer.state_dict(), "class_names": data.class_names,
+        "checkpoint_version": CHECKPOINT_VERSION,
         "test_set": data.test_set,  # files and content digests, compared by evaluate_checkpoint
     }
     if progress and state.next_epoch == 0:
-        print(json.dumps({k: description[k] for k in ("model", "train_config", "data_config")}, indent=1))
+        print(f"run config ({out_dir}):\n{run_config.dump()}", end="")
 
     def save_epoch(row: dict, state: FitState, parts: tuple) -> None:
         checkpoint = {
@@ -261,6 +263,7 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "run_config": description["run_config"],
         "config": {k: description[k] for k in ("model", "train_config", "data_config", "feature_config")},
         "versions": library_versions(),
     }
