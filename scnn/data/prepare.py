@@ -12,10 +12,11 @@ import numpy as np
 import torch
 
 from scnn.data.registry import dataset_listing, default_cache_dir
-from scnn.data.splits import Split, split_recordings
-from scnn.features.mfcc import AudioFileError, FeatureConfig, extract_features, feature_config
+from scnn.data.splits import SPLITS, Split, split_recordings
+from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, extract_features, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import Normalizer
+from scnn.validate import check_choice, check_number
 
 
 @dataclass
@@ -47,6 +48,18 @@ class DataConfig:
     skip_bad: bool = False
     download: bool = True
     train_per_class: int = 0
+
+    def __post_init__(self):
+        check_choice("data.split", self.split, SPLITS)
+        check_number("data.test_fraction", self.test_fraction, 0.0, 1.0, exclusive_minimum=True)
+        if self.test_fraction >= 1.0:
+            raise ValueError(f"data.test_fraction must be < 1; got {self.test_fraction}")
+        check_number("data.val_fraction", self.val_fraction, 0.0, 1.0)
+        if self.val_fraction >= 1.0:
+            raise ValueError(f"data.val_fraction must be < 1; got {self.val_fraction}")
+        check_number("data.split_seed", self.split_seed, integer=True)
+        check_choice("data.feature_preset", self.feature_preset, FEATURE_PRESETS)
+        check_number("data.train_per_class", self.train_per_class, 0, integer=True)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DataConfig":
