@@ -122,11 +122,13 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     extracted = extract_features([r.path for r in everything], features_config, cache_dir=cache_dir,
                                  skip_bad=True, progress=progress)
     problems = listing.skipped + extracted.skipped
+    # Named relative to the data folder, which the message states once.
+    shown = [(os.path.relpath(path, root), reason) for path, reason in problems]
     if problems and not config.skip_bad:
-        raise AudioFileError(f"{root}: cannot use {describe_problems(problems)} "
+        raise AudioFileError(f"{root}: cannot use {describe_problems(shown)} "
                              "(use --skip-bad to leave such files out)", problems)
     if problems:
-        warnings.warn(f"{root}: skip_bad left out {describe_problems(problems)}", stacklevel=2)
+        warnings.warn(f"{root}: skip_bad left out {describe_problems(shown)}", stacklevel=2)
     row_of = {path: row for row, path in enumerate(extracted.paths)}
 
     def tensors(part):
