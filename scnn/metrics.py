@@ -31,6 +31,7 @@ Workload (per sample)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -370,3 +371,58 @@ def snntorch_sequential(model: nn.Module) -> nn.Sequential:
         layers.extend(copy.deepcopy(m) for m in (block.synapse, block.pool) if not isinstance(m, nn.Identity))
         layers.append(block.activation.snntorch_equivalent(init_hidden=True, output=index == len(blocks) - 1))
     return nn.Sequential(*layers).eval()
+
+
+# --------------------------------------------------------------------------- metrics by name
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named metric. kind "static": ``compute(model)``; kind "workload":
+    ``compute(activity, samples)`` on the layers' recorded inputs and outputs (:func:`record_activity`),
+    a value per sample."""
+
+    name: str
+    kind: str
+    compute: Callable
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, kind: str) -> Callable:
+    """Decorator: make a metric available by ``name`` to :func:`compute_metrics` (NeuroBench's split
+    into static and workload metrics)."""
+    if kind not in ("static", "workload"):
+        raise ValueError(f"metric {name!r}: kind must be 'static' or 'workload', got {kind!r}")
+
+    def register(compute: Callable) -> Callable:
+        METRICS[name] = Metric(name, kind, compute)
+        return compute
+
+    return register
+
+
+def compute_metrics(model: nn.Module, x: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
+    """``{name: value}`` of the registered metrics ``names`` (default: all) on samples ``x [N, C, H, W]``
+    (needed by workload metrics; the model runs once, every workload metric reads that run)."""
+    names = list(METRICS) if names is None else names
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; registered: {', '.join(sorted(METRICS))}")
+    workload = [name for name in names if METRICS[name].kind == "workload"]
+    if workload and x is None:
+        raise ValueError(f"workload metrics {', '.join(workload)} need samples x")
+    activity = record_activity(model, x) if workload else None
+    return {name: METRICS[name].compute(model) if METRICS[name].kind == "static"
+            else METRICS[name].compute(activity, len(x)) for name in names}
+
+
+register_metric("parameter_count", "static")(parameter_count)
+register_metric("connection_sparsity", "static")(connection_sparsity)
+register_metric("footprint_bytes", "static")(lambda model: footprint_bytes(model)["float32"])
+register_metric("activation_sparsity", "workload")(lambda activity, samples: activation_sparsity(activity)["overall"])
+register_metric("synaptic_operations", "workload")(
+    lambda activity, samples: {key: value for key, value in synaptic_operations(activity, samples).items()
+                               if key != "per_layer"})
+register_metric("membrane_updates", "workload")(lambda activity, samples: membrane_updates(activity))

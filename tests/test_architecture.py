@@ -329,3 +329,61 @@ def test_a_rate_encoded_model_trains_and_counts_its_first_layer_as_spike_driven(
     profile = profile_model(model, torch.randn(6, *model.config.input_shape))
     assert profile.synaptic_operations["effective_macs"] == 0  # every layer, the first too, is fed 0/1 spikes
     assert profile.synaptic_operations["effective_acs"] > 0
+
+
+# --------------------------------------------------------------------------- quantisers
+
+
+def test_weight_quantizers_are_chosen_by_name():
+    from scnn.models import create_model
+    from scnn.quant import QuantConfig, quantize
+    from scnn.quant.integer import export_integer
+    from scnn.quant.quantizers import WEIGHT_QUANTIZERS
+
+    assert WEIGHT_QUANTIZERS["fixed_point"].integer_exact and not WEIGHT_QUANTIZERS["float_scale"].integer_exact
+    torch.manual_seed(0)
+    model = create_model("4C3-16FC-3FC", num_steps=2, input_shape=(1, 8, 8)).eval()
+    x = torch.randn(4, 1, 8, 8)
+    fixed, floating = quantize(model, calibration_data=x), quantize(model, weight_quant="float_scale",
+                                                                    calibration_data=x)
+    scale = floating.blocks[1].synapse.quant_weight().scale
+    assert not torch.equal(torch.log2(scale), torch.round(torch.log2(scale)))  # a real scale, not 2^k
+    fixed_scale = fixed.blocks[1].synapse.quant_weight().scale
+    assert torch.equal(torch.log2(fixed_scale), torch.round(torch.log2(fixed_scale)))
+    with torch.no_grad():
+        assert floating(x).logits.shape == (4, 3)
+    export_integer(fixed)
+    with pytest.raises(ValueError, match="'float_scale' has no exact integer form"):
+        export_integer(floating)
+    with pytest.raises(ValueError, match="unknown weight quantiser 'ternary'; registered: fixed_point, float_scale"):
+        QuantConfig(weight_quant="ternary")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_by_name_and_one_registered_from_a_test():
+    from scnn.metrics import METRICS, compute_metrics, profile_model, register_metric
+    from scnn.models import create_model
+
+    @register_metric("spikes_per_sample", "workload")
+    def spikes_per_sample(activity, samples):
+        return sum(float(layer.activation_output.sum()) for layer in activity) / samples
+
+    try:
+        torch.manual_seed(0)
+        model = create_model("model_b", num_steps=3).eval()
+        x = torch.randn(5, 1, 32, 32)
+        values = compute_metrics(model, x)
+        profile = profile_model(model, x)
+        assert values["parameter_count"] == 692_678 and values["connection_sparsity"] == 0.0
+        assert values["activation_sparsity"] == pytest.approx(profile.activation_sparsity["overall"])
+        assert values["synaptic_operations"]["effective_acs"] == profile.synaptic_operations["effective_acs"]
+        assert values["membrane_updates"] == 3 * (6 * 30 * 30 + 128 + 10)  # neurons x T, per sample
+        with torch.no_grad():
+            spikes = sum(float(s.sum()) for s in model(x, record=True).layer_spikes) / 5
+        assert values["spikes_per_sample"] == pytest.approx(spikes)
+        with pytest.raises(ValueError, match="workload metrics .* need samples"):
+            compute_metrics(model, names=["activation_sparsity"])
+    finally:
+        METRICS.pop("spikes_per_sample")
