@@ -120,6 +120,39 @@ def test_exported_qonnx_gives_the_same_predictions(tmp_path):
     np.testing.assert_array_equal(qonnx_predictions(path, x[:13]), expected)  # 13: a padded last chunk
 
 
+def test_qonnx_check_silences_only_qonnxs_shape_warnings(tmp_path, monkeypatch):
+    """qonnx's "Output shapes disagree" protobuf dumps are dropped where the check runs; other warnings pass."""
+    import qonnx.core.onnx_exec
+
+    from scnn.quant.workflow import export_qonnx_model, qonnx_predictions
+
+    _, quantized, x = calibrated("model_b", {"num_steps": 3}, {"weight_bits": 4})
+    path = export_qonnx_model(quantized, x[:8], tmp_path / "model.qonnx.onnx")
+    real_execute = qonnx.core.onnx_exec.execute_onnx
+    with warnings.catch_warnings(record=True) as unfiltered:  # qonnx itself, without our filter: it does warn
+        warnings.simplefilter("always")
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.transformation.infer_shapes import InferShapes
+
+        model = ModelWrapper(str(path)).transform(InferShapes())
+        real_execute(model, {model.graph.input[0].name: x[:8].numpy()})
+    assert any("Output shapes disagree" in str(w.message) for w in unfiltered), "qonnx no longer warns: drop the filter"
+
+    def execute_and_warn(*args, **kwargs):
+        warnings.warn("our own warning", UserWarning)
+        return real_execute(*args, **kwargs)
+
+    monkeypatch.setattr(qonnx.core.onnx_exec, "execute_onnx", execute_and_warn)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictions = qonnx_predictions(path, x[:13])
+    messages = [str(w.message) for w in caught]
+    assert not any("Output shapes disagree" in message for message in messages)
+    assert messages.count("our own warning") == 2, messages  # 13 samples: two chunks of the exported batch of 8
+    with torch.no_grad():
+        np.testing.assert_array_equal(predictions, quantized(x[:13]).logits.argmax(1).numpy())
+
+
 def test_saved_artefacts_round_trip(tmp_path):
     _, quantized, x = calibrated("model_b", {"num_steps": 4}, {"per_channel": True})
     description, arrays = export_integer(quantized)
@@ -186,7 +219,9 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
                            "--out", str(out), "--no-progress", "--threads", "2"],
                           check=True, capture_output=True, text=True, env=env)
     assert "quantised test accuracy" in done.stdout
+    assert "Output shapes disagree" not in done.stderr, "qonnx's known protobuf dumps are silenced"
     results = json.loads((out / "results.json").read_text())
+    assert results["schema_version"] == 1 and results["kind"] == "quantize"
     assert results["float"]["test_accuracy"] > 0.3 and results["quantized"]["test_accuracy"] > 0.3
     assert 0 <= results["ptq_test_accuracy"] <= 1 and len(results["history"]) == 1
     assert results["integer_reference"] == {"prediction_agreement": 1.0, "spike_count_agreement": 1.0,

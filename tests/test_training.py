@@ -1,5 +1,6 @@
 """Training: determinism, resume equals an uninterrupted run, artefacts, scripts end to end."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -115,6 +116,12 @@ def test_train_and_evaluate_scripts_end_to_end_on_fsdd(tmp_path, fsdd_dir, featu
                                                                      "XDG_CACHE_HOME": str(feature_cache)})
     evaluated = json.loads((evaluation / "results.json").read_text())
     assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert evaluated["schema_version"] == results["schema_version"] == 1
+    assert evaluated["test_set"]["differences"] == [] and evaluated["test_set"]["digest"] == results["test_set_digest"]
+    with open(evaluation / "predictions.csv", newline="") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert len(predictions) == 300
+    assert sum(row["label"] == row["prediction"] for row in predictions) == round(300 * evaluated["test_accuracy"])
     assert (evaluation / "confusion_matrix.png").exists()
     assert 0 < results["activation_sparsity"] < 1 and results["dense_macs_per_sample"] == 48_600 + 4 * 692_480
     profile = tmp_path / "profile"

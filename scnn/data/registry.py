@@ -38,7 +38,9 @@ class Recording:
 @dataclass
 class DatasetListing:
     """What a dataset module returns: every recording, the class names (index = label), the
-    folder they came from, and the files left out with ``skip_bad`` as (path, reason)."""
+    folder they came from, and the files it could not use (a name that carries no label, audio
+    outside any class folder) as (path, reason): :func:`scnn.data.prepare.prepare_data` leaves
+    them out with ``skip_bad`` and reports them, and otherwise stops naming them."""
 
     recordings: list[Recording]
     class_names: list[str]

@@ -28,7 +28,7 @@ from scnn.models.registry import count_parameters, create_model, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import CHECKPOINT_VERSION, evaluate
 from scnn.train.losses import make_loss
-from scnn.train.run import library_versions, write_history
+from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions, write_history
 
 
 
@@ -200,6 +200,7 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         "data_config": asdict(data_config), "feature_config": asdict(data.feature_config),
         "normalizer": data.normalizer.state_dict(), "class_names": data.class_names,
         "checkpoint_version": CHECKPOINT_VERSION,
+        "test_set": data.test_set,  # files and content digests, compared by evaluate_checkpoint
     }
     if progress and state.next_epoch == 0:
         print(f"run config ({out_dir}):\n{run_config.dump()}", end="")
@@ -240,6 +241,8 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
     cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
     row = cost.row() if cost else {}  # Profile.row(): the one flat format of a profile
     results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "kind": "train",
         "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
         "confusion_matrix": test["confusion"],
@@ -257,7 +260,8 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "effective_macs_per_sample": row.get("effective_macs"),
         "cost": row or None,
         "metrics": cost.to_dict() if cost else None,
-        "skipped_files": data.skipped,
+        "skipped_files": [{"file": file, "reason": reason} for file, reason in data.skipped],
+        "test_set_digest": data.test_set.get("digest"),
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),

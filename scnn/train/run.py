@@ -13,6 +13,11 @@ import torch
 
 from scnn.io import write_text
 
+# Every results.json that scnn writes carries "schema_version" (this) and "kind" ("train", "evaluate",
+# "quantize"); docs/results_schema.md describes every key of each kind. Bump when a key is renamed,
+# removed or changes meaning (adding a key does not need a bump).
+RESULTS_SCHEMA_VERSION = 1
+
 
 def library_versions() -> dict:
     import librosa
