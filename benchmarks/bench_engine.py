@@ -24,6 +24,11 @@ per-repetition ratios, so load from other processes hits both alike. Also:
   matmul on this CPU;
 * a torch.profiler summary of the top operations of engine training (T = 10, b16).
 
+Results: the "engine" table OUT/bench_engine.csv (its sidecar bench_engine.json holds the
+machine) and, where measured, bench_engine_epochs.csv, bench_engine_profile.csv,
+bench_engine_trained.csv, bench_engine_trained_profile.csv and (``--crossover``)
+bench_engine_crossover.csv: see docs/results_formats.md and :mod:`scnn.result_tables`.
+
     python benchmarks/bench_engine.py --quick --out runs/bench_engine
     python benchmarks/bench_engine.py --out runs/bench_engine          # full grid, ~10 min
 """
@@ -31,7 +36,6 @@ per-repetition ratios, so load from other processes hits both alike. Also:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -49,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scnn.engine import fast_inference, keep_freed_memory  # noqa: E402
 from scnn.models import create_model  # noqa: E402
 from scnn.models.reference import ReferenceNet  # noqa: E402
+from scnn.result_tables import write_table  # noqa: E402
 
 
 def build(model_name: str, num_steps: int, batch_size: int, seed: int = 0):
@@ -316,7 +321,7 @@ def measure(model_name: str, num_steps: int, batch_size: int, repeats: int, thre
     _, flops = training_flops(model, inputs)
     engine_train_s = statistics.median(train["engine"])
     row = {
-        "model": model_name, "T": num_steps, "batch": batch_size,
+        "model": model_name, "num_steps": num_steps, "batch_size": batch_size,
         "train_ref_samples_s": batch_size / statistics.median(train["reference"]),
         "train_engine_samples_s": batch_size / engine_train_s,
         "train_speedup": median_ratio(train["reference"], train["engine"]),
@@ -327,6 +332,7 @@ def measure(model_name: str, num_steps: int, batch_size: int, repeats: int, thre
         "train_engine_gflops": flops / engine_train_s / 1e9,
         "spike_density": [round(d, 4) for d in densities],
     }
+    row["train_mem_ref_mib"] = row["train_mem_engine_mib"] = None  # not measured (blank in the table)
     if memory:
         row["train_mem_ref_mib"] = training_memory_mib(model_name, num_steps, batch_size, "reference", threads)
         row["train_mem_engine_mib"] = training_memory_mib(model_name, num_steps, batch_size, "engine", threads)
@@ -364,9 +370,14 @@ def main() -> None:
     print(f"malloc keeps freed memory (scnn.engine.keep_freed_memory): {kept_freed_memory}")
     if args.crossover:
         print(f"{'layer':>12} {'density':>7} {'LIF + dense':>11} {'LIF + CSR':>9} ms")
-        for row in csr_crossover():
+        rows = csr_crossover()
+        for row in rows:
             print(f"{row['inputs']:>6}x{row['outputs']:<5} {row['density']:7.2f} {row['dense_ms']:11.3f} "
                   f"{row['csr_ms']:9.3f}", flush=True)
+        path = write_table(rows, args.out / "bench_engine_crossover.csv", "engine_crossover",
+                           {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                                        "threads": args.threads, "torch": torch.__version__}, "argv": sys.argv})
+        print(f"\nwrote {path}")
         return
     if args.quick:
         args.steps, args.batches = [10], [16]
@@ -423,16 +434,31 @@ def main() -> None:
                 print(f"  {entry['op']:45} {entry['self_ms_per_step']:7.2f} ms {100 * entry['share']:5.1f} %"
                       f"  {entry['calls_per_step']:6.0f} calls")
     machine["load_average_end"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_engine.json").write_text(json.dumps(
-        {"machine": machine, "rows": rows, "trained": trained, "epochs": epochs, "profiles": profiles,
-         "argv": sys.argv}, indent=2))
-    with open(args.out / "bench_engine.csv", "w", newline="") as handle:
-        columns = list(dict.fromkeys(key for row in rows for key in row))  # memory is measured at T = 10 only
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"\nwrote {args.out / 'bench_engine.json'} and bench_engine.csv")
+    write_tables(args.out, {"machine": machine, "argv": sys.argv}, rows, trained, epochs, profiles)
+
+
+def write_tables(out: Path, metadata: dict, rows: list[dict], trained: list[dict], epochs: dict,
+                 profiles: dict) -> None:
+    """Every measurement as a results table (scnn.result_tables; docs/results_formats.md), each CSV with
+    its sidecar holding ``metadata`` (the machine, the command line). Tables with no rows are not written."""
+    tables = {
+        "bench_engine": ("engine", rows),
+        "bench_engine_epochs": ("engine_epoch", [{"model": name, "reference_s": seconds["reference"],
+                                                  "engine_s": seconds["engine"]} for name, seconds in epochs.items()]),
+        "bench_engine_profile": ("engine_profile", [{"model": name, **entry} for name, entries in profiles.items()
+                                                    for entry in entries]),
+        "bench_engine_trained": ("engine_trained", [
+            {"checkpoint": row["checkpoint"], "test_samples": row["test_samples"],
+             "correct_reference": row["correct"]["reference"], "correct_engine": row["correct"]["engine"],
+             "correct_engine_torch": row["correct"]["engine_torch"],
+             **{key: row[key] for key in ("spike_density", "infer_ref_samples_s", "infer_engine_samples_s",
+                                          "infer_speedup", "infer_torch_speedup")}} for row in trained]),
+        "bench_engine_trained_profile": ("engine_trained_profile", [
+            {"checkpoint": row["checkpoint"], **entry} for row in trained for entry in row["profile"]]),
+    }
+    written = [write_table(table_rows, out / f"{name}.csv", table, metadata)
+               for name, (table, table_rows) in tables.items() if table_rows]
+    print(f"\nwrote {', '.join(str(path) for path in written)} (each with its .json sidecar)")
 
 
 if __name__ == "__main__":

@@ -54,10 +54,10 @@ class Result:
     seconds: float
 
     def error_line(self) -> str:
-        """The line that says what went wrong: "error: ..." if there is one, else the last line."""
+        """The line that says what went wrong ("error: ..." or "scnn train: error: ..."), else the last line."""
         lines = [line.strip() for line in self.output.splitlines() if line.strip()]
         for line in lines:
-            if line.startswith("error:"):
+            if line.startswith("error:") or line.startswith("scnn ") and ": error: " in line:
                 return line
         return lines[-1] if lines else "(no output)"
 

@@ -3,7 +3,10 @@
 For every checkpoint and every weight/activation/state bit width it runs
 ``scnn.quant.workflow.run_quantization`` in mode "qat" (which measures PTQ first, then fine-tunes) and
 records float, PTQ and QAT test accuracy, model size and the integer reference's agreement.
-Finished runs (results.json present) are reused. Writes OUT/summary.csv and OUT/summary.md.
+Finished runs (results.json present) are reused. Writes the "quantization" table
+(:mod:`scnn.result_tables`, docs/results_formats.md): OUT/summary.csv, one row per run with its
+folder OUT/NAME_wWaAsS and bit widths as data, its sidecar OUT/summary.json, and OUT/summary.md
+for people.
 
 Example (float checkpoints from experiments/train.py, official split, T = 10 and T = 1):
     python benchmarks/quantization.py --checkpoint A_T10=runs/float/model_a_t10/best.pt \
@@ -13,40 +16,24 @@ Example (float checkpoints from experiments/train.py, official split, T = 10 and
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import io
 import warnings
 from pathlib import Path
 
 from scnn.io import write_text
 from scnn.quant.config import QuantConfig
 from scnn.quant.workflow import QuantRunConfig, run_quantization
+from scnn.result_tables import markdown_table, write_table
+from scnn.viz.tables import quantization_row
 
-COLUMNS = ["model", "bits (w/a/state)", "float %", "PTQ %", "QAT %", "QAT - float (points)", "float32 bytes",
-           "quantised bytes", "integer ref. same prediction %", "integer ref. same spike counts %", "QAT s"]
-
-
-def _row(name: str, bits: tuple[int, int, int], results: dict) -> dict:
-    reference = results.get("integer_reference", {})
-    return {
-        "model": name, "bits (w/a/state)": "/".join(map(str, bits)),
-        "float %": 100 * results["float"]["test_accuracy"], "PTQ %": 100 * results["ptq_test_accuracy"],
-        "QAT %": 100 * results["quantized"]["test_accuracy"], "QAT - float (points)": -results["accuracy_drop_points"],
-        "float32 bytes": results["float"]["size_bytes"], "quantised bytes": results["quantized"]["size_bytes"],
-        "integer ref. same prediction %": 100 * reference.get("prediction_agreement", float("nan")),
-        "integer ref. same spike counts %": 100 * reference.get("spike_count_agreement", float("nan")),
-        "QAT s": results["wall_time_s"],
-    }
-
-
-def markdown(rows: list[dict]) -> str:
-    def cell(value):
-        return f"{value:.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
-
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+# summary.md, for people: the table's columns shown, and their headers.
+SHOWN = ["model", "weight_bits", "act_bits", "state_bits", "float_accuracy", "ptq_accuracy", "qat_accuracy",
+         "float_bytes", "quantized_bytes", "integer_prediction_agreement", "integer_spike_count_agreement",
+         "wall_time_s"]
+LABELS = {"weight_bits": "w bits", "act_bits": "a bits", "state_bits": "state bits", "float_accuracy": "float",
+          "ptq_accuracy": "PTQ", "qat_accuracy": "QAT", "float_bytes": "float32 bytes",
+          "quantized_bytes": "quantised bytes", "integer_prediction_agreement": "integer ref. same prediction",
+          "integer_spike_count_agreement": "integer ref. same spike counts", "wall_time_s": "PTQ + QAT s"}
 
 
 def main() -> None:
@@ -80,15 +67,14 @@ def main() -> None:
                                         quant=QuantConfig(weight_bits=bits[0], act_bits=bits[1], state_bits=bits[2]),
                                         epochs=args.epochs, lr=args.lr, threads=args.threads)
                 results = run_quantization(config, out, data_dir=args.data_dir, progress=False)
-            rows.append(_row(name, bits, results))
-            print(markdown(rows[-1:]).splitlines()[-1], flush=True)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(Path(args.out) / "summary.csv", buffer.getvalue())
-    write_text(Path(args.out) / "summary.md", markdown(rows))
-    print(markdown(rows))
+            # The run folder and the bit widths are data in the row: readers never parse the folder name.
+            rows.append(quantization_row(results, name, out.name))
+            print(markdown_table(rows[-1:], "quantization", SHOWN, LABELS).splitlines()[-1], flush=True)
+    write_table(rows, Path(args.out) / "summary.csv", "quantization",
+                metadata={"epochs": args.epochs, "lr": args.lr, "threads": args.threads})
+    table = markdown_table(rows, "quantization", SHOWN, LABELS)
+    write_text(Path(args.out) / "summary.md", table)
+    print(table)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Main entry points (see docs/architecture.md for the package map):
     scnn.models.create_model("model_b", num_steps=10, beta=0.5)
     scnn.train.train(TrainConfig(...), DataConfig(...), out_dir)
-    scnn.config.load_run_config("configs/fsdd_model_b.yaml", ["train.epochs=40"])
+    scnn.train.run_config.load_run_config("configs/fsdd_model_b.yaml", ["train.epochs=40"])
     the `scnn` command (scnn.cli)
 """
 

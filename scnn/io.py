@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, IO
+from typing import IO, Any, Callable, Sequence
 
 import torch
 
@@ -79,3 +79,14 @@ def _plain(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def describe_problems(problems: Sequence[tuple[str, str]], shown: int = 5) -> str:
+    """One line about bad files: the first ``shown`` as ``PATH: REASON``, then how many more.
+
+    problems: (path, reason) pairs. ``describe_problems([("a.wav", "empty file")] * 7, 2)`` gives
+    ``"7 files: a.wav: empty file; a.wav: empty file; ... and 5 more"``.
+    """
+    listed = "; ".join(f"{path}: {reason}" for path, reason in problems[:shown])
+    more = f"; ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} file{'' if len(problems) == 1 else 's'}: {listed}{more}"

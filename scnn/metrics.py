@@ -31,12 +31,15 @@ Workload (per sample)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scnn.models.registry import count_parameters
+from scnn.features.encoders import get_encoder
+from scnn.models.outputs import LogitsOnly
+from scnn.models.registry import count_parameters, is_spiking
 
 # Horowitz, "Computing's energy problem", ISSCC 2014, 45 nm CMOS, picojoules per operation.
 ENERGY_45NM_PJ = {"float32_mac": 4.6, "float32_add": 0.9, "int8_mac": 0.2, "int8_add": 0.03}
@@ -86,7 +89,8 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        analysis = FlopCountAnalysis(_LogitsOnly(model), torch.zeros(1, *input_shape, device=device))
+        # fvcore traces a module that returns tensors; ours return a NetOutput.
+        analysis = FlopCountAnalysis(LogitsOnly(model), torch.zeros(1, *input_shape, device=device))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
         by_module = analysis.by_module()
         total = int(analysis.total())
@@ -97,27 +101,12 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
             per_layer[name] = int(by_module.get(f"model.{name}", 0))
     # The hoisted first layer ran once; the reference code runs it at every step too.
     first_layer_macs = next(iter(per_layer.values()), 0)
-    per_step = total + (_num_steps(model) - 1) * first_layer_macs if _is_spiking(model) else total
+    per_step = total + (_num_steps(model) - 1) * first_layer_macs if is_spiking(model) else total
     return {"as_executed": total, "per_step": per_step, "flops_as_executed": 2 * total, "per_layer": per_layer}
-
-
-class _LogitsOnly(nn.Module):
-    """fvcore traces a module that returns tensors; ours return a NetOutput."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x).logits
 
 
 def _num_steps(model: nn.Module) -> int:
     return int(getattr(model, "num_steps", 1))
-
-
-def _is_spiking(model: nn.Module) -> bool:
-    return bool(getattr(getattr(model, "config", None), "spiking", False))
 
 
 # --------------------------------------------------------------------------- workload metrics
@@ -145,9 +134,12 @@ def record_activity(model: nn.Module, x: torch.Tensor) -> list[LayerActivity]:
     activity = []
     connections = [[m for m in block.synapse.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][0]
                    for block in model.blocks]
-    if _is_spiking(model):
+    if is_spiking(model):
+        if x.dim() == 4:  # encode here, so the first layer's recorded input is what it really sees
+            x = get_encoder(model.config.encoding).encode(x, model.num_steps)
         output = model(x, record=True)
-        inputs = [x] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
+        first_input = x if x.dim() == 4 or get_encoder(model.config.encoding).kind == "static" else x.flatten(0, 1)
+        inputs = [first_input] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
         for index, (block, spikes) in enumerate(zip(model.blocks, output.layer_spikes)):
             activity.append(LayerActivity(f"blocks.{index}", connections[index], inputs[index], spikes))
         return activity
@@ -258,6 +250,38 @@ class Profile:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def row(self) -> dict:
+        """The profile as one flat row: the one format every table, results file and search report uses.
+
+        Keys (per sample where a count; ``scnn.result_tables.PROFILE_COLUMNS`` gives each one's
+        type, unit and meaning): num_steps, num_samples, parameters, connection_sparsity,
+        footprint_float32_bytes, footprint_int8_bytes, dense_macs (as executed), dense_macs_per_step,
+        effective_macs, effective_acs, synops (effective MACs + ACs), dense_synops,
+        activation_sparsity (fraction), membrane_updates, energy_float32_nj, energy_int8_nj,
+        dense_energy_float32_nj, dense_energy_int8_nj. Per-layer figures stay in :meth:`to_dict`.
+        """
+        ops = self.synaptic_operations
+        return {
+            "num_steps": self.num_steps,
+            "num_samples": self.num_samples,
+            "parameters": self.parameters,
+            "connection_sparsity": self.connection_sparsity,
+            "footprint_float32_bytes": self.footprint_bytes["float32"],
+            "footprint_int8_bytes": self.footprint_bytes["int8"],
+            "dense_macs": self.dense_macs["as_executed"],
+            "dense_macs_per_step": self.dense_macs["per_step"],
+            "effective_macs": ops["effective_macs"],
+            "effective_acs": ops["effective_acs"],
+            "synops": ops["effective_macs"] + ops["effective_acs"],
+            "dense_synops": ops["dense"],
+            "activation_sparsity": self.activation_sparsity["overall"],
+            "membrane_updates": int(self.membrane_updates),
+            "energy_float32_nj": self.energy_float32["synaptic_pj"] / 1000,
+            "energy_int8_nj": self.energy_int8["synaptic_pj"] / 1000,
+            "dense_energy_float32_nj": self.energy_float32["dense_pj"] / 1000,
+            "dense_energy_int8_nj": self.energy_int8["dense_pj"] / 1000,
+        }
+
 
 def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> Profile:
     """Static and workload metrics of ``model`` on samples ``x [N, C, H, W]`` (averaged per sample).
@@ -271,7 +295,10 @@ def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> P
     totals: dict | None = None
     per_step_totals: dict | None = None
     sparsity_counts = {}
-    steps = _num_steps(model) if _is_spiking(model) else 1
+    # The first layer of a directly encoded model runs once on its static input; NeuroBench counts it
+    # at every step. A sequence-encoded model's first layer already sees T inputs: no repeat.
+    static_first = is_spiking(model) and get_encoder(model.config.encoding).kind == "static"
+    steps = _num_steps(model) if static_first else 1
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size].to(device)
         activity = record_activity(model, batch)
@@ -285,7 +312,7 @@ def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> P
                 zeros, total = sparsity_counts.get(layer.name, (0, 0))
                 sparsity_counts[layer.name] = (zeros + int((layer.activation_output == 0).sum()),
                                                total + layer.activation_output.numel())
-        updates = membrane_updates(activity) if _is_spiking(model) else 0
+        updates = membrane_updates(activity) if is_spiking(model) else 0
     samples = len(x)
     ops = _average(totals, samples)
     ops_per_step = _average(per_step_totals, samples)
@@ -355,7 +382,7 @@ def snntorch_sequential(model: nn.Module) -> nn.Sequential:
 
     import snntorch
 
-    if not _is_spiking(model):
+    if not is_spiking(model):
         raise ValueError("snntorch_sequential needs a spiking model")
     layers = []
     blocks = list(model.blocks)
@@ -363,3 +390,58 @@ def snntorch_sequential(model: nn.Module) -> nn.Sequential:
         layers.extend(copy.deepcopy(m) for m in (block.synapse, block.pool) if not isinstance(m, nn.Identity))
         layers.append(block.activation.snntorch_equivalent(init_hidden=True, output=index == len(blocks) - 1))
     return nn.Sequential(*layers).eval()
+
+
+# --------------------------------------------------------------------------- metrics by name
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named metric. kind "static": ``compute(model)``; kind "workload":
+    ``compute(activity, samples)`` on the layers' recorded inputs and outputs (:func:`record_activity`),
+    a value per sample."""
+
+    name: str
+    kind: str
+    compute: Callable
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, kind: str) -> Callable:
+    """Decorator: make a metric available by ``name`` to :func:`compute_metrics` (NeuroBench's split
+    into static and workload metrics)."""
+    if kind not in ("static", "workload"):
+        raise ValueError(f"metric {name!r}: kind must be 'static' or 'workload', got {kind!r}")
+
+    def register(compute: Callable) -> Callable:
+        METRICS[name] = Metric(name, kind, compute)
+        return compute
+
+    return register
+
+
+def compute_metrics(model: nn.Module, x: torch.Tensor | None = None, names: list[str] | None = None) -> dict:
+    """``{name: value}`` of the registered metrics ``names`` (default: all) on samples ``x [N, C, H, W]``
+    (needed by workload metrics; the model runs once, every workload metric reads that run)."""
+    names = list(METRICS) if names is None else names
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; registered: {', '.join(sorted(METRICS))}")
+    workload = [name for name in names if METRICS[name].kind == "workload"]
+    if workload and x is None:
+        raise ValueError(f"workload metrics {', '.join(workload)} need samples x")
+    activity = record_activity(model, x) if workload else None
+    return {name: METRICS[name].compute(model) if METRICS[name].kind == "static"
+            else METRICS[name].compute(activity, len(x)) for name in names}
+
+
+register_metric("parameter_count", "static")(parameter_count)
+register_metric("connection_sparsity", "static")(connection_sparsity)
+register_metric("footprint_bytes", "static")(lambda model: footprint_bytes(model)["float32"])
+register_metric("activation_sparsity", "workload")(lambda activity, samples: activation_sparsity(activity)["overall"])
+register_metric("synaptic_operations", "workload")(
+    lambda activity, samples: {key: value for key, value in synaptic_operations(activity, samples).items()
+                               if key != "per_layer"})
+register_metric("membrane_updates", "workload")(lambda activity, samples: membrane_updates(activity))

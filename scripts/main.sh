@@ -4,18 +4,19 @@
 # and ONNX exports checked against it), and write results and figures to runs/main/.
 #   bash scripts/main.sh                      # FSDD from $SCNN_DATA_DIR, else downloaded to ~/.cache/scnn
 #   bash scripts/main.sh --data-dir DIR       # use a local folder of FSDD wavs
-# Any further train.py options pass through (e.g. --model model_a --epochs 40).
+# Any further `scnn train` options or key=value overrides pass through (e.g. --model model_a
+# --epochs 40, or train.epochs=40 model.beta=0.7); the run config is configs/fsdd_model_b.yaml.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup_env.sh"
 cd "$root"
 out="${SCNN_OUT:-runs/main}"
-python experiments/train.py --model model_b --split official --num-steps 10 --epochs 30 --seed 0 --out "$out" "$@"
+scnn train --config configs/fsdd_model_b.yaml --out "$out" "$@"
 data_args=()
 for ((i = 1; i <= $#; i++)); do
     if [ "${!i}" = "--data-dir" ]; then j=$((i + 1)); data_args=(--data-dir "${!j}"); fi
 done
-python experiments/evaluate.py --checkpoint "$out/best.pt" "${data_args[@]}" --out "$out/evaluation"
-python experiments/quantize.py --checkpoint "$out/best.pt" "${data_args[@]}" --mode qat --epochs 2 --out "$out/int8"
-python experiments/plot.py --run "$out" --quant "$out/int8" "${data_args[@]}" --out "$out/figures"
+scnn evaluate --checkpoint "$out/best.pt" "${data_args[@]}" --out "$out/evaluation"
+scnn quantize --checkpoint "$out/best.pt" "${data_args[@]}" --mode qat --epochs 2 --out "$out/int8"
+scnn plot --run "$out" --quant "$out/int8" "${data_args[@]}" --out "$out/figures"
 echo "results: $out/results.json, $out/evaluation/results.json, $out/int8/results.json; figures: $out/figures/"

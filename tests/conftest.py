@@ -101,10 +101,10 @@ def tiny_tune_results(tmp_path_factory, tiny_sweep_csv) -> Path:
 @pytest.fixture(scope="session")
 def tiny_compare_csv(tmp_path_factory, tiny_snn_run, tiny_ssm_run) -> Path:
     """compare.csv of experiments/compare.py over the tiny SNN and SSM runs (costs on 20 test recordings)."""
-    from experiments import compare
+    from scnn.cli import main as scnn
 
     out = tmp_path_factory.mktemp("compare")
-    compare.main([str(tiny_snn_run), str(tiny_ssm_run), "--max-samples", "20", "--out", str(out)])
+    scnn(["compare", str(tiny_snn_run), str(tiny_ssm_run), "--max-samples", "20", "--out", str(out)])
     return out / "compare.csv"
 
 
@@ -116,11 +116,11 @@ def tiny_quant_results(tmp_path_factory, tiny_snn_run) -> Path:
     import subprocess
     import sys
 
-    from experiments import quantize
+    from scnn.cli import main as scnn
 
     out = tmp_path_factory.mktemp("quant")
     for bits in (8, 4):
-        quantize.main(["--checkpoint", str(tiny_snn_run / "best.pt"), "--mode", "qat", "--epochs", "1",
+        scnn(["quantize", "--checkpoint", str(tiny_snn_run / "best.pt"), "--mode", "qat", "--epochs", "1",
                        "--weight-bits", str(bits), "--threads", "1", "--no-progress",
                        "--out", str(out / f"model_b_w{bits}a8s8")])
     subprocess.run([sys.executable, str(REPO / "benchmarks" / "quantization.py"), "--checkpoint",

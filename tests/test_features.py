@@ -3,6 +3,7 @@
 import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,143 @@ def test_cache_hit_returns_the_callers_path_spelling(wavs, tmp_path, monkeypatch
                                 skip_bad=True)
     assert relative.from_cache and relative.paths == relative_paths
     np.testing.assert_array_equal(relative.features, absolute.features)
+
+
+# --------------------------------------------------------------------------- the cache: keyed by content, rebuilt when damaged
+
+
+def cache_files(cache):
+    return sorted(cache.glob("mfcc-*.npz"))
+
+
+def test_changed_content_with_the_same_size_and_mtime_is_not_served_from_the_cache(wavs, tmp_path):
+    cache = tmp_path / "cache"
+    first = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    before = os.stat(wavs[4])
+    tone(wavs[4], 0.3 + 0.1 * 1, frequency=900)  # same duration, so the same size; other content
+    os.utime(wavs[4], ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(wavs[4])
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    second = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    fresh = extract_features(wavs, feature_config(), workers=1, progress=False)
+    assert not second.from_cache
+    np.testing.assert_array_equal(second.features, fresh.features)
+    assert not np.array_equal(second.features[4], first.features[4])
+    np.testing.assert_array_equal(np.delete(second.features, 4, 0), np.delete(first.features, 4, 0))
+    assert second.digests[str(wavs[4])] != first.digests[str(wavs[4])]
+
+
+def corrupt(path, kind):
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "emptied":
+        path.write_bytes(b"")
+    elif kind == "flipped":  # bytes in the middle of the feature array: the zip's CRC-32 catches them
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 8]) + data[middle + 8:])
+    elif kind == "not a zip":
+        path.write_text("hello")
+    elif kind == "other arrays":
+        np.savez(path.with_suffix(".tmp.npz"), features=np.zeros((2, 3), np.float32))
+        path.with_suffix(".tmp.npz").replace(path)
+    elif kind == "wrong shape":
+        with np.load(path) as stored:
+            arrays = dict(stored)
+        arrays["features"] = arrays["features"][:, :5]
+        np.savez(path.with_suffix(".tmp.npz"), **arrays)
+        path.with_suffix(".tmp.npz").replace(path)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "emptied", "flipped", "not a zip", "other arrays", "wrong shape"])
+def test_a_damaged_cache_is_rebuilt_with_a_warning_naming_it(wavs, tmp_path, kind):
+    cache = tmp_path / "cache"
+    first = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    [cache_file] = cache_files(cache)
+    corrupt(cache_file, kind)
+    with pytest.warns(UserWarning, match=f"feature cache {cache_file} is unusable .*rebuilding it"):
+        rebuilt = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    assert not rebuilt.from_cache and rebuilt.paths == first.paths
+    np.testing.assert_array_equal(rebuilt.features, first.features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    assert again.from_cache, "the rebuilt cache is written back and serves the next call"
+    assert cache_files(cache) == [cache_file] and not list(cache.glob(".*tmp"))
+
+
+def test_random_byte_flips_never_give_wrong_features_or_a_traceback(wavs, tmp_path):
+    """Whatever byte is damaged, the cache either still holds the right features or is rebuilt with a warning."""
+    cache = tmp_path / "cache"
+    reference = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    [cache_file] = cache_files(cache)
+    pristine = cache_file.read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"rebuilt": 0, "served": 0}
+    for position in rng.choice(len(pristine), size=40, replace=False):
+        damaged = bytearray(pristine)
+        damaged[position] ^= 1 << int(rng.integers(8))
+        cache_file.write_bytes(bytes(damaged))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+        np.testing.assert_array_equal(result.features, reference.features)
+        assert result.paths == reference.paths and result.skipped == reference.skipped
+        if result.from_cache:
+            outcomes["served"] += 1  # a byte that carries no data (a timestamp in a zip header)
+        else:
+            assert any(str(cache_file) in str(w.message) for w in caught), position
+            outcomes["rebuilt"] += 1
+    assert outcomes["rebuilt"] >= 30, outcomes
+
+
+def test_a_failed_cache_write_leaves_no_temporary_file(wavs, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = cache / ".mfcc-0123.npz.abc.tmp"  # left behind by a killed process two hours ago
+    old.write_bytes(b"partial")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    recent = cache / ".mfcc-4567.npz.def.tmp"  # perhaps another process writing right now: kept
+    recent.write_bytes(b"partial")
+    real_savez = np.savez
+
+    def failing_savez(handle, **arrays):
+        handle.write(b"PK\x03\x04 half a cache")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.warns(UserWarning, match="cannot write the feature cache .*No space left"):
+        result = extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False)
+    assert result.features.shape == (9, 32, 32) and not result.from_cache
+    assert sorted(p.name for p in cache.iterdir()) == [recent.name], "no cache, no new temporary, the stale one gone"
+    monkeypatch.setattr(np, "savez", real_savez)
+    assert not extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False).from_cache
+    assert extract_features(wavs, feature_config(), cache_dir=cache, workers=1, progress=False).from_cache
+
+
+def test_every_bad_file_named_at_once_and_remembered_by_the_cache(wavs, tmp_path):
+    bad = {"9_anna_0.wav": "empty file", "9_anna_1.wav": "no audio samples", "9_anna_2.wav": "Format not recognised",
+           "9_anna_3.wav": "NaN", "9_anna_4.wav": "empty file", "9_anna_5.wav": "empty file", "9_anna_6.wav": "empty file"}
+    paths = list(wavs)
+    for name in bad:
+        paths.append(tmp_path / name)
+        (tmp_path / name).write_bytes(b"")
+    soundfile.write(str(tmp_path / "9_anna_1.wav"), np.zeros(0), 8000)
+    (tmp_path / "9_anna_2.wav").write_text("not audio\n")
+    soundfile.write(str(tmp_path / "9_anna_3.wav"), np.full(800, np.nan, np.float32), 8000, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    with pytest.raises(AudioFileError) as caught:
+        extract_features(paths, feature_config(), cache_dir=cache, workers=1, progress=False)
+    message = str(caught.value)
+    assert message.startswith("cannot use 7 files: ") and "... and 2 more" in message and "--skip-bad" in message
+    for name in list(bad)[:5]:
+        assert name in message
+    assert [(Path(path).name, reason) for path, reason in caught.value.problems] == [
+        (name, caught.value.problems[index][1]) for index, name in enumerate(bad)]
+    for (path, reason), expected in zip(caught.value.problems, bad.values()):
+        assert expected in reason and str(path) not in reason, (path, reason)
+    skipped = extract_features(paths, feature_config(), cache_dir=cache, workers=1, progress=False, skip_bad=True)
+    assert skipped.from_cache, "the strict run's extraction is reused"
+    assert skipped.skipped == caught.value.problems and skipped.paths == [str(p) for p in wavs]
+    with pytest.raises(AudioFileError, match="cannot use 7 files"):
+        extract_features(paths, feature_config(), cache_dir=cache, workers=1, progress=False)

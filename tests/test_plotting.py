@@ -1,8 +1,11 @@
 """Figures: every plotting function writes a PNG; spikes and membranes come from a real forward pass;
 SSM eigenvalues lie inside the unit circle; quantisation results read the same from their folders and
-from the benchmark's summary.csv; experiments/plot.py runs end to end on small saved results."""
+from the benchmark's table (summary.csv, through scnn.result_tables); experiments/plot.py runs end to end on
+small saved results."""
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +15,11 @@ import pytest
 import torch
 
 from scnn.viz.dynamics import layer_labels, record_sample
+from scnn.result_tables import TableError
 from scnn.viz.figures import quantization_results, quantization_rows
 from scnn.metrics import firing_rates, record_activity
 from scnn.models import create_model
-from scnn.viz.plots import (model_family, plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates,
+from scnn.viz.plots import (_run_name, model_family, plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates,
                            plot_membrane_traces, plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster,
                            plot_ssm_eigenvalues, plot_sweep, plot_sweeps_sparsity_accuracy,
                            plot_training_curves)
@@ -102,13 +106,14 @@ def test_layer_labels_and_non_spiking_models():
 
 
 def test_cost_accuracy_scatter(tmp_path):
-    rows = [{"architecture": "control_cnn (6C3-P2-16C3-P2-128FC-64FC-10FC)", "T": 1, "accuracy": 0.987,
+    rows = [{"architecture": "control_cnn (6C3-P2-16C3-P2-128FC-64FC-10FC)", "num_steps": 1, "accuracy": 0.987,
              "effective_macs": 2.1e5, "effective_acs": 0, "energy_float32_nj": 982.0},
-            {"architecture": "model_b (6C3-128FC-10FC)", "T": 10, "accuracy": 0.996, "effective_macs": 4.9e4,
+            {"architecture": "model_b (6C3-128FC-10FC)", "num_steps": 10, "accuracy": 0.996, "effective_macs": 4.9e4,
              "effective_acs": 7.3e5, "energy_float32_nj": 879.0},
-            {"architecture": "ssm_tiny (SSM, H=24, P=24)", "T": 1, "accuracy": 1.0, "effective_macs": 1.5e5,
+            {"architecture": "ssm_tiny (SSM, H=24, P=24)", "num_steps": 1, "accuracy": 1.0, "effective_macs": 1.5e5,
              "effective_acs": 0, "energy_float32_nj": 687.0}]
     assert [model_family(row) for row in rows] == ["CNN", "SNN", "SSM"]
+    assert [_run_name(row) for row in rows] == ["control_cnn", "model_b, T=10", "ssm_tiny"]
     assert is_png(plot_cost_accuracy(rows, tmp_path / "cost.png"))
 
 
@@ -171,17 +176,24 @@ def test_plot_script_regenerates_every_figure(tmp_path, tiny_snn_run, tiny_ssm_r
     assert all(is_png(tmp_path / name) for name in expected)
 
 
-def test_plot_script_says_what_is_missing(tmp_path):
-    from experiments import plot
+def test_plot_script_says_what_is_missing(tmp_path, capsys):
+    from scnn.cli import main as scnn
 
-    with pytest.raises(SystemExit, match="nothing to plot"):
-        plot.main(["--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not a training run"):
-        plot.main(["--run", str(tmp_path), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="sweep_param.py"):
-        plot.main(["--sweep", str(tmp_path / "sweep.csv"), "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="quantize.py"):
-        plot.main(["--quant", str(tmp_path), "--out", str(tmp_path)])
+    for argv, message in [([], "nothing to plot"), (["--run", str(tmp_path)], "not a training run"),
+                          (["--sweep", str(tmp_path / "sweep.csv")], "sweep_param.py"),
+                          (["--quant", str(tmp_path)], "quantize.py")]:
+        with pytest.raises(SystemExit) as stopped:
+            scnn(["plot", *argv, "--out", str(tmp_path)])
+        error = capsys.readouterr().err
+        assert stopped.value.code == 2 and message in error, (argv, error)
+        assert len(error.strip().splitlines()) == 1, error  # one line, no traceback
+    # The first version's compare table (display values, no sidecar) is refused with the command to rerun.
+    (tmp_path / "compare.csv").write_text("architecture,T,accuracy\nmodel_b (6C3-128FC-10FC),10,99.67 %\n")
+    with pytest.raises(SystemExit):
+        scnn(["plot", "--compare", str(tmp_path / "compare.csv"), "--out", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert re.search(r"compare.csv: no sidecar compare.json .* rerun `python experiments/compare.py RUN... --out OUT` "
+                     r"or `python experiments/profile_cost.py", error), error
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -213,7 +225,10 @@ def test_quantization_rows_from_result_folders_or_the_summary(tmp_path, tiny_qua
         for key in ("float_accuracy", "ptq_accuracy", "qat_accuracy", "integer_spike_count_agreement"):
             assert same[key] == pytest.approx(row[key]), key
         assert (same["float_bytes"], same["quantized_bytes"]) == (row["float_bytes"], row["quantized_bytes"])
-        assert same["integer_logit_agreement"] == row["integer_logit_agreement"], "filled in from the folder"
+        assert same["integer_logit_agreement"] == row["integer_logit_agreement"], "recorded in the table"
+        assert same["onnx_prediction_agreement"] == row["onnx_prediction_agreement"] is not None
+        assert Path(same["folder"]).resolve() == Path(row["folder"]).resolve(), "the table names its run folder"
+        assert same == {**row, "folder": same["folder"], "run": same["run"]}, "the table and the folder agree"
     assert [len(folder_results["history"]) for _, folder_results in quantization_results(tiny_quant_results)] == [1, 1]
 
     # A folder not named as the benchmark names them: the model is read from the float checkpoint. A PTQ-only
@@ -230,6 +245,23 @@ def test_quantization_rows_from_result_folders_or_the_summary(tmp_path, tiny_qua
     assert row["qat_accuracy"] == results["quantized"]["test_accuracy"] and row["integer_prediction_agreement"] == 1.0
     with pytest.raises(FileNotFoundError, match="quantize.py"):
         quantization_rows(tmp_path / "missing")
+
+    # The run folders and bits are data: a renamed folder is still found and named through the table.
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_quant_results, moved)
+    (moved / "model_b_w4a8s8").rename(moved / "four_bits")
+    (moved / "summary.csv").write_text((moved / "summary.csv").read_text().replace("model_b_w4a8s8", "four_bits"))
+    assert [(r["model"], r["weight_bits"]) for r in quantization_rows(moved)] == [("model_b", 4), ("model_b", 8)]
+    assert [(f.name, r["config"]["quant"]["weight_bits"]) for f, r in quantization_results(moved / "summary.csv")] \
+        == [("model_b_w8a8s8", 8), ("four_bits", 4)]
+
+    # The first version's summary.csv (display headers, percentages, no sidecar): refused, with the command.
+    (moved / "summary.json").unlink()
+    (moved / "summary.csv").write_text("model,bits (w/a/state),float %,PTQ %,QAT %\nmodel_b,8/8/8,99.67,99.33,99.67\n")
+    with pytest.raises(TableError, match=r"no sidecar summary.json .* rerun `python benchmarks/quantization.py"):
+        quantization_rows(moved / "summary.csv")
+    with pytest.raises(TableError, match="rerun `python benchmarks/quantization.py"):
+        quantization_rows(moved)  # the folders' names come from the table beside them
 
 
 def test_plot_script_draws_the_quantization_figures(tmp_path, tiny_quant_results):

@@ -1,5 +1,6 @@
 """Training: determinism, resume equals an uninterrupted run, artefacts, scripts end to end."""
 
+import csv
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 
 from scnn.features import Normalizer, feature_config
 from scnn.io import load_checkpoint
+from scnn.result_tables import read_table
 from scnn.train import DataConfig, PreparedData, TrainConfig, load_trained_model, train
 
 REPO_EXPERIMENTS = __import__("pathlib").Path(__file__).resolve().parents[1] / "experiments"
@@ -114,13 +116,19 @@ def test_train_and_evaluate_scripts_end_to_end_on_fsdd(tmp_path, fsdd_dir, featu
                                                                      "XDG_CACHE_HOME": str(feature_cache)})
     evaluated = json.loads((evaluation / "results.json").read_text())
     assert evaluated["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert evaluated["schema_version"] == results["schema_version"] == 1
+    assert evaluated["test_set"]["differences"] == [] and evaluated["test_set"]["digest"] == results["test_set_digest"]
+    with open(evaluation / "predictions.csv", newline="") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert len(predictions) == 300
+    assert sum(row["label"] == row["prediction"] for row in predictions) == round(300 * evaluated["test_accuracy"])
     assert (evaluation / "confusion_matrix.png").exists()
     assert 0 < results["activation_sparsity"] < 1 and results["dense_macs_per_sample"] == 48_600 + 4 * 692_480
     profile = tmp_path / "profile"
     subprocess.run([sys.executable, str(REPO_EXPERIMENTS / "profile_cost.py"), str(out / "best.pt"), "--data-dir",
                     str(fsdd_dir), "--max-samples", "50", "--out", str(profile)], check=True, capture_output=True,
                    text=True, env={**__import__("os").environ, "XDG_CACHE_HOME": str(feature_cache)})
-    row = json.loads((profile / "profile.json").read_text())[0]
+    row = read_table(profile / "profile.csv", "profile")[0]  # through the schema (scnn.result_tables)
     assert row["accuracy"] == results["test_accuracy"] and row["parameters"] == 692_678
     assert row["effective_acs"] > 0 and (profile / "profile.csv").exists()
 

@@ -20,11 +20,13 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from scnn.data.registry import DatasetListing, Recording, default_cache_dir, register_dataset
+from scnn.io import describe_problems
 
 FSDD_ENV_VAR = "SCNN_DATA_DIR"
 FSDD_RELEASE_TAG = "v1.0.10"
@@ -67,7 +69,12 @@ def locate_fsdd(data_dir: str | Path | None = None, download: bool = True, url: 
         return folder
     if not download:
         raise FileNotFoundError(f"FSDD not found in the cache {folder} and downloading is off; {how_to}")
-    return download_fsdd(folder, url=url)
+    try:
+        return download_fsdd(folder, url=url)
+    except DownloadError as error:
+        # One message with what failed and both ways out: a command-line user sees only this line.
+        raise DownloadError(f"{error}; to use a copy you already have, pass --data-dir DIR (a folder of FSDD "
+                            f".wav files) or set {FSDD_ENV_VAR}=DIR") from error
 
 
 def load_manifest(path: str | Path | None = None) -> dict[str, str]:
@@ -156,7 +163,10 @@ def _fetch(url: str, target: Path, timeout_s: float, progress: bool) -> None:
             if bar is not None:
                 bar.close()
     except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
-        raise DownloadError(f"cannot download FSDD from {url}: {error}") from error
+        # URLError's text wraps the cause ("<urlopen error [Errno 111] Connection refused>"): show the cause.
+        unwrapped = isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError)
+        detail = error.reason if unwrapped else error
+        raise DownloadError(f"cannot download FSDD {FSDD_RELEASE_TAG} from {url} ({detail})") from error
 
 
 def _extract_recordings(archive: Path, target: Path, url: str) -> None:
@@ -191,14 +201,32 @@ def parse_fsdd_name(path: str | Path) -> Recording:
     return Recording(path, int(match["digit"]), match["speaker"], take, "test" if take < 5 else "train")
 
 
-def list_fsdd(root: str | Path) -> list[Recording]:
-    """Every ``.wav`` in ``root``, parsed and sorted by name; errors name a bad name or an empty folder."""
+def scan_fsdd(root: str | Path) -> tuple[list[Recording], list[tuple[str, str]]]:
+    """Every ``.wav`` in ``root`` sorted by name: (recordings, problems), where problems are the
+    (path, reason) pairs of files whose names do not follow FSDD's pattern."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"FSDD folder {root} does not exist")
-    recordings = [parse_fsdd_name(path) for path in sorted(root.glob("*.wav"))]
-    if not recordings:
+    recordings, problems = [], []
+    for path in sorted(root.glob("*.wav")):
+        try:
+            recordings.append(parse_fsdd_name(path))
+        except ValueError:
+            problems.append((str(path), "file name does not match FSDD's {digit}_{speaker}_{take}.wav pattern"))
+    if not recordings and not problems:
         raise ValueError(f"FSDD folder {root} holds no .wav files")
+    if not recordings:
+        raise ValueError(f"none of the .wav files in FSDD folder {root} is named like FSDD's: "
+                         + describe_problems(problems))
+    return recordings, problems
+
+
+def list_fsdd(root: str | Path) -> list[Recording]:
+    """Every ``.wav`` in ``root``, parsed and sorted by name; one error names every bad name
+    (the first few, then a count) or the empty folder."""
+    recordings, problems = scan_fsdd(root)
+    if problems:
+        raise ValueError(f"FSDD folder {root}: {describe_problems(problems)}")
     return recordings
 
 
@@ -215,6 +243,11 @@ def list_fsdd(root: str | Path) -> list[Recording]:
 
 @register_dataset("fsdd")
 def fsdd_listing(config) -> DatasetListing:
-    """FSDD from ``config.data_dir`` / ``$SCNN_DATA_DIR`` / the cache (downloaded if allowed)."""
+    """FSDD from ``config.data_dir`` / ``$SCNN_DATA_DIR`` / the cache (downloaded if allowed).
+
+    Misnamed files are returned in ``skipped``: :func:`scnn.data.prepare.prepare_data` leaves them
+    out with ``skip_bad`` and otherwise stops, naming them together with any unreadable file.
+    """
     root = locate_fsdd(config.data_dir, download=config.download)
-    return DatasetListing(list_fsdd(root), list(FSDD_DIGITS), root)
+    recordings, problems = scan_fsdd(root)
+    return DatasetListing(recordings, list(FSDD_DIGITS), root, skipped=problems)

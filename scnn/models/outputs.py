@@ -21,3 +21,19 @@ class NetOutput:
     membrane: torch.Tensor | None = None
     layer_spikes: list[torch.Tensor] = field(default_factory=list)
 
+
+
+class LogitsOnly(torch.nn.Module):
+    """``model`` with only its logits returned: features ``[B, ...]`` -> logits ``[B, classes]``.
+
+    Tracers and exporters (fvcore's FLOP count, the ONNX exports) take modules that return
+    tensors; every model here returns a :class:`NetOutput`. The wrapped model is the attribute
+    ``model`` (fvcore names its layers ``model.<name>``).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits

@@ -16,6 +16,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if not name.endswith(("beta", "threshold")))
 
 
+def is_spiking(model: nn.Module) -> bool:
+    """True for a model whose config says it spikes (its forward takes ``record=True`` and runs T steps)."""
+    return bool(getattr(getattr(model, "config", None), "spiking", False))
+
+
 
 MODEL_FAMILIES: dict[str, tuple[type, Callable]] = {}
 

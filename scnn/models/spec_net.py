@@ -33,6 +33,7 @@ from torch import nn
 
 from scnn.engine import policy as engine
 from scnn.engine.synapses import spike_synapse
+from scnn.features.encoders import get_encoder
 from scnn.models.outputs import NetOutput
 from scnn.models.registry import register_family, register_model
 from scnn.neurons.base import SpikingNeuron, create_neuron
@@ -103,9 +104,11 @@ class SpecNetConfig:
     num_classes: size of the classifier, replacing the spec's last layer (None: as the spec says).
     neuron: registered neuron name (:mod:`scnn.neurons`, default "leaky"); neuron_options:
         further keyword arguments of that neuron beyond the common ones above.
-    input_kind: "static" (``[B, C, H, W]``, direct encoding: the same input at each of the
-        ``num_steps`` steps, the first synapse runs once) or "sequence" (``[T, B, C, H, W]``,
-        one input per step: feature frames or event bins; T comes from the input).
+    input_kind: what the model is fed: "static" (``[B, C, H, W]`` feature maps) or "sequence"
+        (``[T, B, C, H, W]``, one input per step: feature frames or event bins; T comes from the input).
+    encoding: for static input, the registered encoder (:mod:`scnn.features.encoders`) that turns it
+        into what the neurons see: "direct" (the same input at each of the ``num_steps`` steps, the
+        first synapse runs once) or a sequence encoder such as "rate".
     """
 
     spec: str
@@ -126,6 +129,7 @@ class SpecNetConfig:
     neuron: str = "leaky"
     neuron_options: dict = field(default_factory=dict)
     input_kind: str = "static"
+    encoding: str = "direct"
 
     def __post_init__(self):
         self.input_shape = tuple(int(v) for v in self.input_shape)
@@ -137,6 +141,7 @@ class SpecNetConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
+        get_encoder(self.encoding)
         parse_spec(self.spec)
 
 
@@ -239,6 +244,8 @@ class SpecNet(nn.Module):
             for block in self.blocks:
                 x = block.activation(block.current(x))
             return NetOutput(logits=x)
+        if x.dim() == 4:
+            x = get_encoder(self.config.encoding).encode(x, self.num_steps)
 
         layer_spikes, last = [], len(self.blocks) - 1
         current = None  # set when the previous block's fused kernel already computed this block's current

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scnn.quant.quantizers import get_weight_quantizer
+
 LEAK_MODES = ("shift", "fixed")
 WEIGHT_BITS = ACT_BITS = range(2, 9)
 STATE_BITS = range(2, 17)
@@ -25,7 +27,9 @@ class QuantConfig:
     leak: "shift" (beta rounded to 1 - 2**-k, k = 0..15) or "fixed" (beta rounded to a
     multiple of 2**-leak_bits). state_range: membrane range covered by the state grid, as a
     multiple of the threshold, at least; calibration widens it to the 99.9th percentile of
-    the float model's |membrane| when that is larger.
+    the float model's |membrane| when that is larger. weight_quant: a registered weight
+    quantiser (:mod:`scnn.quant.quantizers`): "fixed_point" (power-of-two scales, exported
+    to integers bit-exactly) or "float_scale".
     """
 
     weight_bits: int = 8
@@ -35,8 +39,10 @@ class QuantConfig:
     leak: str = "shift"
     leak_bits: int = 8
     state_range: float = 2.0
+    weight_quant: str = "fixed_point"
 
     def __post_init__(self):
+        get_weight_quantizer(self.weight_quant)
         _check_bits("weight_bits", self.weight_bits, WEIGHT_BITS)
         _check_bits("act_bits", self.act_bits, ACT_BITS)
         _check_bits("state_bits", self.state_bits, STATE_BITS)

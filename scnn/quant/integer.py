@@ -46,8 +46,13 @@ def _exponent(scale: torch.Tensor, what: str) -> np.ndarray:
 @torch.no_grad()
 def export_integer(quantized) -> tuple[dict, dict[str, np.ndarray]]:
     """(description, arrays) of a quantised model in eval mode. See the module docstring."""
+    from scnn.quant.quantizers import get_weight_quantizer
     from scnn.quant.twin import QuantLIF
 
+    quantizer = get_weight_quantizer(quantized.quant_config.weight_quant)
+    if not quantizer.integer_exact:
+        raise ValueError(f"weight quantiser {quantizer.name!r} has no exact integer form (its scales are not powers "
+                         "of two); quantise with weight_quant='fixed_point' to export integers")
     quantized.eval()
     config = quantized.config
     input_exponent = int(_exponent(quantized.input_quant.act_quant.scale(), "input quantiser")[0])

@@ -44,6 +44,7 @@ from scnn.models.registry import model_from_dict, model_to_dict
 from scnn.models.spec_net import SpecNet
 from scnn.neurons.base import SpikingNeuron
 from scnn.quant.config import ACT_BITS, LEAK_MODES, STATE_BITS, WEIGHT_BITS, QuantConfig
+from scnn.quant.quantizers import get_weight_quantizer
 
 MAX_LEAK_SHIFT = 15
 
@@ -155,13 +156,6 @@ class QuantLIF(nn.Module):
 # --------------------------------------------------------------------------- the Brevitas twin
 
 
-def _weight_quantizer(per_channel: bool):
-    from brevitas.quant import Int8WeightPerTensorFixedPoint
-
-    return Int8WeightPerTensorFixedPoint.let(scaling_per_output_channel=True) if per_channel \
-        else Int8WeightPerTensorFixedPoint
-
-
 def _quant_tensor(value: torch.Tensor, scale: torch.Tensor, bits: int, signed: bool):
     """Wrap a tensor that already lies on the grid ``scale * integers`` as a Brevitas IntQuantTensor."""
     from brevitas.quant_tensor import IntQuantTensor
@@ -186,7 +180,7 @@ class QuantBlock(nn.Module):
         synapse = block.synapse
         self.flatten = isinstance(synapse, nn.Sequential)
         layer = synapse[-1] if self.flatten else synapse
-        common = dict(weight_quant=_weight_quantizer(config.per_channel), weight_bit_width=config.weight_bits,
+        common = dict(weight_quant=get_weight_quantizer(config.weight_quant).factory(config.per_channel), weight_bit_width=config.weight_bits,
                       bias_quant=Int32Bias, return_quant_tensor=True)
         if isinstance(layer, nn.Conv2d):
             if layer.stride != (1, 1) or layer.padding != (0, 0) or layer.groups != 1 or layer.dilation != (1, 1):

@@ -102,12 +102,11 @@ def trainable(config: dict, data: PreparedData, base: TrainConfig, data_config: 
     cost_x = data.val[0][:VALIDATION_SAMPLES_FOR_COST]
 
     def report(row: dict, model) -> None:
-        cost = profile_model(model, cost_x) if len(cost_x) else None
+        cost = profile_model(model, cost_x).row() if len(cost_x) else {}  # Profile.row(): one flat format
         metrics = {"val_accuracy": row["val_accuracy"], "val_loss": row.get("val_loss", float("nan")),
                    "train_loss": row["train_loss"], "epoch": row["epoch"],
-                   "activation_sparsity": cost.activation_sparsity["overall"] if cost else float("nan"),
-                   "synops": (cost.synaptic_operations["effective_acs"] + cost.synaptic_operations["effective_macs"])
-                   if cost else float("nan")}
+                   "activation_sparsity": cost.get("activation_sparsity", float("nan")),
+                   "synops": cost.get("synops", float("nan"))}
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(run_dir)))
 
     try:

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from scnn.train.losses import LOSSES
+from scnn.validate import check_choice, check_number
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("cosine", "onecycle", "constant")
+
 
 @dataclass
 class TrainConfig:
@@ -38,6 +44,22 @@ class TrainConfig:
     time_shift: int = 3
     time_mask: int = 4
     freq_mask: int = 4
+
+    def __post_init__(self):
+        check_number("train.epochs", self.epochs, 1, integer=True)
+        check_number("train.batch_size", self.batch_size, 1, integer=True)
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_number("train.lr", self.lr, 0.0)  # 0 freezes the weights (tests, evaluation runs)
+        check_number("train.weight_decay", self.weight_decay, 0.0)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_number("train.grad_clip", self.grad_clip, 0.0)
+        check_choice("train.loss", self.loss, LOSSES)
+        check_number("train.seed", self.seed, integer=True)
+        for name in ("patience", "threads", "time_shift", "time_mask", "freq_mask"):
+            check_number(f"train.{name}", getattr(self, name), 0, integer=True)
+        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
+                                                    or self.device.startswith("cuda:")):
+            raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
 
 

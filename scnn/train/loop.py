@@ -10,7 +10,6 @@ QAT (:func:`scnn.quant.workflow.fine_tune`) and the Ray Tune trainable call :fun
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,18 +19,19 @@ from typing import Callable
 import torch
 from torch import nn
 
-from scnn.data.prepare import DataConfig, PreparedData, prepare_data
+from scnn.train.run_config import RunConfig
+from scnn.data.prepare import DataConfig, PreparedData, compare_test_sets, prepare_data
 from scnn.features.augment import augment_batch
 from scnn.features.normalize import Normalizer
 from scnn.io import load_checkpoint, save_checkpoint, write_json
 from scnn.metrics import profile_model
 from scnn.models.registry import count_parameters, create_model, model_config, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
-from scnn.train.evaluate import evaluate
+from scnn.train.evaluate import CHECKPOINT_VERSION, evaluate
 from scnn.train.losses import make_loss
-from scnn.train.run import (SettingsMismatch, check_output_folder, claim_run_folder, folder_lock, library_versions,
-                             remove_run_files, remove_stale_temporaries, same_folder, setting_differences,
-                             write_history)
+from scnn.train.run import (RESULTS_SCHEMA_VERSION, SettingsMismatch, check_output_folder, claim_run_folder,
+                             folder_lock, library_versions, remove_run_files, remove_stale_temporaries, same_folder,
+                             setting_differences, write_history)
 
 # torch's thread count before anything could change it: the engine's numba kernels, on their first
 # parallel call, start numba's OpenMP layer, which resets the OpenMP runtime torch shares to every
@@ -40,7 +40,6 @@ from scnn.train.run import (SettingsMismatch, check_output_folder, claim_run_fol
 # train() and fit() put the thread count back; the root cause is for the engine to fix.
 _DEFAULT_THREADS = torch.get_num_threads()
 
-CHECKPOINT_VERSION = 2  # 2: configs under scnn.* packages, DataConfig.dataset (was layout)
 
 
 def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -266,13 +265,17 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
         if removed:
             notice(f"--overwrite: removed the previous run's {', '.join(removed)} from {out_dir}")
 
+    run_config = RunConfig(model={"name": train_config.model, **train_config.model_overrides}, data=data_config,
+                           train=train_config)
     description = {
-        "model": model_to_dict(model), "train_config": asdict(train_config), "data_config": asdict(data_config),
-        "feature_config": asdict(data.feature_config), "normalizer": data.normalizer.state_dict(),
-        "class_names": data.class_names, "checkpoint_version": CHECKPOINT_VERSION,
+        "model": model_to_dict(model), "run_config": run_config.to_dict(), "train_config": asdict(train_config),
+        "data_config": asdict(data_config), "feature_config": asdict(data.feature_config),
+        "normalizer": data.normalizer.state_dict(), "class_names": data.class_names,
+        "checkpoint_version": CHECKPOINT_VERSION,
+        "test_set": data.test_set,  # files and content digests, compared by evaluate_checkpoint
     }
     if progress and state.next_epoch == 0:
-        print(json.dumps({k: description[k] for k in ("model", "train_config", "data_config")}, indent=1))
+        print(f"run config ({out_dir}):\n{run_config.dump()}", end="")
 
     def save_best_and_history(state: FitState) -> None:
         save_checkpoint(out_dir / "best.pt", {**description, "epoch": state.best["epoch"] - 1,
@@ -354,7 +357,8 @@ def check_resume_settings(checkpoint: dict, train_config: TrainConfig, data_conf
 
 
 def check_resumed_model(checkpoint: dict, model: nn.Module, data: PreparedData, path: Path) -> None:
-    """Refuse a resume whose model or features (known once the data are prepared) differ from the checkpoint's."""
+    """Refuse a resume whose model, features or test set (known once the data are prepared: files and
+    content digests) differ from the checkpoint's."""
     lines = []
     if "model" in checkpoint:
         old = checkpoint["model"]
@@ -363,6 +367,7 @@ def check_resumed_model(checkpoint: dict, model: nn.Module, data: PreparedData, 
                                      {"family": new["family"], **new["config"]}, "model.")
     if "feature_config" in checkpoint:
         lines += setting_differences(checkpoint["feature_config"], asdict(data.feature_config), "feature_config.")
+    lines += [f"test set: {line}" for line in compare_test_sets(checkpoint.get("test_set") or {}, data.test_set)]
     if lines:
         raise SettingsMismatch(f"cannot resume {path} with other settings (old -> new): {'; '.join(lines)}. "
                                "Resume with the run's own settings, or start a new run (--overwrite, or another --out)")
@@ -410,7 +415,10 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
 
     test = evaluate(model, *data.test, num_classes=len(data.class_names), loss_fn=loss_fn)
     cost = profile_model(model, data.test[0]) if len(data.test[1]) else None
+    row = cost.row() if cost else {}  # Profile.row(): the one flat format of a profile
     results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "kind": "train",
         "test_accuracy": test["accuracy"],
         "per_class_accuracy": dict(zip(data.class_names, test["per_class_accuracy"])),
         "confusion_matrix": test["confusion"],
@@ -423,15 +431,18 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "wall_time_s": elapsed,
         "seconds_per_epoch": elapsed / max(len(history), 1),
         "split_sizes": {"train": len(data.train[1]), "val": len(data.val[1]), "test": len(data.test[1])},
-        "activation_sparsity": cost.activation_sparsity["overall"] if cost else None,
-        "dense_macs_per_sample": cost.dense_macs["as_executed"] if cost else None,
-        "effective_acs_per_sample": cost.synaptic_operations["effective_acs"] if cost else None,
-        "effective_macs_per_sample": cost.synaptic_operations["effective_macs"] if cost else None,
+        "activation_sparsity": row.get("activation_sparsity"),
+        "dense_macs_per_sample": row.get("dense_macs"),
+        "effective_acs_per_sample": row.get("effective_acs"),
+        "effective_macs_per_sample": row.get("effective_macs"),
+        "cost": row or None,
         "metrics": cost.to_dict() if cost else None,
-        "skipped_files": data.skipped,
+        "skipped_files": [{"file": file, "reason": reason} for file, reason in data.skipped],
+        "test_set_digest": data.test_set.get("digest"),
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "run_config": description["run_config"],
         "config": {k: description[k] for k in ("model", "train_config", "data_config", "feature_config")},
         "versions": library_versions(),
     }

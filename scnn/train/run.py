@@ -30,6 +30,11 @@ import torch
 
 from scnn.io import write_text
 
+# Every results.json that scnn writes carries "schema_version" (this) and "kind" ("train", "evaluate",
+# "quantize"); docs/results_schema.md describes every key of each kind. Bump when a key is renamed,
+# removed or changes meaning (adding a key does not need a bump).
+RESULTS_SCHEMA_VERSION = 1
+
 # What train() writes, in the order an overwrite removes it: first the claim that the run is
 # finished (results.json), last the checkpoint, so that a removal cut short leaves either the
 # old run or an unfinished (resumable) part of it, never a mixture that looks finished.

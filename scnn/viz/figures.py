@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
-import re
 from pathlib import Path
 
 from scnn.data.prepare import checkpoint_data
@@ -20,7 +18,8 @@ from scnn.io import load_checkpoint
 from scnn.viz.plots import (plot_confusion_matrix, plot_cost_accuracy, plot_firing_rates, plot_membrane_traces,
                            plot_pareto, plot_qat_curves, plot_quantization, plot_spike_raster, plot_ssm_eigenvalues,
                            plot_sweep, plot_sweeps_sparsity_accuracy, plot_training_curves)
-from scnn.viz.tables import read_rows
+from scnn.result_tables import load_table, read_table
+from scnn.viz.tables import quantization_row, read_cost_table
 from scnn.models.ssm import SSMClassifier, discrete_eigenvalues
 from scnn.search.sweep import read_sweep, summarize_sweep
 from scnn.train.evaluate import load_trained_model
@@ -122,55 +121,68 @@ def tune_figures(path: str | Path, out: str | Path) -> list[Path]:
 
 
 def cost_figures(tables: list[str | Path], out: str | Path) -> list[Path]:
-    """SNN against SSM: test accuracy against cost per sample, from compare.csv / profile.csv (or .json)."""
-    rows = [row for table in tables for row in read_rows(table) if row.get("accuracy") is not None]
+    """SNN against SSM: test accuracy against cost per sample, from compare.csv / profile.csv (or their
+    sidecars .json), read through :mod:`scnn.result_tables`."""
+    rows = [row for table in tables for row in read_cost_table(table)]
     if not rows:
-        raise ValueError(f"no row with an accuracy in {', '.join(map(str, tables))}")
+        raise ValueError(f"no rows in {', '.join(map(str, tables))}")
     return [plot_cost_accuracy(rows, Path(out) / "cost_accuracy.png")]
 
 
 # --------------------------------------------------------------------------- quantisation
 
-# benchmarks/quantization.py names each run folder NAME_w{W}a{A}s{S}, NAME being its table's model column.
-BENCHMARK_FOLDER = re.compile(r"^(?P<model>.+)_w(?P<weight>\d+)a(?P<act>\d+)s(?P<state>\d+)$")
+# benchmarks/quantization.py's table: one row per run folder beside it (its "run" column).
+QUANT_TABLE = "summary.csv"
+
+
+def _run_folder(table_path: Path, run: str) -> Path:
+    """A table's "run" cell as a folder: relative to the table's folder unless absolute."""
+    return Path(run) if Path(run).is_absolute() else table_path.parent / run
 
 
 def quantization_results(paths) -> list[tuple[Path, dict]]:
     """(folder, results.json) of every ``experiments/quantize.py`` run under ``paths``.
 
     paths: one path or a list; each a result folder, a folder of result folders (e.g.
-    ``benchmarks/quantization.py``'s OUT) or its summary.csv, for which the folders beside it
-    that its rows name are read (those that still exist). Each folder is listed once.
+    ``benchmarks/quantization.py``'s OUT) or its "quantization" table (summary.csv or its
+    sidecar summary.json), for which the run folders its rows name are read (those that still
+    exist). Each folder is listed once.
     """
     found, seen = [], set()
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path)
         if path.is_file():
-            folders = [path.parent / "{}_w{}a{}s{}".format(row["model"], *str(row["bits (w/a/state)"]).split("/"))
-                       for row in read_rows(path)]
+            table = load_table(path, "quantization")
+            folders = [_run_folder(table.path, row["run"]) for row in table.rows]
         elif (path / "results.json").is_file():
             folders = [path]
         else:
             folders = sorted(folder for folder in path.glob("*") if (folder / "results.json").is_file())
         for folder in folders:
-            # A folder given twice (itself and through its summary.csv) counts once.
+            # A folder given twice (itself and through its table) counts once.
             if (folder / "results.json").is_file() and folder.resolve() not in seen:
                 seen.add(folder.resolve())
                 found.append((folder, json.loads((folder / "results.json").read_text())))
     return found
 
 
+def _benchmark_name(folder: Path) -> str | None:
+    """The model name benchmarks/quantization.py's table beside ``folder`` gives it (None if none does)."""
+    table = folder.parent / QUANT_TABLE
+    if not table.is_file():
+        return None
+    names = {_run_folder(table, row["run"]).resolve(): row["model"] for row in read_table(table, "quantization")}
+    return names.get(folder.resolve())
+
+
 def _quant_model_name(folder: Path, results: dict) -> str:
-    """The folder's NAME in benchmarks/quantization.py's layout; else the float checkpoint's model and T
-    ("model_b, T=10"); else the folder name. QAT from scratch is marked, having no float model."""
-    match = BENCHMARK_FOLDER.match(folder.name)
+    """The name benchmarks/quantization.py's table beside the folder gives it; else the float checkpoint's
+    model and T ("model_b, T=10"); else the folder name. QAT from scratch is marked, having no float model."""
     config = results["config"]
-    if match:
-        name = match["model"]
-    elif config["mode"] == "scratch":
-        name = config["model"]
-    else:
-        name = _checkpoint_model_name(config["checkpoint"]) or folder.name
+    name = _benchmark_name(folder)
+    if name is None:
+        name = config["model"] if config["mode"] == "scratch" else (
+            _checkpoint_model_name(config["checkpoint"]) or folder.name)
     return name + (" (QAT from scratch)" if config["mode"] == "scratch" else "")
 
 
@@ -188,74 +200,33 @@ def _checkpoint_model_name(path: str) -> str | None:
     return None
 
 
-def _quant_bits(results: dict) -> dict:
-    """The QuantConfig of a quantize.py results.json (the first version kept its fields at the top level)."""
-    return results["config"].get("quant", results["config"])
-
-
 def _quant_row(folder: Path, results: dict) -> dict:
     """One results.json as a row of :func:`quantization_rows`."""
-    config, reference = results["config"], results.get("integer_reference", {})
-    bits = _quant_bits(results)
-    trained = config["mode"] in ("qat", "scratch")
-    return {
-        "model": _quant_model_name(folder, results), "weight_bits": bits["weight_bits"],
-        "act_bits": bits["act_bits"], "state_bits": bits["state_bits"], "per_channel": bits["per_channel"],
-        "float_accuracy": results["float"].get("test_accuracy"), "ptq_accuracy": results.get("ptq_test_accuracy"),
-        "qat_accuracy": results["quantized"]["test_accuracy"] if trained else None,
-        "float_bytes": results["float"].get("size_bytes"), "quantized_bytes": results["quantized"]["size_bytes"],
-        "integer_prediction_agreement": reference.get("prediction_agreement"),
-        "integer_spike_count_agreement": reference.get("spike_count_agreement"),
-        "integer_logit_agreement": reference.get("logit_agreement"), "integer_samples": reference.get("samples"),
-        "onnx_prediction_agreement": results.get("onnx", {}).get("prediction_agreement"),
-        "qonnx_prediction_agreement": results.get("qonnx", {}).get("prediction_agreement"), "folder": str(folder),
-    }
-
-
-def _fraction(percent):
-    return None if percent is None or (isinstance(percent, float) and math.isnan(percent)) else percent / 100
-
-
-def _summary_rows(csv_path: Path) -> list[dict]:
-    """Rows of benchmarks/quantization.py's summary.csv (percentages there, fractions here)."""
-    rows = []
-    for line in read_rows(csv_path):
-        weight_bits, act_bits, state_bits = (int(b) for b in str(line["bits (w/a/state)"]).split("/"))
-        rows.append({
-            "model": str(line["model"]), "weight_bits": weight_bits, "act_bits": act_bits, "state_bits": state_bits,
-            "per_channel": False, "float_accuracy": _fraction(line["float %"]),
-            "ptq_accuracy": _fraction(line["PTQ %"]), "qat_accuracy": _fraction(line["QAT %"]),
-            "float_bytes": line["float32 bytes"], "quantized_bytes": line["quantised bytes"],
-            "integer_prediction_agreement": _fraction(line["integer ref. same prediction %"]),
-            "integer_spike_count_agreement": _fraction(line["integer ref. same spike counts %"]),
-            "integer_logit_agreement": None, "integer_samples": None, "onnx_prediction_agreement": None,
-            "qonnx_prediction_agreement": None, "folder": None,
-        })
-    return rows
+    return {**quantization_row(results, _quant_model_name(folder, results), str(folder)), "folder": str(folder)}
 
 
 def quantization_rows(paths) -> list[dict]:
     """Float, PTQ and QAT test accuracy and model size per model and bit width, for :func:`plot_quantization`.
 
     paths: one path or a list of quantize.py result folders, folders of them, or
-    benchmarks/quantization.py's summary.csv (completed from the run folders beside it).
-    Keys: model, weight_bits, act_bits, state_bits, per_channel, float_accuracy, ptq_accuracy,
-    qat_accuracy (fractions, None if not measured), float_bytes, quantized_bytes, the integer
-    reference's and the ONNX exports' agreement (integer_prediction_agreement,
-    integer_spike_count_agreement, integer_logit_agreement, integer_samples,
-    onnx_prediction_agreement, qonnx_prediction_agreement) and folder. Runs of one model at the
-    same bits merge into one row: a QAT run's values first, the gaps filled from the others (e.g.
-    a PTQ-only run); otherwise the first found comes first.
+    benchmarks/quantization.py's table (summary.csv, read through :mod:`scnn.result_tables`).
+    Rows: the columns of the "quantization" table (model, run, checkpoint, mode, weight_bits,
+    act_bits, state_bits, per_channel, float_accuracy, ptq_accuracy, qat_accuracy: fractions,
+    None if not measured; float_bytes, quantized_bytes, the integer reference's and the ONNX
+    exports' agreement, wall_time_s) and folder (the result folder). Runs of one model at the same
+    bits merge into one row: a QAT run's values first, the gaps filled from the others (e.g. a
+    PTQ-only run); otherwise the first found comes first.
     """
     rows: dict[tuple, dict] = {}
     for path in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(path)
         if path.is_dir() and not (path / "results.json").is_file() and not any(path.glob("*/results.json")) \
-                and (path / "summary.csv").is_file():
-            path = path / "summary.csv"
+                and (path / QUANT_TABLE).is_file():
+            path = path / QUANT_TABLE
         found = [_quant_row(folder, results) for folder, results in quantization_results(path)]
-        if path.is_file():  # the table first; the run folders beside it add what it lacks (logits, ONNX)
-            found = _summary_rows(path) + found
+        if path.is_file():  # the table's rows first; run folders it names add nothing new but their history
+            table = load_table(path, "quantization")
+            found = [{**row, "folder": str(_run_folder(table.path, row["run"]))} for row in table.rows] + found
         elif not found:
             raise FileNotFoundError(f"no results.json in or under {path}: run experiments/quantize.py "
                                     f"--out FOLDER or benchmarks/quantization.py --out FOLDER first")
@@ -281,8 +252,7 @@ def quant_figures(paths: list[str | Path], out: str | Path) -> list[Path]:
         raise ValueError(f"no quantisation results in {', '.join(map(str, paths))}")
     out = Path(out)
     figures = [plot_quantization(rows, out / "quantization.png")]
-    curves = [{"label": "{}, w{weight_bits}a{act_bits}s{state_bits}".format(_quant_model_name(folder, results),
-                                                                         **_quant_bits(results)),
+    curves = [{"label": "{model}, w{weight_bits}a{act_bits}s{state_bits}".format(**_quant_row(folder, results)),
                "history": results["history"], "ptq_accuracy": results.get("ptq_test_accuracy")}
               for folder, results in quantization_results(paths) if results.get("history")]
     if curves:

@@ -291,7 +291,7 @@ def _run_name(row: dict) -> str:
     name = str(row.get("model") or row.get("architecture", "")).split(" (")[0]
     if model_family(row) == "SSM" and row.get("parameters"):
         return f"{name}, {float(row['parameters']) / 1000:.1f}k"
-    return name + (f", T={row['T']}" if model_family(row) == "SNN" and row.get("T") else "")
+    return name + (f", T={row['num_steps']}" if model_family(row) == "SNN" and row.get("num_steps") else "")
 
 
 def _log_axis(axis) -> None:
@@ -308,7 +308,7 @@ def plot_cost_accuracy(rows: list[dict], path: str | Path, title: str = "") -> P
     """Test accuracy against cost per sample for SNNs, SSMs and CNNs: operations (left), energy (right).
 
     rows: lines of ``experiments/compare.py``'s or ``profile_cost.py``'s table (keys architecture,
-    T, accuracy, effective_macs, effective_acs, energy_float32_nj). Operations are effective
+    num_steps, accuracy, effective_macs, effective_acs, energy_float32_nj; :mod:`scnn.result_tables`). Operations are effective
     MACs + ACs (millions), energy the synaptic energy at 45 nm float32 (nJ); both axes log.
     """
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))

@@ -1,16 +1,18 @@
-"""Tables of accuracy against cost, from checkpoints: the profile table and the paper comparison."""
+"""Table rows from checkpoints and result folders: the profile table, the paper comparison, quantisation runs.
+
+The tables themselves (columns, files, reading and writing) are :mod:`scnn.result_tables`.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from scnn.data.prepare import checkpoint_data
-from scnn.io import write_json, write_text
+from scnn.io import write_text
 from scnn.metrics import profile_model
+from scnn.result_tables import TABLES, format_value, read_table, write_table
+from scnn.result_tables import markdown_table as result_markdown
 from scnn.train.config import resolve_device
 from scnn.train.evaluate import evaluate, load_trained_model
 
@@ -21,9 +23,12 @@ PAPER_RESULTS = {
     ("model_a", 1): {"paper_flops": 28.085e6},
 }
 
-COLUMNS = ["run", "architecture", "T", "accuracy", "quantized_accuracy", "parameters", "dense_macs",
+# The columns experiments/profile_cost.py shows in profile.md (profile.csv holds every column of the table).
+COLUMNS = ["run", "architecture", "num_steps", "accuracy", "quantized_accuracy", "parameters", "dense_macs",
            "dense_macs_per_step", "effective_macs", "effective_acs", "activation_sparsity", "footprint_float32_bytes",
            "footprint_int8_bytes", "energy_float32_nj", "energy_int8_nj", "dense_energy_float32_nj"]
+# Markdown headers: the paper's notation where it has one.
+LABELS = {"num_steps": "T"}
 
 
 def quantized_accuracy(quant_dir: str | Path | None) -> float | None:
@@ -55,85 +60,66 @@ def profile_checkpoint(path: str | Path, data_dir: str | None = None, max_sample
     config = checkpoint["model"]["config"]
     return {
         "run": str(path.parent),
+        "model": checkpoint["train_config"]["model"],
         "architecture": checkpoint["train_config"]["model"] + (f" ({config['spec']})" if "spec" in config else
                                                               f" (SSM, H={config.get('features')}, P={config.get('state_size')})"),
-        "model": checkpoint["train_config"]["model"],
-        "T": profile.num_steps,
         "accuracy": accuracy,
         "quantized_accuracy": quantized_accuracy(quant_dir or path.parent / "int8"),
-        "parameters": profile.parameters,
-        "dense_macs": profile.dense_macs["as_executed"],
-        "dense_macs_per_step": profile.dense_macs["per_step"],
-        "effective_macs": profile.synaptic_operations["effective_macs"],
-        "effective_acs": profile.synaptic_operations["effective_acs"],
-        "activation_sparsity": profile.activation_sparsity["overall"],
-        "footprint_float32_bytes": profile.footprint_bytes["float32"],
-        "footprint_int8_bytes": profile.footprint_bytes["int8"],
-        "energy_float32_nj": profile.energy_float32["synaptic_pj"] / 1000,
-        "energy_int8_nj": profile.energy_int8["synaptic_pj"] / 1000,
-        "dense_energy_float32_nj": profile.energy_float32["dense_pj"] / 1000,
-        "profile": profile.to_dict(),
+        **profile.row(),
     }
 
 
-def _format(value, column: str) -> str:
-    if value is None:
-        return ""
-    if column in ("accuracy", "val_accuracy", "quantized_accuracy", "activation_sparsity", "paper_accuracy",
-                  "paper_int8_accuracy"):
-        return f"{100 * value:.2f} %"
-    if column in ("dense_macs", "dense_macs_per_step", "effective_macs", "effective_acs", "paper_flops", "synops"):
-        return f"{value / 1e6:.3f} M"
-    if column in ("beta", "threshold"):
-        return f"{value:.3f}"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of any rows (e.g. search trials), for people only: a column that some results table
+    defines is formatted by its unit (fractions as percentages, operations in millions)."""
+    known = {column.name: column for table in TABLES.values() for column in table.columns}
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_format(row.get(column), column) for column in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_value(row.get(name), known.get(name)) for name in columns) + " |"
+              for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def with_paper_values(rows: list[dict]) -> list[dict]:
     """Add the paper's reported numbers to the matching rows (model name and T)."""
-    return [{**row, **PAPER_RESULTS.get((row["model"], row["T"]), {})} for row in rows]
+    return [{**row, **PAPER_RESULTS.get((row["model"], row["num_steps"]), {})} for row in rows]
 
 
 def write_rows(rows: list[dict], out: str | Path, name: str, columns: list[str]) -> str:
-    """Save rows as OUT/NAME.csv (the columns), .json (everything) and .md; returns the Markdown table."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(f"{out}/{name}.csv", buffer.getvalue())
-    write_json(f"{out}/{name}.json", rows)
-    table = markdown_table(rows, columns)
-    write_text(f"{out}/{name}.md", table)
+    """Save rows as table ``name`` ("profile" or "compare", :mod:`scnn.result_tables`): OUT/NAME.csv and its
+    sidecar OUT/NAME.json hold every column; OUT/NAME.md, for people, shows ``columns`` (a column may be
+    given by its Markdown label, e.g. "T" for num_steps). Returns the Markdown table."""
+    by_label = {label: column for column, label in LABELS.items()}
+    columns = [by_label.get(column, column) for column in columns]
+    write_table(rows, Path(out) / f"{name}.csv", name)
+    table = result_markdown(rows, name, columns, LABELS)
+    write_text(Path(out) / f"{name}.md", table)
     return table
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a table written by :func:`write_rows` (its .csv or .json); CSV numbers parsed, blanks None."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no table at {path}: run experiments/compare.py or profile_cost.py first")
-    if path.suffix == ".json":
-        return json.loads(path.read_text())
-    with path.open() as handle:
-        return [{key: _parse(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+def quantization_row(results: dict, model: str, run: str) -> dict:
+    """One row of the "quantization" table from an ``experiments/quantize.py`` results.json.
+
+    model: the name the row goes by; run: the result folder (relative to the table's folder, or absolute).
+    """
+    config, reference = results["config"], results.get("integer_reference", {})
+    bits = config.get("quant", config)  # the first version kept the QuantConfig fields at the top level
+    trained = config["mode"] in ("qat", "scratch")
+    return {
+        "model": model, "run": str(run), "checkpoint": config.get("checkpoint"), "mode": config["mode"],
+        "weight_bits": bits["weight_bits"], "act_bits": bits["act_bits"], "state_bits": bits["state_bits"],
+        "per_channel": bits["per_channel"], "float_accuracy": results["float"].get("test_accuracy"),
+        "ptq_accuracy": results.get("ptq_test_accuracy"),
+        "qat_accuracy": results["quantized"]["test_accuracy"] if trained else None,
+        "float_bytes": results["float"].get("size_bytes"), "quantized_bytes": results["quantized"]["size_bytes"],
+        "integer_prediction_agreement": reference.get("prediction_agreement"),
+        "integer_spike_count_agreement": reference.get("spike_count_agreement"),
+        "integer_logit_agreement": reference.get("logit_agreement"), "integer_samples": reference.get("samples"),
+        "onnx_prediction_agreement": results.get("onnx", {}).get("prediction_agreement"),
+        "qonnx_prediction_agreement": results.get("qonnx", {}).get("prediction_agreement"),
+        "wall_time_s": results.get("wall_time_s"),
+    }
 
 
-def _parse(text: str):
-    if text == "":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def read_cost_table(path: str | Path) -> list[dict]:
+    """Rows of a "compare" or "profile" table (its .csv or .json sidecar), checked against the schema."""
+    return read_table(path, ("compare", "profile"))

@@ -1,0 +1,212 @@
+"""From a data config to normalised feature tensors: list, split, extract, normalise."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scnn.data.registry import dataset_listing, default_cache_dir
+from scnn.data.splits import SPLITS, Split, split_recordings
+from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, extract_features, feature_config
+from scnn.io import describe_problems
+from scnn.features.normalize import Normalizer
+from scnn.validate import check_choice, check_number
+
+
+@dataclass
+class DataConfig:
+    """Where the audio comes from and how it is split.
+
+    data_dir: folder of wavs (None: $SCNN_DATA_DIR, else the per-user cache, downloaded if absent).
+    dataset: a registered dataset (:mod:`scnn.data.registry`): "fsdd" ({digit}_{speaker}_{index}.wav)
+        or "folders" (root/<label>/*.wav); the first version called this field ``layout``.
+    split: "official" | "speaker" | "random"; holdout_speaker for "speaker"; test_fraction for "random".
+    val_fraction: share of train carved out (stratified, seeded by split_seed) for validation.
+    feature_preset + feature_overrides: see :mod:`scnn.features`.
+    cache_dir: feature cache (None: <user cache>/features); skip_bad: leave bad files out (unreadable,
+        empty, not audio, NaN samples, a name that carries no label) and report them, instead of
+        stopping with one error that names them.
+    train_per_class: keep only the first N training recordings of each class (0: all), for quick runs.
+    """
+
+    data_dir: str | None = None
+    dataset: str = "fsdd"
+    split: str = "official"
+    holdout_speaker: str = "theo"
+    test_fraction: float = 0.1
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    feature_preset: str = "default"
+    feature_overrides: dict = field(default_factory=dict)
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    download: bool = True
+    train_per_class: int = 0
+
+    def __post_init__(self):
+        check_choice("data.split", self.split, SPLITS)
+        check_number("data.test_fraction", self.test_fraction, 0.0, 1.0, exclusive_minimum=True)
+        if self.test_fraction >= 1.0:
+            raise ValueError(f"data.test_fraction must be < 1; got {self.test_fraction}")
+        check_number("data.val_fraction", self.val_fraction, 0.0, 1.0)
+        if self.val_fraction >= 1.0:
+            raise ValueError(f"data.val_fraction must be < 1; got {self.val_fraction}")
+        check_number("data.split_seed", self.split_seed, integer=True)
+        check_choice("data.feature_preset", self.feature_preset, FEATURE_PRESETS)
+        check_number("data.train_per_class", self.train_per_class, 0, integer=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataConfig":
+        """Rebuild from a saved dict; a first-version checkpoint's ``layout`` is this ``dataset``."""
+        values = dict(values)
+        if "layout" in values:
+            values["dataset"] = values.pop("layout")
+        return cls(**values)
+
+    def features(self) -> FeatureConfig:
+        return feature_config(self.feature_preset, **self.feature_overrides)
+
+
+
+@dataclass
+class PreparedData:
+    """Normalised features ``x`` [N, 1, rows, frames] float32 and labels ``y`` [N] per split.
+
+    skipped: (path, reason) of the files left out with ``skip_bad``. test_files: the path of each
+    test row (``test[0][i]`` came from ``test_files[i]``). test_set: :func:`describe_test_set` of
+    the test split (empty where the data came from elsewhere, as in tests).
+    """
+
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    class_names: list[str]
+    normalizer: Normalizer
+    feature_config: FeatureConfig
+    data_dir: str
+    skipped: list = field(default_factory=list)
+    test_files: list[str] = field(default_factory=list)
+    test_set: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train[0].shape[1:])
+
+
+
+def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progress: bool = True) -> PreparedData:
+    """Find the audio, split it, extract (or load cached) MFCCs and normalise them.
+
+    The normaliser is fitted on the training part only, unless one is given
+    (evaluation of a checkpoint reuses the one it was trained with).
+    """
+    features_config = config.features()
+    listing = dataset_listing(config)
+    root, recordings, class_names = listing.root, listing.recordings, listing.class_names
+    split = split_recordings(
+        recordings, split=config.split, val_fraction=config.val_fraction, seed=config.split_seed,
+        holdout_speaker=config.holdout_speaker, test_fraction=config.test_fraction,
+    )
+    if config.train_per_class:
+        split = Split(train=_first_per_class(split.train, config.train_per_class), val=split.val, test=split.test)
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir() / "features"
+    everything = split.train + split.val + split.test
+    # Every bad file is collected first (skip_bad=True), so that one error names the misnamed and
+    # the unreadable files together instead of one kind per run.
+    extracted = extract_features([r.path for r in everything], features_config, cache_dir=cache_dir,
+                                 skip_bad=True, progress=progress)
+    problems = listing.skipped + extracted.skipped
+    # Named relative to the data folder, which the message states once.
+    shown = [(os.path.relpath(path, root), reason) for path, reason in problems]
+    if problems and not config.skip_bad:
+        raise AudioFileError(f"{root}: cannot use {describe_problems(shown)} "
+                             "(use --skip-bad to leave such files out)", problems)
+    if problems:
+        warnings.warn(f"{root}: skip_bad left out {describe_problems(shown)}", stacklevel=2)
+    row_of = {path: row for row, path in enumerate(extracted.paths)}
+
+    def tensors(part):
+        kept = [r for r in part if str(r.path) in row_of]
+        x = extracted.features[[row_of[str(r.path)] for r in kept]] if kept else np.zeros((0, *features_config.shape), np.float32)
+        y = torch.tensor([r.label for r in kept], dtype=torch.long)
+        return x, y
+
+    train_x, train_y = tensors(split.train)
+    if len(train_y) == 0:
+        raise ValueError(f"no training recordings left in {root} after the {config.split!r} split"
+                         + (" and --skip-bad" if config.skip_bad else ""))
+    if normalizer is None:
+        normalizer = Normalizer.fit(train_x, enabled=features_config.normalize)
+    parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
+    parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
+    test_files = [str(r.path) for r in split.test if str(r.path) in row_of]
+    return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
+                        data_dir=str(root), skipped=problems, test_files=test_files,
+                        test_set=describe_test_set(test_files, root, extracted.digests))
+
+
+def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:
+    """What a checkpoint records of its test split, so that an evaluation can tell whether it sees the same data.
+
+    Returns ``{"root", "files": [path relative to root], "sha256": [SHA-256 of each file's bytes],
+    "digest": SHA-256 over the sorted (file, sha256) pairs}``; files are relative so that a moved
+    data folder still compares equal.
+    """
+    files = [Path(os.path.relpath(path, root)).as_posix() for path in paths]
+    sha256 = [digests.get(path) or "unreadable" for path in paths]
+    digest = hashlib.sha256("".join(f"{name}\t{value}\n" for name, value in sorted(zip(files, sha256))).encode())
+    return {"root": str(root), "files": files, "sha256": sha256, "digest": digest.hexdigest()}
+
+
+def compare_test_sets(recorded: dict, current: dict, shown: int = 3) -> list[str]:
+    """Warnings (one line each) where the ``current`` test set differs from the ``recorded`` one
+    (both :func:`describe_test_set`): files missing, files added, files whose content changed."""
+    if not recorded or not current or recorded.get("digest") == current.get("digest"):
+        return []
+    then, now = dict(zip(recorded["files"], recorded["sha256"])), dict(zip(current["files"], current["sha256"]))
+
+    def some(names):
+        return ", ".join(names[:shown]) + (f", ... ({len(names) - shown} more)" if len(names) > shown else "")
+
+    missing = sorted(set(then) - set(now))
+    added = sorted(set(now) - set(then))
+    changed = sorted(name for name in set(then) & set(now) if then[name] != now[name])
+    lines = []
+    if missing:
+        lines.append(f"{len(missing)} of the {len(then)} test recordings the checkpoint recorded are missing "
+                     f"from {current['root']}: {some(missing)}; the accuracy is over the {len(now)} present")
+    if added:
+        lines.append(f"{len(added)} test recordings are not among those the checkpoint recorded: {some(added)}")
+    if changed:
+        lines.append(f"{len(changed)} test recordings differ in content from those the checkpoint recorded: "
+                     f"{some(changed)}")
+    return lines
+
+
+
+def _first_per_class(recordings: list, limit: int) -> list:
+    counts: dict[int, int] = {}
+    kept = []
+    for recording in recordings:
+        counts[recording.label] = counts.get(recording.label, 0) + 1
+        if counts[recording.label] <= limit:
+            kept.append(recording)
+    return kept
+
+
+
+def checkpoint_data(checkpoint: dict, overrides: dict | None = None, progress: bool = False) -> PreparedData:
+    """The data a checkpoint was trained on: same dataset, split, features and normaliser.
+
+    overrides: DataConfig fields to change (``{"data_dir": ...}`` where the recordings are now,
+    another ``split``, ``train_per_class`` for quick runs); None values are ignored.
+    """
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    config = DataConfig.from_dict({**checkpoint["data_config"], **overrides})
+    return prepare_data(config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress)

@@ -1,0 +1,634 @@
+"""Named result tables: their documented columns, one writer and one reader.
+
+Benchmarks and table scripts save rows of plain data: a CSV (``NAME.csv``: one header line,
+raw values, fractions as fractions, counts as plain integers, blank for "not measured") and a
+JSON sidecar beside it (``NAME.json``) that names the table, its schema version, its columns
+(type, unit, meaning) and where it came from (machine, arguments). Figures, notebooks and
+tables read them back only through :func:`read_table`, which checks the sidecar, the header
+and every value, and names the file, the line and the column of whatever is wrong. Markdown
+tables (:func:`markdown_table`) are for people and are never read back.
+
+Each table (:data:`TABLES`) lists its columns; ``docs/results_formats.md`` lists the same
+(a test keeps the two in step). A new table is one :class:`Table` and one
+:func:`register_table` call.
+
+Cell encoding by column type:
+    int      ``-?[0-9]+`` (no thousands separator)
+    float    Python's ``repr`` of a finite float (round-trips exactly); no "%", no unit
+    bool     ``true`` / ``false``
+    str      the text (CSV-quoted where needed); never empty
+    floats   a list of floats joined by ``;`` (e.g. spike density per layer)
+    json     a JSON value (for the few nested settings, e.g. feature overrides)
+A blank cell means "not measured" and is allowed only in columns marked optional. A column
+whose unit is ``fraction`` holds values in [0, 1]: 0.9967, never 99.67.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scnn.io import write_json, write_text
+
+TYPES = ("int", "float", "bool", "str", "floats", "json")
+_INT = re.compile(r"^-?[0-9]+$")
+MAX_REPORTED_PROBLEMS = 20  # a file with more lists the first 20 and counts the rest
+
+
+class TableError(ValueError):
+    """A results table (or rows to be written as one) does not match its schema."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, type (one of :data:`TYPES`), unit and meaning.
+
+    optional: blank cells (None) allowed, meaning "not measured" or "does not apply".
+    """
+
+    name: str
+    type: str
+    unit: str
+    meaning: str
+    optional: bool = False
+
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ValueError(f"column {self.name!r}: type {self.type!r} is not one of {TYPES}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A named table: its schema version, columns, the files it is saved as and the command that writes it.
+
+    Bump ``version`` whenever a column is added, removed, renamed or changes type or unit: files of
+    another version are refused with the command that rewrites them.
+    """
+
+    name: str
+    version: int
+    columns: tuple[Column, ...]
+    files: str
+    command: str
+    about: str = ""
+    based_on: str | None = None  # a table whose columns this one's start with (documented once, there)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [column.name for column in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(column for column in self.columns if column.name == name)
+
+
+@dataclass
+class TableFile:
+    """What :func:`load_table` read: the table's schema, its rows and the sidecar's metadata."""
+
+    table: Table
+    rows: list[dict]
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+TABLES: dict[str, Table] = {}
+
+
+def register_table(table: Table) -> Table:
+    names = table.column_names
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"table {table.name!r} lists column(s) {duplicates} twice")
+    TABLES[table.name] = table
+    return table
+
+
+def get_table(name: str) -> Table:
+    if name not in TABLES:
+        raise KeyError(f"unknown results table {name!r}; known: {sorted(TABLES)}")
+    return TABLES[name]
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _is_bool(value) -> bool:
+    return type(value).__name__ in ("bool", "bool_")  # numpy's bool too, without importing numpy
+
+
+def _check_value(value, column: Column):
+    """The value as a plain Python value of the column's type, or raise ValueError saying why not."""
+    if value is None:
+        if not column.optional:
+            raise ValueError("blank, but the column is required")
+        return None
+    kind = column.type
+    if kind == "int":
+        if _is_bool(value) or not hasattr(value, "__index__"):
+            raise ValueError(f"{value!r} is not an integer")
+        return int(value)
+    if kind == "float":
+        if _is_bool(value) or isinstance(value, str):
+            raise ValueError(f"{value!r} is not a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{number} is not finite (leave the cell blank for 'not measured')")
+        if column.unit == "fraction" and not 0.0 <= number <= 1.0:
+            raise ValueError(f"{number} is outside [0, 1]: a fraction, not a percentage")
+        return number
+    if kind == "bool":
+        if not _is_bool(value):
+            raise ValueError(f"{value!r} is not true or false")
+        return bool(value)
+    if kind == "str":
+        if not isinstance(value, str) or value == "":
+            raise ValueError(f"{value!r} is not a non-empty text")
+        return value
+    if kind == "floats":
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{value!r} is not a list of numbers")
+        numbers = [_check_value(item, Column(column.name, "float", column.unit, "")) for item in value]
+        if not numbers:
+            raise ValueError("an empty list (leave the cell blank instead)")
+        return numbers
+    try:  # json
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{value!r} cannot be stored as JSON ({error})") from None
+
+
+def _encode(value, column: Column) -> str:
+    if value is None:
+        return ""
+    if column.type == "float":
+        return repr(value)
+    if column.type == "bool":
+        return "true" if value else "false"
+    if column.type == "floats":
+        return ";".join(repr(item) for item in value)
+    if column.type == "json":
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _decode(text: str, column: Column):
+    """The cell's value, or raise ValueError saying what is wrong with it."""
+    if text == "":
+        return _check_value(None, column)
+    kind = column.type
+    if kind == "int":
+        if not _INT.match(text):
+            raise ValueError(f"{text!r} is not an integer")
+        return int(text)
+    if kind == "float":
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number" + (" (a percentage? write the fraction)" if "%" in text
+                                                            else "")) from None
+        return _check_value(number, column)
+    if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"{text!r} is not true or false")
+        return text == "true"
+    if kind == "str":
+        return text
+    if kind == "floats":
+        try:
+            numbers = [float(item) for item in text.split(";")]
+        except ValueError:
+            raise ValueError(f"{text!r} is not a list of numbers joined by ';'") from None
+        return _check_value(numbers, column)
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not JSON ({error})") from None
+
+
+def _problems_text(problems: list[str]) -> str:
+    shown = problems[:MAX_REPORTED_PROBLEMS]
+    more = len(problems) - len(shown)
+    return "\n  " + "\n  ".join(shown) + (f"\n  ... and {more} more" if more else "")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def check_rows(rows: list[dict], table: str | Table) -> list[dict]:
+    """Rows as the table holds them (plain values, every column present, None where blank).
+
+    Raises TableError listing every row and column that does not fit: a required value missing,
+    a key that is not a column, a value of the wrong type, a fraction outside [0, 1].
+    """
+    table = table if isinstance(table, Table) else get_table(table)
+    checked, problems = [], []
+    for index, row in enumerate(rows):
+        unknown = [key for key in row if key not in table.column_names]
+        if unknown:
+            problems.append(f"row {index}: {unknown} not column(s) of table {table.name!r}")
+        plain = {}
+        for column in table.columns:
+            try:
+                plain[column.name] = _check_value(row.get(column.name), column)
+            except ValueError as error:
+                problems.append(f"row {index}, column {column.name} ({column.type}, {column.unit}): {error}")
+        checked.append(plain)
+    if problems:
+        raise TableError(f"rows for table {table.name!r} do not fit its columns:{_problems_text(problems)}")
+    return checked
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """``NAME.json`` beside ``NAME.csv``."""
+    return Path(path).with_suffix(".json")
+
+
+def write_table(rows: list[dict], path: str | Path, table: str | Table, metadata: dict | None = None) -> Path:
+    """Save ``rows`` as table ``table``: ``path`` (a .csv) and its sidecar ``NAME.json``; returns ``path``.
+
+    Every row is checked first (:func:`check_rows`), so nothing is written unless all of it
+    reads back. metadata: plain values stored in the sidecar (machine, arguments, ...). Both
+    files are written atomically (the CSV first: a sidecar never describes a missing table).
+    """
+    table = table if isinstance(table, Table) else get_table(table)
+    path = Path(path)
+    if path.suffix != ".csv":
+        raise ValueError(f"{path}: a results table is written as a .csv file")
+    checked = check_rows(rows, table)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for row in checked:
+        writer.writerow([_encode(row[column.name], column) for column in table.columns])
+    write_text(path, buffer.getvalue())
+    write_json(sidecar_path(path), {
+        "table": table.name, "version": table.version, "rows": len(checked),
+        "columns": [{"name": c.name, "type": c.type, "unit": c.unit, "meaning": c.meaning, "optional": c.optional}
+                    for c in table.columns],
+        "metadata": metadata or {},
+    })
+    return path
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _rerun(tables: Table | list[Table] | None) -> str:
+    """"rerun `COMMAND`" for the table(s) a file should hold."""
+    tables = [tables] if isinstance(tables, Table) else tables or []
+    if not tables:
+        return "rerun the script that wrote it"
+    return "rerun " + " or ".join(f"`{table.command}`" for table in tables)
+
+
+def load_table(path: str | Path, table: str | Table | tuple[str, ...] | None = None) -> TableFile:
+    """Read a table written by :func:`write_table`: ``path`` is its .csv or its .json sidecar.
+
+    table: the table name expected (or a tuple of accepted names); None accepts any registered
+    table. Raises FileNotFoundError if the CSV is missing, TableError (naming the file, and the
+    line and column where it applies) if the sidecar is missing or names another table or schema
+    version, or if the header or any cell does not match the columns. Every bad line is
+    reported, not only the first.
+    """
+    path = Path(path)
+    csv_path = path.with_suffix(".csv") if path.suffix == ".json" else path
+    expected = (table.name,) if isinstance(table, Table) else (table,) if isinstance(table, str) else table
+    hint = [TABLES[name] for name in expected or () if name in TABLES]  # the commands that write it
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no results table at {csv_path}: {_rerun(hint)} first")
+    sidecar = sidecar_path(csv_path)
+    if not sidecar.is_file():
+        raise TableError(f"{csv_path}: no sidecar {sidecar.name} beside it naming its table and schema: written "
+                         f"by the first version of the script (a display format), or not a results table; "
+                         f"{_rerun(hint)}")
+    try:
+        description = json.loads(sidecar.read_text(encoding="utf-8"))
+        name, version = description["table"], description["version"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise TableError(f"{sidecar}: not a results table sidecar ({type(error).__name__}: {error}) "
+                         f"(the first version wrote a list of rows here); {_rerun(hint)}") from None
+    if expected and name not in expected:
+        raise TableError(f"{csv_path} holds table {name!r}, expected {' or '.join(map(repr, expected))}")
+    if name not in TABLES:
+        raise TableError(f"{csv_path} holds table {name!r}, unknown to this version of scnn "
+                         f"(known: {sorted(TABLES)})")
+    schema = TABLES[name]
+    if version != schema.version:
+        raise TableError(f"{csv_path}: table {name!r} of schema version {version}; this scnn reads version "
+                         f"{schema.version}: {_rerun(schema)}")
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise TableError(f"{csv_path}: empty file, not even a header; {_rerun(schema)}") from None
+        except csv.Error as error:
+            raise TableError(f"{csv_path}, line 1: damaged header ({error}); {_rerun(schema)}") from None
+        missing = [column for column in schema.column_names if column not in header]
+        unexpected = [column for column in header if column not in schema.column_names]
+        if missing or unexpected:
+            raise TableError(f"{csv_path}, line 1 (header): columns do not match table {name!r} version {version}: "
+                             f"missing {missing}, unexpected {unexpected}; {_rerun(schema)}")
+        repeated = sorted({column for column in header if header.count(column) > 1})
+        if repeated:
+            raise TableError(f"{csv_path}, line 1 (header): column(s) {repeated} appear twice; {_rerun(schema)}")
+        columns = [schema.column(name) for name in header]
+        rows, problems = [], []
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as error:
+                problems.append(f"line {reader.line_num}: damaged ({error})")
+                continue
+            line = reader.line_num
+            if len(cells) != len(header):
+                count = f"{len(cells)} cell" + ("s" if len(cells) != 1 else "")
+                problems.append(f"line {line}: {count}, the header has {len(header)} (a damaged line?)")
+                continue
+            row = {}
+            for column, text in zip(columns, cells):
+                try:
+                    row[column.name] = _decode(text, column)
+                except ValueError as error:
+                    problems.append(f"line {line}, column {column.name} ({column.type}, {column.unit}): {error}")
+            rows.append({name: row.get(name) for name in schema.column_names})
+    if problems:
+        raise TableError(f"{csv_path}: does not match table {name!r}:{_problems_text(problems)}")
+    return TableFile(schema, rows, description.get("metadata", {}), csv_path)
+
+
+def read_table(path: str | Path, table: str | Table | tuple[str, ...] | None = None) -> list[dict]:
+    """The rows of a results table (see :func:`load_table`), one dict per line, every column present."""
+    return load_table(path, table).rows
+
+
+# --------------------------------------------------------------------------- for people
+
+
+def format_value(value, column: Column | None) -> str:
+    """A cell for people: fractions as percentages, operation counts in millions, thousands separated."""
+    if value is None:
+        return "–"
+    unit = column.unit if column else ""
+    if unit == "fraction":
+        return f"{100 * value:.2f} %"
+    if unit in ("MACs", "ACs", "operations", "FLOPs"):
+        return f"{value / 1e6:.3f} M"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list):
+        return ", ".join(format_value(item, None) for item in value)
+    return str(value)
+
+
+def markdown_table(rows: list[dict], table: str | Table, columns: list[str] | None = None,
+                   labels: dict[str, str] | None = None) -> str:
+    """A Markdown table of ``rows`` for people (never read back): ``columns`` of ``table`` (default all),
+    headed by ``labels`` where given (else the column name and its unit)."""
+    table = table if isinstance(table, Table) else get_table(table)
+    columns = columns or table.column_names
+    unknown = [name for name in columns if name not in table.column_names]
+    if unknown:
+        raise ValueError(f"{unknown} not column(s) of table {table.name!r}")
+    labels = labels or {}
+
+    def header(name):
+        unit = table.column(name).unit
+        return labels.get(name) or (f"{name} (%)" if unit == "fraction" else name)
+
+    lines = ["| " + " | ".join(header(name) for name in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(format_value(row.get(name), table.column(name)) for name in columns) + " |"
+              for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def schema_markdown(table: str | Table) -> str:
+    """The table's section of docs/results_formats.md: files, command, and one line per column."""
+    table = table if isinstance(table, Table) else get_table(table)
+    lines = [f"### `{table.name}` (version {table.version})", "", f"{table.about[:1].upper()}{table.about[1:]}.", "",
+             f"- files: {table.files}", f"- written by: `{table.command}`", "",
+             "| column | type | unit | meaning |", "|---|---|---|---|"]
+    columns = table.columns
+    if table.based_on:
+        inherited = get_table(table.based_on).columns
+        if columns[:len(inherited)] != inherited:
+            raise ValueError(f"table {table.name!r} does not start with the columns of {table.based_on!r}")
+        columns = columns[len(inherited):]
+        lines[-2:-2] = [f"The columns of `{table.based_on}`, then:", ""]
+    for column in columns:
+        kind = column.type + (", optional" if column.optional else "")
+        lines.append(f"| `{column.name}` | {kind} | {column.unit or '–'} | {column.meaning.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the tables
+
+# Profile.row() (scnn.metrics): the one flat format of a cost profile, per sample where a count.
+PROFILE_COLUMNS = (
+    Column("num_steps", "int", "steps", "time steps T the model runs per sample (1: not spiking)"),
+    Column("num_samples", "int", "samples", "recordings the workload metrics are averaged over"),
+    Column("parameters", "int", "count", "weights and biases (neuron beta and threshold excluded)"),
+    Column("connection_sparsity", "float", "fraction", "zero weights / all weights of conv and linear layers"),
+    Column("footprint_float32_bytes", "int", "bytes", "parameters and buffers as float32"),
+    Column("footprint_int8_bytes", "int", "bytes", "8-bit weights and 32-bit biases"),
+    Column("dense_macs", "int", "MACs", "dense multiply-accumulates per sample as executed (static first layer "
+           "once, later layers T times; fvcore); FLOPs = 2 x MACs"),
+    Column("dense_macs_per_step", "int", "MACs", "dense MACs per sample if every layer ran at every step "
+           "(the reference code's convention)"),
+    Column("effective_macs", "float", "MACs", "NeuroBench effective MACs per sample: real-valued inputs, zero "
+           "inputs and weights skipped"),
+    Column("effective_acs", "float", "ACs", "NeuroBench effective accumulates per sample: spike-fed layers, one "
+           "per non-zero input per non-zero weight"),
+    Column("synops", "float", "operations", "synaptic operations per sample: effective_macs + effective_acs"),
+    Column("dense_synops", "float", "operations", "every input-weight pair of every layer and step, per sample"),
+    Column("activation_sparsity", "float", "fraction", "zero activations / all activations (neurons x steps x "
+           "samples; NeuroBench)"),
+    Column("membrane_updates", "int", "updates", "neuron-state updates per sample (LIF neurons x T)"),
+    Column("energy_float32_nj", "float", "nJ", "synaptic energy per sample, 45 nm float32 (effective MACs and "
+           "ACs x Horowitz 2014 energies)"),
+    Column("energy_int8_nj", "float", "nJ", "synaptic energy per sample, 45 nm int8"),
+    Column("dense_energy_float32_nj", "float", "nJ", "energy of every dense MAC at float32 (the non-spiking "
+           "equivalent)"),
+    Column("dense_energy_int8_nj", "float", "nJ", "energy of every dense MAC at int8"),
+)
+
+_RUN_COLUMNS = (
+    Column("run", "str", "path", "the training run folder (best.pt, results.json)"),
+    Column("model", "str", "name", "model preset or spec the run trained"),
+    Column("architecture", "str", "text", "the model's layers (spec string, or SSM width and state size)"),
+    Column("accuracy", "float", "fraction", "test accuracy (the run's results.json, else measured)"),
+    Column("quantized_accuracy", "float", "fraction", "test accuracy of its quantize.py run (RUN/int8 or "
+           "--quantized)", optional=True),
+)
+
+register_table(Table(
+    "profile", 1, _RUN_COLUMNS + PROFILE_COLUMNS, "OUT/profile.csv, profile.json, profile.md",
+    "python experiments/profile_cost.py CHECKPOINT... --out OUT",
+    "accuracy and cost per sample of trained checkpoints"))
+
+register_table(Table(
+    "compare", 1, _RUN_COLUMNS + PROFILE_COLUMNS + (
+        Column("paper_accuracy", "float", "fraction", "the ISCAS 2023 paper's FSDD accuracy (random split)",
+               optional=True),
+        Column("paper_int8_accuracy", "float", "fraction", "the paper's INT8 accuracy", optional=True),
+        Column("paper_flops", "float", "FLOPs", "the paper's FLOPs (fvcore on a whole batch)", optional=True),
+    ), "OUT/compare.csv, compare.json, compare.md", "python experiments/compare.py RUN... --out OUT",
+    "the profile table beside the paper's numbers", based_on="profile"))
+
+register_table(Table(
+    "quantization", 1, (
+        Column("model", "str", "name", "the name given with --checkpoint NAME=PATH"),
+        Column("run", "str", "path", "the quantize.py result folder of this row, relative to the table's folder "
+               "(or absolute)"),
+        Column("checkpoint", "str", "path", "the float checkpoint quantised (blank: QAT from scratch)", optional=True),
+        Column("mode", "str", "name", "ptq, qat or scratch (QAT from random weights)"),
+        Column("weight_bits", "int", "bits", "weight bit width"),
+        Column("act_bits", "int", "bits", "input activation bit width"),
+        Column("state_bits", "int", "bits", "membrane (state) bit width"),
+        Column("per_channel", "bool", "", "per-channel weight scales"),
+        Column("float_accuracy", "float", "fraction", "test accuracy of the float model", optional=True),
+        Column("ptq_accuracy", "float", "fraction", "test accuracy after post-training quantisation", optional=True),
+        Column("qat_accuracy", "float", "fraction", "test accuracy after quantisation-aware training "
+               "(blank: PTQ only)", optional=True),
+        Column("float_bytes", "int", "bytes", "float32 weights and biases", optional=True),
+        Column("quantized_bytes", "int", "bytes", "weights packed at weight_bits, int32 biases"),
+        Column("integer_prediction_agreement", "float", "fraction", "test recordings on which the integer "
+               "reference predicts what the Brevitas model predicts", optional=True),
+        Column("integer_spike_count_agreement", "float", "fraction", "... gives every LIF layer the same spike "
+               "count", optional=True),
+        Column("integer_logit_agreement", "float", "fraction", "... returns the same logits bit for bit",
+               optional=True),
+        Column("integer_samples", "int", "samples", "test recordings the agreement was measured on", optional=True),
+        Column("onnx_prediction_agreement", "float", "fraction", "same prediction from the QCDQ ONNX export "
+               "(onnxruntime)", optional=True),
+        Column("qonnx_prediction_agreement", "float", "fraction", "same prediction from the QONNX export",
+               optional=True),
+        Column("wall_time_s", "float", "s", "wall time of the quantize.py run", optional=True),
+    ), "OUT/summary.csv, summary.json, summary.md (one result folder per row: OUT/NAME_wWaAsS/)",
+    "python benchmarks/quantization.py --checkpoint NAME=PATH --bits W,A,S ... --out OUT",
+    "PTQ and QAT of float checkpoints at several bit widths"))
+
+register_table(Table(
+    "accuracy", 1, (
+        Column("model", "str", "name", "model preset"),
+        Column("seed", "int", "", "training seed"),
+        Column("run", "str", "path", "the run folder, relative to the table's folder (or absolute)"),
+        Column("test_accuracy", "float", "fraction", "test accuracy of the best-validation weights"),
+        Column("val_accuracy", "float", "fraction", "best validation accuracy"),
+        Column("best_epoch", "int", "epoch", "epoch of the best validation accuracy (1-based)"),
+        Column("epochs_run", "int", "epochs", "epochs trained"),
+        Column("seconds_per_epoch", "float", "s", "wall time per epoch"),
+        Column("parameters", "int", "count", "weights and biases"),
+    ), "OUT/summary.csv, summary.json, summary.md (one run folder per row: OUT/MODEL-seedS/)",
+    "python benchmarks/accuracy.py --seeds 0 1 2 --epochs 30 --out OUT",
+    "Models A, B and the control CNN on FSDD's official split, one row per seed"))
+
+register_table(Table(
+    "feature_presets", 1, (
+        Column("candidate", "str", "text", "the candidate feature configuration's label"),
+        Column("feature_preset", "str", "name", "the preset it starts from"),
+        Column("feature_overrides", "json", "", "FeatureConfig fields changed from the preset (a JSON object)"),
+        Column("seed", "int", "", "training seed"),
+        Column("run", "str", "path", "the run folder, relative to the table's folder (or absolute)"),
+        Column("val_accuracy", "float", "fraction", "best validation accuracy of Model B (T = 10)"),
+        Column("best_val_loss", "float", "loss", "lowest validation loss over the epochs"),
+    ), "OUT/summary.csv, summary.json, summary.md",
+    "python benchmarks/feature_presets.py --epochs 20 --seeds 0 1 2 --val-fraction 0.3 --out OUT",
+    "validation accuracy of Model B per MFCC configuration"))
+
+register_table(Table(
+    "feature_speed", 1, (
+        Column("files", "int", "count", "recordings whose features were computed"),
+        Column("feature_preset", "str", "name", "feature preset"),
+        Column("workers", "int", "processes", "extraction worker processes"),
+        Column("cached", "bool", "", "read from a warm feature cache"),
+        Column("seconds", "float", "s", "wall time"),
+    ), "OUT/summary.csv, summary.json", "python benchmarks/feature_speed.py --out OUT",
+    "feature extraction time, cold and cached"))
+
+_SPEED = "samples/s"
+register_table(Table(
+    "engine", 1, (
+        Column("model", "str", "name", "model preset"),
+        Column("num_steps", "int", "steps", "time steps T"),
+        Column("batch_size", "int", "samples", "batch size"),
+        Column("train_ref_samples_s", "float", _SPEED, "training throughput of the reference loop"),
+        Column("train_engine_samples_s", "float", _SPEED, "training throughput of the engine"),
+        Column("train_speedup", "float", "ratio", "median per-repetition ratio of reference to engine time"),
+        Column("infer_ref_samples_s", "float", _SPEED, "inference throughput of the reference loop"),
+        Column("infer_engine_samples_s", "float", _SPEED, "inference throughput of the engine (its kernels)"),
+        Column("infer_speedup", "float", "ratio", "reference time / engine time, inference"),
+        Column("infer_torch_speedup", "float", "ratio", "reference time / engine time with kernels switched off"),
+        Column("train_engine_gflops", "float", "GFLOP/s", "useful conv/linear FLOPs of an engine training step"),
+        Column("spike_density", "floats", "fraction", "spikes / neuron-steps of each LIF layer, in order"),
+        Column("train_mem_ref_mib", "float", "MiB", "peak memory growth of three reference training steps",
+               optional=True),
+        Column("train_mem_engine_mib", "float", "MiB", "the same for the engine", optional=True),
+    ), "OUT/bench_engine.csv, bench_engine.json (machine: cores, threads, matmul GFLOP/s, load average)",
+    "python benchmarks/bench_engine.py --out OUT", "engine against reference, random inputs"))
+
+register_table(Table(
+    "engine_epoch", 1, (
+        Column("model", "str", "name", "model preset"),
+        Column("reference_s", "float", "s", "one FSDD-sized training epoch (2,430 samples, batch 32, T = 10), "
+               "reference loop"),
+        Column("engine_s", "float", "s", "the same epoch, engine"),
+    ), "OUT/bench_engine_epochs.csv, bench_engine_epochs.json", "python benchmarks/bench_engine.py --out OUT",
+    "seconds per FSDD-sized epoch"))
+
+register_table(Table(
+    "engine_profile", 1, (
+        Column("model", "str", "name", "model preset (engine training, T = 10, batch 16)"),
+        Column("op", "str", "name", "torch operator"),
+        Column("self_ms_per_step", "float", "ms", "its own CPU time per training step"),
+        Column("share", "float", "fraction", "share of all operators' own time"),
+        Column("calls_per_step", "float", "calls", "calls per training step"),
+    ), "OUT/bench_engine_profile.csv, bench_engine_profile.json", "python benchmarks/bench_engine.py --out OUT",
+    "top operators of engine training (torch.profiler)"))
+
+register_table(Table(
+    "engine_trained", 1, (
+        Column("checkpoint", "str", "path", "trained checkpoint"),
+        Column("test_samples", "int", "samples", "recordings of its test split"),
+        Column("correct_reference", "int", "samples", "test recordings classified right, reference loop"),
+        Column("correct_engine", "int", "samples", "... engine with its kernels"),
+        Column("correct_engine_torch", "int", "samples", "... engine, torch path"),
+        Column("spike_density", "floats", "fraction", "spikes / neuron-steps of each LIF layer on the test split"),
+        Column("infer_ref_samples_s", "float", _SPEED, "inference throughput (batch 16) of the reference loop"),
+        Column("infer_engine_samples_s", "float", _SPEED, "... of the engine"),
+        Column("infer_speedup", "float", "ratio", "reference time / engine time"),
+        Column("infer_torch_speedup", "float", "ratio", "reference time / engine time, torch path"),
+    ), "OUT/bench_engine_trained.csv, bench_engine_trained.json",
+    "python benchmarks/bench_engine.py --checkpoints CHECKPOINT... --out OUT", "inference on trained checkpoints"))
+
+register_table(Table(
+    "engine_trained_profile", 1, (
+        Column("checkpoint", "str", "path", "trained checkpoint"),
+        Column("function", "str", "name", "Python-level function (cProfile)"),
+        Column("own_ms_per_forward", "float", "ms", "its own time per inference forward (batch 16)"),
+    ), "OUT/bench_engine_trained_profile.csv, bench_engine_trained_profile.json",
+    "python benchmarks/bench_engine.py --checkpoints CHECKPOINT... --out OUT", "where an inference forward goes"))
+
+register_table(Table(
+    "engine_crossover", 1, (
+        Column("inputs", "int", "neurons", "LIF neurons feeding the linear layer"),
+        Column("outputs", "int", "neurons", "outputs of the linear layer"),
+        Column("density", "float", "fraction", "spike density set"),
+        Column("dense_ms", "float", "ms", "LIF kernel + dense product"),
+        Column("csr_ms", "float", "ms", "LIF fused with the CSR product"),
+    ), "OUT/bench_engine_crossover.csv, bench_engine_crossover.json",
+    "python benchmarks/bench_engine.py --crossover --out OUT", "fused CSR against dense product by spike density"))
