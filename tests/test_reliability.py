@@ -151,6 +151,19 @@ def test_resume_may_change_threads_and_device_and_restate_defaults(tmp_path):
     assert results["epochs_run"] == 3
 
 
+def test_resume_whose_test_recordings_changed_is_refused(tmp_path):
+    """Same settings, but a test recording's content changed (size and mtime kept) since the run began."""
+    from tests.test_bad_input import data_config, make_fsdd
+
+    folder = make_fsdd(tmp_path / "fsdd")
+    config = quick_config(model="control_cnn", model_overrides={}, epochs=2, threads=1)
+    data = data_config(folder, tmp_path / "cache")
+    assert train(config, data, tmp_path / "run", progress=False, stop_after_epochs=1) == {"interrupted_after_epoch": 1}
+    faults.noise_like(folder / "3_ann_2.wav")
+    with pytest.raises(SettingsMismatch, match="test set: 1 test recordings differ in content .*3_ann_2.wav"):
+        train(config, data, tmp_path / "run", resume=True, progress=False)
+
+
 def test_resume_whose_features_differ_is_refused(tmp_path):
     """Features known only once prepared (here: other input rows) are compared with the checkpoint's model."""
     config = interrupted_run(tmp_path)
