@@ -51,7 +51,7 @@ def test_sweep_script_on_real_fsdd(tmp_path, fsdd_dir, feature_cache):
     assert (tmp_path / "sweep.png").exists() and (tmp_path / "sweep_summary.json").exists()
 
 
-# --------------------------------------------------------------------------- the folder says what sweep it holds (issue 21)
+# --------------------------------------------------------------------------- a sweep folder says what it holds (issue 21)
 
 
 def count_trainings(monkeypatch) -> list:
