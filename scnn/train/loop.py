@@ -33,12 +33,6 @@ from scnn.train.run import (RESULTS_SCHEMA_VERSION, SettingsMismatch, check_outp
                              folder_lock, library_versions, remove_run_files, remove_stale_temporaries, same_folder,
                              setting_differences, write_history)
 
-# torch's thread count before anything could change it: the engine's numba kernels, on their first
-# parallel call, start numba's OpenMP layer, which resets the OpenMP runtime torch shares to every
-# core (measured: 1 -> 2 threads after the first validation, training steps 20x slower on a busy
-# 2-core machine and summed in another order, so two runs of one seed in a process differed).
-# train() and fit() put the thread count back; the root cause is for the engine to fix.
-_DEFAULT_THREADS = torch.get_num_threads()
 
 
 
@@ -119,7 +113,6 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
     optimizer, scheduler, loss_fn, shuffle, augmentation = parts
     state = state if state is not None else FitState()
     num_classes = len(data.class_names)
-    threads = torch.get_num_threads()
     if config.patience and state.history and state.next_epoch - state.best["epoch"] >= config.patience:
         return state  # a resumed run that had stopped early stays stopped (one more epoch would change it)
     for epoch in range(state.next_epoch, config.epochs):
@@ -133,7 +126,6 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
                "lr": optimizer.param_groups[0]["lr"], "train_time_s": time.perf_counter() - epoch_start}
         if len(data.val[1]):
             val = evaluate(model, *data.val, num_classes=num_classes, loss_fn=loss_fn)
-            torch.set_num_threads(threads)  # see _DEFAULT_THREADS
             row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             row.update({f"val_spike_rate_{i}": r for i, r in enumerate(val.get("spike_rate_per_layer", []))})
         else:
@@ -213,7 +205,8 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
                      stop_after_epochs: int | None, data: PreparedData | None, epoch_callback, overwrite: bool,
                      extend_epochs: bool) -> dict:
     """:func:`train` once its folder is checked, locked and claimed."""
-    torch.set_num_threads(train_config.threads or _DEFAULT_THREADS)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
     device = resolve_device(train_config.device, train_config.tf32)
     if device.type == "cpu":
         from scnn.engine import keep_freed_memory
