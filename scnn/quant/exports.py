@@ -26,6 +26,7 @@ import torch
 from scnn.models.outputs import LogitsOnly
 from scnn.quant.integer import export_integer, quantize_input, run_integer, save_integer
 from scnn.quant.twin import QuantSpecNet
+from scnn.registry import Registry
 
 
 def integer_agreement(quantized: QuantSpecNet, x: torch.Tensor, batch_size: int = 100) -> dict:
@@ -121,7 +122,7 @@ def onnx_predictions(path: str | Path, x: torch.Tensor) -> np.ndarray:
     return logits.argmax(1)
 
 
-EXPORTS: dict[str, Callable] = {}
+EXPORTS: Registry = Registry("export")
 DEFAULT_EXPORTS = ("integer", "onnx", "qonnx")
 
 
@@ -134,9 +135,8 @@ def register_export(name: str) -> Callable:
 
 
 def check_exports(names) -> None:
-    unknown = [name for name in names if name not in EXPORTS]
-    if unknown:
-        raise ValueError(f"unknown export(s) {', '.join(unknown)}; registered: {', '.join(sorted(EXPORTS))}")
+    for name in names:
+        EXPORTS.lookup(name)
 
 
 def run_exports(names, quantized, test_x: torch.Tensor, out_dir: str | Path) -> dict:
