@@ -103,7 +103,8 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
             per_layer[name] = int(by_module.get(f"model.{name}", 0))
     # The hoisted first layer ran once; the reference code runs it at every step too.
     first_layer_macs = next(iter(per_layer.values()), 0)
-    per_step = total + (_num_steps(model) - 1) * first_layer_macs if is_spiking(model) else total
+    hoisted = is_spiking(model) and get_encoder(model.config.encoding).kind == "static"
+    per_step = total + (_num_steps(model) - 1) * first_layer_macs if hoisted else total
     return {"as_executed": total, "per_step": per_step, "flops_as_executed": 2 * total, "per_layer": per_layer}
 
 

@@ -1,0 +1,131 @@
+"""Listening as the audio arrives: causal features, frame-by-frame models, the Streamer."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from scnn.features.causal import CausalMfcc, causal_mfcc
+from scnn.features.encoders import get_encoder
+from scnn.features.mfcc import FeatureConfig, feature_config, waveform_to_mfcc
+from scnn.models import create_model
+from scnn.neurons import reset_net
+
+REPO = Path(__file__).resolve().parents[1]
+CAUSAL = dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=40, n_mfcc=20)
+
+
+def _speech_like(samples: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 8000
+    return (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t)) + 0.05 * rng.standard_normal(samples)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- causal features
+
+
+def test_causal_mfcc_is_librosas_mfcc_of_the_left_padded_stream():
+    import librosa
+
+    audio = _speech_like(3000)
+    ours = causal_mfcc(audio, **CAUSAL)
+    assert ours.shape == (20, 3000 // 128)
+    stream = np.concatenate([np.zeros(256 - 128, np.float32), audio])
+    mel = librosa.feature.melspectrogram(y=stream, sr=8000, n_fft=256, hop_length=128, n_mels=40, center=False)
+    reference = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=20)
+    assert np.allclose(ours, reference[:, : ours.shape[1]], atol=1e-3)
+
+
+def test_causal_mfcc_in_chunks_equals_the_whole_and_sees_no_future_sample():
+    audio = _speech_like(4000, seed=1)
+    whole = causal_mfcc(audio, **CAUSAL)
+    stream = CausalMfcc(**CAUSAL)
+    sizes = [1, 127, 128, 129, 300, 5, 1000]
+    pieces, start = [], 0
+    for size in sizes * 3:
+        pieces.append(stream.push(audio[start:start + size]))
+        start += size
+    pieces.append(stream.push(audio[start:]))
+    assert np.array_equal(np.concatenate(pieces).T, whole)
+    changed = audio.copy()
+    changed[20 * 128:] += 0.5  # from frame 19's end on
+    after = causal_mfcc(changed, **CAUSAL)
+    assert np.array_equal(after[:, :20], whole[:, :20])
+    assert not np.allclose(after[:, 20], whole[:, 20])
+
+
+def test_the_causal_feature_preset_and_its_checks():
+    config = feature_config("causal")
+    matrix = waveform_to_mfcc(_speech_like(5000), config)
+    assert matrix.shape == config.shape == (20, 64)
+    with pytest.raises(ValueError, match="top_db must be None and level 'none' for representation 'causal_mfcc'"):
+        FeatureConfig(representation="causal_mfcc", top_db=30.0)
+
+
+# --------------------------------------------------------------------------- frame-by-frame models
+
+
+def test_the_frames_encoding_gives_one_frame_per_step():
+    x = torch.arange(2 * 1 * 3 * 5, dtype=torch.float32).reshape(2, 1, 3, 5)
+    encoder = get_encoder("frames")
+    frames = encoder.encode(x, 99)
+    assert encoder.kind == "sequence" and frames.shape == (5, 2, 1, 3, 1)
+    for t in range(5):
+        assert torch.equal(frames[t, ..., 0], x[..., t])
+
+
+@pytest.mark.parametrize("preset", ["kws_alif", "kws_rleaky"])
+def test_a_streaming_model_is_causal_and_steps_as_it_runs(preset):
+    torch.manual_seed(0)
+    model = create_model(preset, input_shape=(1, 20, 30), threshold=0.5).eval()
+    x = torch.randn(2, 1, 20, 30) * 2
+    with torch.no_grad():
+        output = model(x, record=True)
+        assert output.membrane.shape == (30, 2, 10) and output.logits.shape == (2, 10)
+        assert all(spikes.sum() > 0 for spikes in output.layer_spikes[:-1])  # the layers are active
+        for k in (0, 12, 29):
+            changed = x.clone()
+            changed[..., k] += 3.0
+            after = model(changed).membrane
+            assert torch.equal(after[:k], output.membrane[:k])  # no earlier frame hears it
+            assert not torch.allclose(after[k:], output.membrane[k:])
+        reset_net(model)
+        stepped = torch.stack([model.step(x[..., t]).logits for t in range(30)])
+    assert torch.allclose(stepped, output.membrane, atol=1e-5)
+
+
+def test_streaming_model_options_are_checked_by_name():
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        create_model("kws_alif", kernel=4)
+    with pytest.raises(ValueError, match="unknown neuron 'nope'"):
+        create_model("kws_alif", neuron="nope")
+    with pytest.raises(ValueError, match=r"input_shape must be \(1, coefficients, frames\)"):
+        create_model("kws_alif", input_shape=(2, 20, 64))
+    model = create_model("kws_rleaky", hidden=(8,), neuron_options={"all_to_all": False})
+    assert [type(n).neuron_name for n in model.neurons()] == ["leaky", "rleaky", "leaky"]
+
+
+def _class_folders(root: Path, fsdd_dir: Path, digits=(0, 1, 2), per_class: int = 8) -> Path:
+    for digit in digits:
+        (root / str(digit)).mkdir(parents=True)
+        for path in sorted(fsdd_dir.glob(f"{digit}_*.wav"))[:per_class]:
+            (root / str(digit) / path.name).symlink_to(path)
+    return root
+
+
+def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
+    from scnn.cli import main
+
+    data = _class_folders(tmp_path / "digits", fsdd_dir)
+    results = main(["train", "--config", str(REPO / "configs" / "fsdd_streaming.yaml"), "--data-dir", str(data),
+                    "--out", str(tmp_path / "run"), "--threads", "1", "data.dataset=folders", "data.split=random",
+                    "data.test_fraction=0.25", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=1",
+                    "model.hidden=[16]"])
+    assert results["run_config"]["model"]["name"] == "kws_alif"
+    assert results["run_config"]["data"]["feature_preset"] == "causal"
+    checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert checkpoint["model"]["family"] == "streaming"
+    assert tuple(checkpoint["model"]["config"]["input_shape"]) == (1, 20, 64)
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["split_sizes"]["test"] == 6
