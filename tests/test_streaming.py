@@ -1,5 +1,6 @@
 """Listening as the audio arrives: causal features, frame-by-frame models, the Streamer."""
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,113 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
     assert checkpoint["model"]["family"] == "streaming"
     assert tuple(checkpoint["model"]["config"]["input_shape"]) == (1, 20, 64)
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["split_sizes"]["test"] == 6
+
+
+# --------------------------------------------------------------------------- the Streamer
+
+
+def _streaming_setup(seed: int = 0):
+    """An untrained kws_alif with active layers and a normaliser fitted on causal features of noise-like audio."""
+    from scnn.features.normalize import Normalizer
+
+    torch.manual_seed(seed)
+    model = create_model("kws_alif", input_shape=(1, 20, 64), threshold=0.5, hidden=(32, 32)).eval()
+    features = feature_config("causal")
+    examples = np.stack([waveform_to_mfcc(_speech_like(8192, seed=s), features) for s in range(4)])
+    return model, features, Normalizer.fit(examples)
+
+
+def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tuple[np.ndarray, list]:
+    """FSDD recordings of ``digits`` with silence between: (waveform, [(start_s, end_s)] of each recording)."""
+    from scnn.features.mfcc import load_audio
+
+    gap = np.zeros(int(silence_s * 8000), np.float32)
+    pieces, spans, position = [gap], [], len(gap)
+    for digit in digits:
+        audio = load_audio(sorted(fsdd_dir.glob(f"{digit}_jackson_*.wav"))[0], 8000)
+        pieces += [audio, gap]
+        spans.append((position / 8000, (position + len(audio)) / 8000))
+        position += len(audio) + len(gap)
+    return np.concatenate(pieces), spans
+
+
+@pytest.mark.parametrize("chunk_ms", [16.0, 7.0, 100.0])
+def test_the_streamer_equals_the_offline_pass(chunk_ms):
+    from scnn.stream import Streamer, offline_evidence
+
+    model, features, normalizer = _streaming_setup()
+    audio = np.concatenate([_speech_like(5000, seed=5), np.zeros(2000, np.float32), _speech_like(3000, seed=6)])
+    streamer = Streamer(model, features, normalizer)
+    evidence, levels = streamer.run(audio, chunk_ms=chunk_ms)
+    offline = offline_evidence(model, features, normalizer, audio)
+    assert evidence.shape == offline.shape == (len(audio) // 128, 10) and levels.shape == (len(audio) // 128,)
+    assert np.abs(evidence).max() > 0.1 and np.ptp(evidence, axis=0).max() > 0.1  # evidence moves over time
+    assert np.allclose(evidence, offline, atol=1e-4)
+    again, _ = streamer.run(audio, chunk_ms=chunk_ms)  # run() starts a fresh stream: the state was reset
+    assert np.array_equal(again, evidence)
+
+
+def test_only_frame_by_frame_models_on_causal_features_stream():
+    from scnn.stream import Streamer
+
+    model, features, normalizer = _streaming_setup()
+    with pytest.raises(ValueError, match="streaming needs a model fed frame by frame"):
+        Streamer(create_model("model_b"), features, normalizer)
+    with pytest.raises(ValueError, match="streaming needs representation 'causal_mfcc'"):
+        Streamer(model, feature_config("default"), normalizer)
+
+
+def test_detections_take_the_class_with_most_evidence_in_each_word():
+    from scnn.stream import detect
+
+    levels = np.full(100, -80.0, np.float32)
+    levels[10:30] = -20.0
+    levels[33:36] = -21.0  # a 3-frame gap (48 ms) is one word with the run before
+    levels[60:62] = -25.0  # 32 ms: too short for a word
+    levels[70:90] = -22.0
+    evidence = np.zeros((100, 4), np.float32)
+    evidence[10:45, 2] = 5.0
+    evidence[70:100, 1] = 5.0
+    found = detect(evidence, levels, 0.016, ["a", "b", "c", "d"], min_gap_s=0.1, min_duration_s=0.1)
+    assert [(d.name, round(d.start_s, 3), round(d.end_s, 3)) for d in found] == [("c", 0.16, 0.576),
+                                                                                ("b", 1.12, 1.44)]
+    assert all(0.9 < d.confidence <= 1.0 for d in found)
+
+
+def test_a_long_file_of_several_digits_is_split_into_words(fsdd_dir):
+    from scnn.stream import Streamer, detect
+
+    model, features, normalizer = _streaming_setup()
+    audio, spans = _digits_file(fsdd_dir)
+    streamer = Streamer(model, features, normalizer)
+    evidence, levels = streamer.run(audio)
+    found = detect(evidence, levels, streamer.frame_seconds, streamer.class_names)
+    assert len(found) == len(spans) == 3
+    for word, (start, end) in zip(found, spans):
+        assert start - 0.02 <= word.start_s < word.end_s <= end + 0.05  # inside its recording
+
+
+def test_scnn_stream_prints_what_it_hears_and_draws_the_evidence(tmp_path, fsdd_dir, capsys):
+    from scnn.cli import main
+    from scnn.data.prepare import DataConfig
+    from scnn.io import save_checkpoint
+    from scnn.models import model_to_dict
+
+    model, features, normalizer = _streaming_setup()
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {"model": model_to_dict(model), "model_state": model.state_dict(),
+                                 "data_config": asdict(DataConfig(feature_preset="causal")),
+                                 "normalizer": normalizer.state_dict(), "class_names": [f"d{i}" for i in range(10)]})
+    audio, spans = _digits_file(fsdd_dir)
+    wav = tmp_path / "digits.wav"
+    soundfile.write(wav, audio, 8000)
+    result = main(["stream", str(wav), "--checkpoint", str(checkpoint), "--plot", str(tmp_path / "evidence.png")])
+    printed = capsys.readouterr().out
+    assert "3 word(s) detected:" in printed and "silence" in printed and "hears d" in printed
+    assert printed.count("\n") > len(audio) / 8000 / 0.25  # a line every 0.25 s of audio
+    assert len(result["detections"]) == 3 and result["real_time_factor"] > 0
+    assert (tmp_path / "evidence.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as stopped:
+        main(["stream", str(tmp_path / "missing.wav"), "--checkpoint", str(checkpoint)])
+    assert stopped.value.code == 2
+    assert "audio file" in capsys.readouterr().err

@@ -45,17 +45,23 @@ class CausalMfcc:
         self.buffer = np.zeros(self.n_fft - self.hop_length, dtype=np.float64)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
+        return self.push_frames(samples)[0]
+
+    def push_frames(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`push`, and each new frame's level: the mean square of its last hop of samples in
+        dB (dBFS for audio in [-1, 1]) ``[k]``, for telling speech from silence."""
         samples = np.asarray(samples, dtype=np.float64).reshape(-1)
         self.buffer = np.concatenate([self.buffer, samples])
         count = (len(self.buffer) - self.n_fft) // self.hop_length + 1 if len(self.buffer) >= self.n_fft else 0
         if count == 0:
-            return np.zeros((0, self.n_mfcc), dtype=np.float32)
+            return np.zeros((0, self.n_mfcc), dtype=np.float32), np.zeros(0, dtype=np.float32)
         starts = np.arange(count) * self.hop_length
         frames = self.buffer[starts[:, None] + np.arange(self.n_fft)]  # [count, n_fft]
         self.buffer = self.buffer[count * self.hop_length:]
         power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
         log_mel = 10.0 * np.log10(np.maximum(power @ self.mel_filters.T, 1e-10))
-        return (log_mel @ self.dct.T).astype(np.float32)
+        levels = 10.0 * np.log10(np.maximum(np.mean(frames[:, -self.hop_length:] ** 2, axis=1), 1e-12))
+        return (log_mel @ self.dct.T).astype(np.float32), levels.astype(np.float32)
 
 
 def causal_mfcc(waveform: np.ndarray, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
