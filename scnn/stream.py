@@ -35,7 +35,7 @@ def _check_streamable(model: nn.Module, features: FeatureConfig) -> None:
     encoding = getattr(getattr(model, "config", None), "encoding", None)
     if encoding != "frames" or not hasattr(model, "step"):
         raise ValueError(f"model {type(model).__name__} takes encoding {encoding!r}; streaming needs a model fed "
-                         "frame by frame (encoding 'frames', e.g. kws_alif)")
+                         "frame by frame (encoding 'frames', e.g. the preset 'streaming')")
     if features.representation != "causal_mfcc":
         raise ValueError(f"features {features.representation!r} need the whole recording; streaming needs "
                          "representation 'causal_mfcc' (data.feature_preset=causal)")

@@ -77,7 +77,7 @@ def test_the_frames_encoding_gives_one_frame_per_step():
         assert torch.equal(frames[t, ..., 0], x[..., t])
 
 
-@pytest.mark.parametrize("preset", ["kws_alif", "kws_rleaky"])
+@pytest.mark.parametrize("preset", ["streaming", "streaming_rleaky"])
 def test_a_streaming_model_is_causal_and_steps_as_it_runs(preset):
     torch.manual_seed(0)
     model = create_model(preset, input_shape=(1, 20, 30), threshold=0.5).eval()
@@ -99,12 +99,12 @@ def test_a_streaming_model_is_causal_and_steps_as_it_runs(preset):
 
 def test_streaming_model_options_are_checked_by_name():
     with pytest.raises(ValueError, match="kernel must be odd"):
-        create_model("kws_alif", kernel=4)
+        create_model("streaming", kernel=4)
     with pytest.raises(ValueError, match="unknown neuron 'nope'"):
-        create_model("kws_alif", neuron="nope")
+        create_model("streaming", neuron="nope")
     with pytest.raises(ValueError, match=r"input_shape must be \(1, coefficients, frames\)"):
-        create_model("kws_alif", input_shape=(2, 20, 64))
-    model = create_model("kws_rleaky", hidden=(8,), neuron_options={"all_to_all": False})
+        create_model("streaming", input_shape=(2, 20, 64))
+    model = create_model("streaming_rleaky", hidden=(8,), neuron_options={"all_to_all": False})
     assert [type(n).neuron_name for n in model.neurons()] == ["leaky", "rleaky", "leaky"]
 
 
@@ -124,7 +124,7 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
                     "--out", str(tmp_path / "run"), "--threads", "1", "data.dataset=folders", "data.split=random",
                     "data.test_fraction=0.25", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=1",
                     "model.hidden=[16]"])
-    assert results["run_config"]["model"]["name"] == "kws_alif"
+    assert results["run_config"]["model"]["name"] == "streaming"
     assert results["run_config"]["data"]["feature_preset"] == "causal"
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert checkpoint["model"]["family"] == "streaming"
@@ -136,11 +136,11 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
 
 
 def _streaming_setup(seed: int = 0):
-    """An untrained kws_alif with active layers and a normaliser fitted on causal features of noise-like audio."""
+    """An untrained streaming with active layers and a normaliser fitted on causal features of noise-like audio."""
     from scnn.features.normalize import Normalizer
 
     torch.manual_seed(seed)
-    model = create_model("kws_alif", input_shape=(1, 20, 64), threshold=0.5, hidden=(32, 32)).eval()
+    model = create_model("streaming", input_shape=(1, 20, 64), threshold=0.5, hidden=(32, 32)).eval()
     features = feature_config("causal")
     examples = np.stack([waveform_to_mfcc(_speech_like(8192, seed=s), features) for s in range(4)])
     return model, features, Normalizer.fit(examples)

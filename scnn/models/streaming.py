@@ -14,7 +14,7 @@ Layers (every one a spec-net :class:`~scnn.models.spec_net.Block`: synapse -> ne
       classifier Linear(hidden[-1], classes)                    -> leaky readout neuron
     per-frame class evidence: the readout membrane [T, B, classes]; logits: its sum over frames
 
-Presets: ``kws_alif`` (adaptive LIF hidden layers, Bellec et al. 2018) and ``kws_rleaky``
+Presets: ``streaming`` (adaptive LIF hidden layers, Bellec et al. 2018) and ``streaming_rleaky``
 (recurrent LIF hidden layers), both on the "causal" feature preset (20 causal MFCCs, 64 frames
 of 16 ms).
 """
@@ -160,5 +160,5 @@ class StreamingNet(nn.Module):
 
 
 register_family("streaming", StreamingNetConfig, StreamingNet)
-register_model("kws_alif", "streaming", neuron="alif")
-register_model("kws_rleaky", "streaming", neuron="rleaky")
+register_model("streaming", "streaming", neuron="alif")
+register_model("streaming_rleaky", "streaming", neuron="rleaky")
