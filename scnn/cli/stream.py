@@ -15,18 +15,18 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from scnn.cli.common import _number
+    from scnn.cli.common import nonnegative_float, positive_float
 
     parser.add_argument("file", help="audio file (wav, flac; resampled to the model's rate)")
     parser.add_argument("--checkpoint", required=True, help="best.pt of a streaming model (e.g. configs/fsdd_streaming.yaml)")
-    parser.add_argument("--chunk-ms", type=_number(float, 0, exclusive=True), default=16.0,
+    parser.add_argument("--chunk-ms", type=positive_float, default=16.0,
                         help="audio per push in milliseconds (default 16: one frame)")
-    parser.add_argument("--every", type=_number(float, 0, exclusive=True), default=0.25,
+    parser.add_argument("--every", type=positive_float, default=0.25,
                         help="print what it hears every this many seconds of audio (default 0.25)")
     parser.add_argument("--plot", help="class evidence against time (default: <file stem>_evidence.png here)")
-    parser.add_argument("--level-db", type=_number(float, 0, exclusive=True), default=30.0,
+    parser.add_argument("--level-db", type=positive_float, default=30.0,
                         help="speech: louder than this many dB below the loudest frame so far (default 30)")
-    parser.add_argument("--min-gap", type=_number(float, 0), default=0.2,
+    parser.add_argument("--min-gap", type=nonnegative_float, default=0.2,
                         help="seconds of silence that separate two words (default 0.2)")
 
 
