@@ -7,7 +7,9 @@ frame) computes the frames those samples complete, normalises them per coefficie
 every neuron one step per frame (``model.step``; the neurons keep their state between pushes).
 The evidence of frame t is the readout membrane ``[classes]`` after it, available once the audio
 up to ``(t + 1) * hop`` samples has arrived; it equals :func:`offline_evidence`, the model's
-multi-step pass over the same audio (tested).
+multi-step pass over the same audio (tested). A model trained on isolated words starts each
+word from rest; ``reset_after_silence_s`` resets it likewise once a silence has lasted that long
+(``scnn stream`` does after 0.3 s).
 
 :func:`detect` splits a long recording into words: frames louder than ``level_db`` below the
 loudest frame heard so far (and above an absolute floor) are speech; speech runs closer than
@@ -46,11 +48,22 @@ class Streamer:
 
     model: a frame-by-frame model; features: its causal feature config; normalizer: the
     training split's; class_names: for printing (default "0", "1", ...).
+    reset_after_silence_s: reset every neuron once silence has lasted this long (None: never, and
+    the evidence equals :func:`offline_evidence`); level_db, floor_db: :func:`speech_frames`' test.
     """
 
     def __init__(self, model: nn.Module, features: FeatureConfig, normalizer: Normalizer,
-                 class_names: list[str] | None = None):
+                 class_names: list[str] | None = None, reset_after_silence_s: float | None = None,
+                 level_db: float = 30.0, floor_db: float = -60.0):
         _check_streamable(model, features)
+        if reset_after_silence_s is not None and reset_after_silence_s <= 0:
+            raise ValueError(f"reset_after_silence_s must be positive or None, got {reset_after_silence_s}")
+        # A model trained on isolated words starts each from rest; in a long stream it may carry the
+        # last word through the silence. With reset_after_silence_s, every neuron is reset once the
+        # silence (speech_frames' test, causal) has lasted that long, as before each training word.
+        self.reset_frames = (None if reset_after_silence_s is None else
+                             max(1, int(round(reset_after_silence_s * features.sample_rate / features.hop_length))))
+        self.level_db, self.floor_db = level_db, floor_db
         self.model = model.eval()
         self.features = features
         self.normalizer = normalizer
@@ -60,12 +73,14 @@ class Streamer:
         self.reset()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "Streamer":
+    def from_checkpoint(cls, path: str | Path, **options) -> "Streamer":
+        """The model, features, normaliser and class names of a checkpoint; options as the constructor's."""
         from scnn.train.evaluate import load_trained_model
 
         model, checkpoint = load_trained_model(path)
         features = DataConfig.from_dict(checkpoint["data_config"]).features()
-        return cls(model, features, Normalizer.from_state_dict(checkpoint["normalizer"]), checkpoint.get("class_names"))
+        return cls(model, features, Normalizer.from_state_dict(checkpoint["normalizer"]), checkpoint.get("class_names"),
+                   **options)
 
     @property
     def sample_rate(self) -> int:
@@ -81,6 +96,8 @@ class Streamer:
         self.front_end.reset()
         reset_net(self.model)
         self.frames_done = 0
+        self.loudest_db, self.silent_frames = -np.inf, 0
+        self.reset_at: list[int] = []  # frames at which the neurons were reset (reset_after_silence_s)
 
     @torch.no_grad()
     def push(self, samples: np.ndarray) -> np.ndarray:
@@ -90,6 +107,12 @@ class Streamer:
         evidence = np.zeros((len(mfcc), len(self.class_names)), dtype=np.float32)
         rows = self.features.num_rows or self.features.n_mfcc
         for index, frame in enumerate(mfcc):
+            self.loudest_db = max(self.loudest_db, float(levels[index]))
+            speech = levels[index] > self.loudest_db - self.level_db and levels[index] > self.floor_db
+            self.silent_frames = 0 if speech else self.silent_frames + 1
+            if self.reset_frames is not None and self.silent_frames == self.reset_frames:
+                reset_net(self.model)
+                self.reset_at.append(self.frames_done + index)
             frame = np.pad(frame, (0, rows - len(frame)))
             normalised = self.normalizer(frame[:, None])[:, 0]
             output = self.model.step(torch.from_numpy(normalised).view(1, 1, rows))

@@ -176,6 +176,29 @@ def test_the_streamer_equals_the_offline_pass(chunk_ms):
     assert np.array_equal(again, evidence)
 
 
+def test_a_streamer_that_resets_after_silence_starts_the_next_word_from_rest():
+    from scnn.stream import Streamer
+
+    model, features, normalizer = _streaming_setup()
+    audio = np.concatenate([_speech_like(3000, seed=7), np.zeros(4000, np.float32), _speech_like(3000, seed=8)])
+    streamer = Streamer(model, features, normalizer, reset_after_silence_s=0.2)
+    evidence, levels = streamer.run(audio, chunk_ms=16.0)
+    silent_from = 3000 // 128 + 1  # the first frame wholly in the gap
+    assert streamer.reset_at == [silent_from + 11]  # once, at the 12th silent frame (0.2 s = 12.5 frames)
+    reset = streamer.reset_at[0]
+    mfcc = causal_mfcc(audio, **CAUSAL)
+    x = torch.from_numpy(normalizer(mfcc))[None, None]
+    with torch.no_grad():
+        fresh = model(x[..., reset:]).membrane[:, 0].numpy()  # a model at rest from the reset frame on
+        carried = model(x).membrane[reset:, 0].numpy()
+        before = model(x).membrane[:reset, 0].numpy()
+    assert np.allclose(evidence[reset:], fresh, atol=1e-4)
+    assert np.allclose(evidence[:reset], before, atol=1e-4)
+    assert not np.allclose(fresh, carried, atol=1e-3)  # the reset changed what came after
+    with pytest.raises(ValueError, match="reset_after_silence_s must be positive"):
+        Streamer(model, features, normalizer, reset_after_silence_s=0.0)
+
+
 def test_only_frame_by_frame_models_on_causal_features_stream():
     from scnn.stream import Streamer
 

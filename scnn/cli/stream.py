@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", help="class evidence against time (default: <file stem>_evidence.png here)")
     parser.add_argument("--level-db", type=positive_float, default=30.0,
                         help="speech: louder than this many dB below the loudest frame so far (default 30)")
+    parser.add_argument("--reset-after-silence", type=nonnegative_float, default=0.3,
+                        help="reset every neuron after this many seconds of silence, as before each training "
+                             "word (default 0.3; 0: never)")
     parser.add_argument("--min-gap", type=nonnegative_float, default=0.2,
                         help="seconds of silence that separate two words (default 0.2)")
 
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(f"audio file {path} does not exist")
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    streamer = Streamer.from_checkpoint(args.checkpoint)
+    streamer = Streamer.from_checkpoint(args.checkpoint, reset_after_silence_s=args.reset_after_silence or None,
+                                        level_db=args.level_db)
     waveform = load_audio(path, streamer.sample_rate)
     started = time.perf_counter()
     evidence, levels = streamer.run(waveform, args.chunk_ms)
