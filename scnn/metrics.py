@@ -20,7 +20,9 @@ Workload (per sample)
                           accumulate-only operations (ACs), one per non-zero input per non-zero
                           weight it fans out to; a layer fed by real values performs MACs, counted
                           the same way (zero inputs cost nothing); ``dense`` counts every
-                          input-weight pair. Summed over layers and time steps.
+                          input-weight pair. Summed over layers and time steps. A recurrent
+                          neuron's own synapses (``recurrent_synapses()``) count the same way, fed
+                          the layer's spikes of the previous step (``blocks.N.recurrent``).
     activation sparsity   zero activations / all activations over LIF layers (ReLU layers for the
                           control CNN), neurons, time steps and samples (NeuroBench's definition).
     firing rate           spikes per neuron per step, averaged over samples (for histograms).
@@ -30,7 +32,7 @@ Workload (per sample)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
@@ -101,7 +103,8 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
             per_layer[name] = int(by_module.get(f"model.{name}", 0))
     # The hoisted first layer ran once; the reference code runs it at every step too.
     first_layer_macs = next(iter(per_layer.values()), 0)
-    per_step = total + (_num_steps(model) - 1) * first_layer_macs if is_spiking(model) else total
+    hoisted = is_spiking(model) and get_encoder(model.config.encoding).kind == "static"
+    per_step = total + (_num_steps(model) - 1) * first_layer_macs if hoisted else total
     return {"as_executed": total, "per_step": per_step, "flops_as_executed": 2 * total, "per_layer": per_layer}
 
 
@@ -125,6 +128,7 @@ class LayerActivity:
     connection: nn.Module
     synapse_input: torch.Tensor
     activation_output: torch.Tensor | None
+    recurrent: list[nn.Module] = field(default_factory=list)  # the neuron's recurrent synapses (fed S[t-1])
 
 
 @torch.no_grad()
@@ -141,7 +145,8 @@ def record_activity(model: nn.Module, x: torch.Tensor) -> list[LayerActivity]:
         first_input = x if x.dim() == 4 or get_encoder(model.config.encoding).kind == "static" else x.flatten(0, 1)
         inputs = [first_input] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
         for index, (block, spikes) in enumerate(zip(model.blocks, output.layer_spikes)):
-            activity.append(LayerActivity(f"blocks.{index}", connections[index], inputs[index], spikes))
+            activity.append(LayerActivity(f"blocks.{index}", connections[index], inputs[index], spikes,
+                                          block.activation.recurrent_synapses()))
         return activity
     h = x
     for index, block in enumerate(model.blocks):
@@ -161,6 +166,15 @@ def _binary_layer_ops(layer: nn.Module, inputs: torch.Tensor, dense: bool) -> in
         return int(F.linear(inputs.flatten(1), weight).sum())
     return int(F.conv2d(inputs, weight, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                         groups=layer.groups).sum())
+
+
+def _recurrent_ops(module: nn.Module, spikes: torch.Tensor) -> tuple[int, int]:
+    """(effective, dense) accumulates of a neuron's recurrent synapse fed ``spikes [N, ...]``: a Linear or
+    Conv2d counts as a layer does; one-to-one feedback (a weight ``V`` per neuron) one per spike."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        return _binary_layer_ops(module, spikes, dense=False), _binary_layer_ops(module, spikes, dense=True)
+    weight = torch.as_tensor(module.V)
+    return int(((spikes != 0) & (weight != 0)).sum()), spikes.numel()
 
 
 def is_binary(tensor: torch.Tensor) -> bool:
@@ -185,6 +199,15 @@ def synaptic_operations(activity: list[LayerActivity], batch_size: int, first_la
         totals["dense"] += dense
         per_layer[layer.name] = {"kind": kind.removeprefix("effective_"), "effective": effective / batch_size,
                                  "dense": dense / batch_size}
+        for position, module in enumerate(layer.recurrent):
+            # Step t feeds back the spikes of step t-1: the last step's spikes feed nothing.
+            fed_back = layer.activation_output[:-1].flatten(0, 1)
+            effective, dense = _recurrent_ops(module, fed_back)
+            totals["effective_acs"] += effective
+            totals["dense"] += dense
+            suffix = "" if position == 0 else f".{position}"
+            per_layer[f"{layer.name}.recurrent{suffix}"] = {"kind": "acs", "effective": effective / batch_size,
+                                                            "dense": dense / batch_size}
     per_sample = {key: value / batch_size for key, value in totals.items()}
     return {**per_sample, "per_layer": per_layer}
 

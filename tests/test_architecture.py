@@ -314,7 +314,7 @@ def test_rate_encoding_is_seeded_bernoulli_of_the_squashed_features():
     assert torch.allclose(spikes.mean(0), torch.sigmoid(x), atol=0.02)
     torch.manual_seed(0)
     assert torch.equal(get_encoder("rate").encode(x, 4000), spikes)
-    with pytest.raises(ValueError, match="unknown encoding 'morse'; registered: direct, rate"):
+    with pytest.raises(ValueError, match="unknown encoding 'morse'; registered: direct, frames, rate"):
         get_encoder("morse")
 
 

@@ -39,6 +39,9 @@ BAD_ARGUMENTS = [
     (["tune", "--search", "grid"], "argument --search: invalid choice: 'grid'"),
     (["plot"], "nothing to plot"),
     (["plot", "--sample", "-1", "--run", "x"], "argument --sample: must be >= 0, got -1"),
+    (["stream", "x.wav"], "the following arguments are required: --checkpoint"),
+    (["stream", "missing.wav", "--checkpoint", "x.pt"], "audio file missing.wav does not exist"),
+    (["stream", "x.wav", "--checkpoint", "x.pt", "--chunk-ms", "0"], "argument --chunk-ms: must be > 0.0, got 0"),
     (["fly"], "invalid choice: 'fly'"),
 ]
 

@@ -27,6 +27,7 @@ COMMANDS = {
     "sweep": ("scnn.cli.sweep", "sweep one parameter over several seeds"),
     "tune": ("scnn.cli.tune", "Ray Tune search over neuron (or SSM) parameters"),
     "plot": ("scnn.cli.plot", "regenerate the figures from saved results"),
+    "stream": ("scnn.cli.stream", "listen to a recording chunk by chunk; words detected over time"),
 }
 
 # Errors a user can cause and fix: printed as one line. Anything else is a bug: traceback.

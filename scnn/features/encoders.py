@@ -64,3 +64,11 @@ def rate(x: torch.Tensor, num_steps: int) -> torch.Tensor:
     on the normalised features squashed into [0, 1]); ``[B, ...]`` -> 0/1 ``[T, B, ...]``."""
     probability = torch.sigmoid(x)
     return torch.bernoulli(probability.unsqueeze(0).expand(num_steps, *probability.shape).contiguous())
+
+
+@register_encoder("frames", kind="sequence")
+def frames(x: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Frame by frame: step t sees feature frame t (column t of ``[B, C, F, W]``) and nothing later,
+    ``[B, C, F, W]`` -> ``[W, B, C, F, 1]``; T is the number of frames W (``num_steps`` is not used).
+    A model fed this way can answer while the audio arrives (:mod:`scnn.stream`)."""
+    return x.permute(3, 0, 1, 2).unsqueeze(-1)

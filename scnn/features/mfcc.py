@@ -36,6 +36,7 @@ FEATURE_CACHE_VERSION = 3  # bump when the extraction code or the cache layout c
 
 
 LEVELS = ("none", "peak", "rms")
+REPRESENTATIONS = ("mfcc", "waveform", "causal_mfcc")
 
 
 class AudioFileError(ValueError):
@@ -65,7 +66,9 @@ class FeatureConfig:
     num_rows: zero-pad the coefficient axis up to this many rows (None: n_mfcc).
     normalize: fit per-coefficient mean/std on the training split.
     representation: "mfcc", or "waveform" for raw audio: the trimmed waveform centre-padded
-        or cropped to ``num_frames`` samples, one row (the SSM baseline's raw-audio input).
+        or cropped to ``num_frames`` samples, one row (the SSM baseline's raw-audio input), or
+        "causal_mfcc": frame t computed from the audio up to its end only, as a stream can
+        (:mod:`scnn.features.causal`; the waveform centre-padded or cropped to num_frames hops).
     level: loudness of each recording after the trim: "none" keeps it, "peak" scales the
         largest |sample| to 1, "rms" scales the root-mean-square to 1 (an automatic gain
         control; raw-audio models otherwise see each speaker's and session's level).
@@ -89,8 +92,12 @@ class FeatureConfig:
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"FeatureConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.representation not in ("mfcc", "waveform"):
-            raise ValueError(f"FeatureConfig.representation must be 'mfcc' or 'waveform', got {self.representation!r}")
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"FeatureConfig.representation must be one of {REPRESENTATIONS}, "
+                             f"got {self.representation!r}")
+        if self.representation == "causal_mfcc" and (self.top_db is not None or self.level != "none"):
+            raise ValueError("FeatureConfig.top_db must be None and level 'none' for representation 'causal_mfcc' "
+                             "(trimming silence and scaling the level need the whole recording)")
         if self.level not in LEVELS:
             raise ValueError(f"FeatureConfig.level must be one of {LEVELS}, got {self.level!r}")
         if self.fit not in ("center", "end"):
@@ -122,6 +129,9 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # Raw audio for the SSM baseline: 8,000 samples (1 s at 8 kHz) centred after trimming, each
     # recording scaled to unit RMS (+0.67 points for the 48-wide raw-audio SSM, docs/ssm_raw_grid.md).
     "waveform": FeatureConfig(representation="waveform", num_frames=8000, n_mfcc=1, n_mels=1, level="rms"),
+    # Streaming: 20 causal MFCCs from 40 mel bands, 32 ms windows every 16 ms, 64 frames (1.02 s),
+    # no trim (scnn.features.causal): what a stream computes frame by frame.
+    "causal": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64),
 }
 
 
@@ -200,6 +210,13 @@ def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     waveform = normalize_level(waveform, config.level)
     if config.representation == "waveform":
         return _fit_length(waveform, config.num_frames)[None, :].astype(np.float32)
+    if config.representation == "causal_mfcc":
+        from scnn.features.causal import causal_mfcc
+
+        waveform = _fit_length(waveform, config.num_frames * config.hop_length)
+        mfcc = causal_mfcc(waveform, config.sample_rate, config.n_fft, config.hop_length, config.n_mels,
+                           config.n_mfcc)
+        return np.pad(mfcc, ((0, (config.num_rows or config.n_mfcc) - config.n_mfcc), (0, 0))).astype(np.float32)
     if config.fit == "center":
         # librosa's centred STFT gives 1 + samples // hop frames.
         waveform = _fit_length(waveform, (config.num_frames - 1) * config.hop_length)

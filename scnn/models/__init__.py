@@ -10,3 +10,4 @@ from scnn.models.registry import (MODEL_FAMILIES, MODEL_PRESETS, build_model, co
 from scnn.models.outputs import NetOutput
 from scnn.models.spec_net import LayerSpec, SpecNet, SpecNetConfig, parse_spec
 from scnn.models import ssm as _ssm  # noqa: F401  (registers the SSM presets)
+from scnn.models import streaming as _streaming  # noqa: F401  (registers the streaming presets)

@@ -36,7 +36,7 @@ from scnn.engine.synapses import spike_synapse
 from scnn.features.encoders import get_encoder
 from scnn.models.outputs import NetOutput
 from scnn.models.registry import register_family, register_model
-from scnn.neurons.base import SpikingNeuron, create_neuron
+from scnn.neurons.base import NEURONS, SpikingNeuron, create_neuron
 
 # --------------------------------------------------------------------------- spec strings
 
@@ -224,12 +224,14 @@ class SpecNet(nn.Module):
         config = self.config
         if not config.spiking:
             return nn.Identity() if is_classifier else nn.ReLU()
+        # A neuron with recurrent weights needs the layer's size whether or not beta is per channel.
+        size = {"size": num_channels} if getattr(NEURONS.get(config.neuron), "takes_layer_size", False) else {}
         return create_neuron(
             config.neuron, beta=config.beta, threshold=config.threshold, surrogate=config.surrogate,
             slope=config.surrogate_slope, reset_mechanism=config.reset_mechanism,
             learn_beta=config.learn_beta, learn_threshold=config.learn_threshold,
             num_channels=num_channels if config.per_channel_beta else None, channel_dims=channel_dims,
-            **config.neuron_options,
+            **size, **config.neuron_options,
         )
 
     @property

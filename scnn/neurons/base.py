@@ -82,7 +82,11 @@ class SpikingNeuron(nn.Module):
     Subclasses call ``super().__init__()``, set up their parameters, and implement
     ``forward`` and ``step``. The state of single-step mode is registered by name with
     :meth:`register_state`, so ``reset`` and ``state`` need no code of their own.
+    ``takes_layer_size``: the constructor needs ``size`` (the layer's neurons, or channels of a
+    convolution), as a neuron with recurrent weights does; models then always pass it.
     """
+
+    takes_layer_size = False
 
     def __init__(self):
         super().__init__()
@@ -122,6 +126,24 @@ class SpikingNeuron(nn.Module):
 
     def recurrent_synapses(self) -> list[nn.Module]:
         return []
+
+
+def check_range(name: str, value, low: float | None = None, high: float | None = None,
+                strictly_above: bool = False) -> None:
+    """ValueError naming ``name`` unless every entry of ``value`` lies in [low, high] (or above low)."""
+    values = torch.as_tensor(value, dtype=torch.float32)
+    if low is not None and bool((values <= low).any() if strictly_above else (values < low).any()):
+        raise ValueError(f"{name} must be {'>' if strictly_above else '>='} {low}, got {value}")
+    if high is not None and bool((values > high).any()):
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+
+
+def per_channel(value: float, num_channels: int | None, channel_dims: int) -> torch.Tensor:
+    """``value`` as a scalar tensor, or one copy per channel ``[C, 1, ...]`` (channel_dims trailing ones)."""
+    tensor = torch.tensor(float(value))
+    if num_channels is None:
+        return tensor
+    return tensor.repeat(num_channels).reshape(num_channels, *([1] * channel_dims))
 
 
 def reset_net(model: nn.Module) -> None:

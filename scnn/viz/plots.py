@@ -497,3 +497,23 @@ def plot_qat_curves(runs: list[dict], path: str | Path, title: str = "") -> Path
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, path)
+
+
+def plot_class_evidence(times, evidence, class_names: list[str], path: str | Path, detections: list[dict] = (),
+                        title: str = "") -> Path:
+    """Class evidence against time: one line per class (``evidence [frames, classes]`` at ``times``
+    seconds), each detection (``start_s``, ``end_s``, ``name``) shaded and labelled."""
+    evidence = np.asarray(evidence)
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.5 * float(times[-1]) if len(times) else 6.0), 3.6))
+    colours = plt.get_cmap("tab10")
+    for index, name in enumerate(class_names):
+        axis.plot(times, evidence[:, index], lw=1.0, color=colours(index % 10), label=name)
+    for found in detections:
+        axis.axvspan(found["start_s"], found["end_s"], color="0.85", zorder=0)
+        axis.text((found["start_s"] + found["end_s"]) / 2, 1.0, found["name"], transform=axis.get_xaxis_transform(),
+                  ha="center", va="bottom", fontsize=10)
+    axis.set_xlabel("time (s)")
+    axis.set_ylabel("readout membrane")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="class")
+    axis.set_title(title, pad=16)
+    return _save(figure, path)

@@ -1,0 +1,265 @@
+"""Listening as the audio arrives: causal features, frame-by-frame models, the Streamer."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from scnn.features.causal import CausalMfcc, causal_mfcc
+from scnn.features.encoders import get_encoder
+from scnn.features.mfcc import FeatureConfig, feature_config, waveform_to_mfcc
+from scnn.models import create_model
+from scnn.neurons import reset_net
+
+REPO = Path(__file__).resolve().parents[1]
+CAUSAL = dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=40, n_mfcc=20)
+
+
+def _speech_like(samples: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / 8000
+    return (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t)) + 0.05 * rng.standard_normal(samples)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- causal features
+
+
+def test_causal_mfcc_is_librosas_mfcc_of_the_left_padded_stream():
+    import librosa
+
+    audio = _speech_like(3000)
+    ours = causal_mfcc(audio, **CAUSAL)
+    assert ours.shape == (20, 3000 // 128)
+    stream = np.concatenate([np.zeros(256 - 128, np.float32), audio])
+    mel = librosa.feature.melspectrogram(y=stream, sr=8000, n_fft=256, hop_length=128, n_mels=40, center=False)
+    reference = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=20)
+    assert np.allclose(ours, reference[:, : ours.shape[1]], atol=1e-3)
+
+
+def test_causal_mfcc_in_chunks_equals_the_whole_and_sees_no_future_sample():
+    audio = _speech_like(4000, seed=1)
+    whole = causal_mfcc(audio, **CAUSAL)
+    stream = CausalMfcc(**CAUSAL)
+    sizes = [1, 127, 128, 129, 300, 5, 1000]
+    pieces, start = [], 0
+    for size in sizes * 3:
+        pieces.append(stream.push(audio[start:start + size]))
+        start += size
+    pieces.append(stream.push(audio[start:]))
+    assert np.array_equal(np.concatenate(pieces).T, whole)
+    changed = audio.copy()
+    changed[20 * 128:] += 0.5  # from frame 19's end on
+    after = causal_mfcc(changed, **CAUSAL)
+    assert np.array_equal(after[:, :20], whole[:, :20])
+    assert not np.allclose(after[:, 20], whole[:, 20])
+
+
+def test_the_causal_feature_preset_and_its_checks():
+    config = feature_config("causal")
+    matrix = waveform_to_mfcc(_speech_like(5000), config)
+    assert matrix.shape == config.shape == (20, 64)
+    with pytest.raises(ValueError, match="top_db must be None and level 'none' for representation 'causal_mfcc'"):
+        FeatureConfig(representation="causal_mfcc", top_db=30.0)
+
+
+# --------------------------------------------------------------------------- frame-by-frame models
+
+
+def test_the_frames_encoding_gives_one_frame_per_step():
+    x = torch.arange(2 * 1 * 3 * 5, dtype=torch.float32).reshape(2, 1, 3, 5)
+    encoder = get_encoder("frames")
+    frames = encoder.encode(x, 99)
+    assert encoder.kind == "sequence" and frames.shape == (5, 2, 1, 3, 1)
+    for t in range(5):
+        assert torch.equal(frames[t, ..., 0], x[..., t])
+
+
+@pytest.mark.parametrize("preset", ["streaming", "streaming_rleaky"])
+def test_a_streaming_model_is_causal_and_steps_as_it_runs(preset):
+    torch.manual_seed(0)
+    model = create_model(preset, input_shape=(1, 20, 30), threshold=0.5).eval()
+    x = torch.randn(2, 1, 20, 30) * 2
+    with torch.no_grad():
+        output = model(x, record=True)
+        assert output.membrane.shape == (30, 2, 10) and output.logits.shape == (2, 10)
+        assert all(spikes.sum() > 0 for spikes in output.layer_spikes[:-1])  # the layers are active
+        for k in (0, 12, 29):
+            changed = x.clone()
+            changed[..., k] += 3.0
+            after = model(changed).membrane
+            assert torch.equal(after[:k], output.membrane[:k])  # no earlier frame hears it
+            assert not torch.allclose(after[k:], output.membrane[k:])
+        reset_net(model)
+        stepped = torch.stack([model.step(x[..., t]).logits for t in range(30)])
+    assert torch.allclose(stepped, output.membrane, atol=1e-5)
+
+
+def test_streaming_model_options_are_checked_by_name():
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        create_model("streaming", kernel=4)
+    with pytest.raises(ValueError, match="unknown neuron 'nope'"):
+        create_model("streaming", neuron="nope")
+    with pytest.raises(ValueError, match=r"input_shape must be \(1, coefficients, frames\)"):
+        create_model("streaming", input_shape=(2, 20, 64))
+    model = create_model("streaming_rleaky", hidden=(8,), neuron_options={"all_to_all": False})
+    assert [type(n).neuron_name for n in model.neurons()] == ["leaky", "rleaky", "leaky"]
+
+
+def _class_folders(root: Path, fsdd_dir: Path, digits=(0, 1, 2), per_class: int = 8) -> Path:
+    for digit in digits:
+        (root / str(digit)).mkdir(parents=True)
+        for path in sorted(fsdd_dir.glob(f"{digit}_*.wav"))[:per_class]:
+            (root / str(digit) / path.name).symlink_to(path)
+    return root
+
+
+def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
+    from scnn.cli import main
+
+    data = _class_folders(tmp_path / "digits", fsdd_dir)
+    results = main(["train", "--config", str(REPO / "configs" / "fsdd_streaming.yaml"), "--data-dir", str(data),
+                    "--out", str(tmp_path / "run"), "--threads", "1", "data.dataset=folders", "data.split=random",
+                    "data.test_fraction=0.25", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=1",
+                    "model.hidden=[16]"])
+    assert results["run_config"]["model"]["name"] == "streaming"
+    assert results["run_config"]["data"]["feature_preset"] == "causal"
+    checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert checkpoint["model"]["family"] == "streaming"
+    assert tuple(checkpoint["model"]["config"]["input_shape"]) == (1, 20, 64)
+    assert 0.0 <= results["test_accuracy"] <= 1.0 and results["split_sizes"]["test"] == 6
+
+
+# --------------------------------------------------------------------------- the Streamer
+
+
+def _streaming_setup(seed: int = 0):
+    """An untrained streaming with active layers and a normaliser fitted on causal features of noise-like audio."""
+    from scnn.features.normalize import Normalizer
+
+    torch.manual_seed(seed)
+    model = create_model("streaming", input_shape=(1, 20, 64), threshold=0.5, hidden=(32, 32)).eval()
+    features = feature_config("causal")
+    examples = np.stack([waveform_to_mfcc(_speech_like(8192, seed=s), features) for s in range(4)])
+    return model, features, Normalizer.fit(examples)
+
+
+def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tuple[np.ndarray, list]:
+    """FSDD recordings of ``digits`` with silence between: (waveform, [(start_s, end_s)] of each recording)."""
+    from scnn.features.mfcc import load_audio
+
+    gap = np.zeros(int(silence_s * 8000), np.float32)
+    pieces, spans, position = [gap], [], len(gap)
+    for digit in digits:
+        audio = load_audio(sorted(fsdd_dir.glob(f"{digit}_jackson_*.wav"))[0], 8000)
+        pieces += [audio, gap]
+        spans.append((position / 8000, (position + len(audio)) / 8000))
+        position += len(audio) + len(gap)
+    return np.concatenate(pieces), spans
+
+
+@pytest.mark.parametrize("chunk_ms", [16.0, 7.0, 100.0])
+def test_the_streamer_equals_the_offline_pass(chunk_ms):
+    from scnn.stream import Streamer, offline_evidence
+
+    model, features, normalizer = _streaming_setup()
+    audio = np.concatenate([_speech_like(5000, seed=5), np.zeros(2000, np.float32), _speech_like(3000, seed=6)])
+    streamer = Streamer(model, features, normalizer)
+    evidence, levels = streamer.run(audio, chunk_ms=chunk_ms)
+    offline = offline_evidence(model, features, normalizer, audio)
+    assert evidence.shape == offline.shape == (len(audio) // 128, 10) and levels.shape == (len(audio) // 128,)
+    assert np.abs(evidence).max() > 0.1 and np.ptp(evidence, axis=0).max() > 0.1  # evidence moves over time
+    assert np.allclose(evidence, offline, atol=1e-4)
+    again, _ = streamer.run(audio, chunk_ms=chunk_ms)  # run() starts a fresh stream: the state was reset
+    assert np.array_equal(again, evidence)
+
+
+def test_a_streamer_that_resets_after_silence_starts_the_next_word_from_rest():
+    from scnn.stream import Streamer
+
+    model, features, normalizer = _streaming_setup()
+    audio = np.concatenate([_speech_like(3000, seed=7), np.zeros(4000, np.float32), _speech_like(3000, seed=8)])
+    streamer = Streamer(model, features, normalizer, reset_after_silence_s=0.2)
+    evidence, levels = streamer.run(audio, chunk_ms=16.0)
+    silent_from = 3000 // 128 + 1  # the first frame wholly in the gap
+    assert streamer.reset_at == [silent_from + 11]  # once, at the 12th silent frame (0.2 s = 12.5 frames)
+    reset = streamer.reset_at[0]
+    mfcc = causal_mfcc(audio, **CAUSAL)
+    x = torch.from_numpy(normalizer(mfcc))[None, None]
+    with torch.no_grad():
+        fresh = model(x[..., reset:]).membrane[:, 0].numpy()  # a model at rest from the reset frame on
+        carried = model(x).membrane[reset:, 0].numpy()
+        before = model(x).membrane[:reset, 0].numpy()
+    assert np.allclose(evidence[reset:], fresh, atol=1e-4)
+    assert np.allclose(evidence[:reset], before, atol=1e-4)
+    assert not np.allclose(fresh, carried, atol=1e-3)  # the reset changed what came after
+    with pytest.raises(ValueError, match="reset_after_silence_s must be positive"):
+        Streamer(model, features, normalizer, reset_after_silence_s=0.0)
+
+
+def test_only_frame_by_frame_models_on_causal_features_stream():
+    from scnn.stream import Streamer
+
+    model, features, normalizer = _streaming_setup()
+    with pytest.raises(ValueError, match="streaming needs a model fed frame by frame"):
+        Streamer(create_model("model_b"), features, normalizer)
+    with pytest.raises(ValueError, match="streaming needs representation 'causal_mfcc'"):
+        Streamer(model, feature_config("default"), normalizer)
+
+
+def test_detections_take_the_class_with_most_evidence_in_each_word():
+    from scnn.stream import detect
+
+    levels = np.full(100, -80.0, np.float32)
+    levels[10:30] = -20.0
+    levels[33:36] = -21.0  # a 3-frame gap (48 ms) is one word with the run before
+    levels[60:62] = -25.0  # 32 ms: too short for a word
+    levels[70:90] = -22.0
+    evidence = np.zeros((100, 4), np.float32)
+    evidence[10:45, 2] = 5.0
+    evidence[70:100, 1] = 5.0
+    found = detect(evidence, levels, 0.016, ["a", "b", "c", "d"], min_gap_s=0.1, min_duration_s=0.1)
+    assert [(d.name, round(d.start_s, 3), round(d.end_s, 3)) for d in found] == [("c", 0.16, 0.576),
+                                                                                ("b", 1.12, 1.44)]
+    assert all(0.9 < d.confidence <= 1.0 for d in found)
+
+
+def test_a_long_file_of_several_digits_is_split_into_words(fsdd_dir):
+    from scnn.stream import Streamer, detect
+
+    model, features, normalizer = _streaming_setup()
+    audio, spans = _digits_file(fsdd_dir)
+    streamer = Streamer(model, features, normalizer)
+    evidence, levels = streamer.run(audio)
+    found = detect(evidence, levels, streamer.frame_seconds, streamer.class_names)
+    assert len(found) == len(spans) == 3
+    for word, (start, end) in zip(found, spans):
+        assert start - 0.02 <= word.start_s < word.end_s <= end + 0.05  # inside its recording
+
+
+def test_scnn_stream_prints_what_it_hears_and_draws_the_evidence(tmp_path, fsdd_dir, capsys):
+    from scnn.cli import main
+    from scnn.data.prepare import DataConfig
+    from scnn.io import save_checkpoint
+    from scnn.models import model_to_dict
+
+    model, features, normalizer = _streaming_setup()
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {"model": model_to_dict(model), "model_state": model.state_dict(),
+                                 "data_config": asdict(DataConfig(feature_preset="causal")),
+                                 "normalizer": normalizer.state_dict(), "class_names": [f"d{i}" for i in range(10)]})
+    audio, spans = _digits_file(fsdd_dir)
+    wav = tmp_path / "digits.wav"
+    soundfile.write(wav, audio, 8000)
+    result = main(["stream", str(wav), "--checkpoint", str(checkpoint), "--plot", str(tmp_path / "evidence.png")])
+    printed = capsys.readouterr().out
+    assert "3 word(s) detected:" in printed and "silence" in printed and "hears d" in printed
+    assert printed.count("\n") > len(audio) / 8000 / 0.25  # a line every 0.25 s of audio
+    assert len(result["detections"]) == 3 and result["real_time_factor"] > 0
+    assert (tmp_path / "evidence.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit) as stopped:
+        main(["stream", str(tmp_path / "missing.wav"), "--checkpoint", str(checkpoint)])
+    assert stopped.value.code == 2
+    assert "audio file" in capsys.readouterr().err
