@@ -40,9 +40,11 @@ def _stratified_take(recordings: list[Recording], fraction: float, seed: int) ->
 
 def split_recordings(recordings: list[Recording], split: str = "official", val_fraction: float = 0.1, seed: int = 0,
                      holdout_speaker: str = "theo", test_fraction: float = 0.1) -> Split:
-    """Split into train / validation / test; validation is carved out of train (stratified, seeded).
+    """Split into train / validation / test; validation is carved out of train (stratified, seeded), unless
+    the official split of a dataset that has its own validation part is asked for.
 
-    official: the dataset's own parts (FSDD: takes 0-4 test, 5-49 train, upstream's definition). speaker: every file of
+    official: the dataset's own parts (FSDD: takes 0-4 test, 5-49 train, upstream's definition; Speech
+    Commands: its list files, and then its validation part is the validation split, val_fraction unused). speaker: every file of
     ``holdout_speaker`` is test. random: stratified ``test_fraction`` per class, seeded.
     """
     if split not in SPLITS:
@@ -56,6 +58,9 @@ def split_recordings(recordings: list[Recording], split: str = "official", val_f
                              "use 'random' or 'speaker'")
         train = [r for r in recordings if r.official_part == "train"]
         test = [r for r in recordings if r.official_part == "test"]
+        val = [r for r in recordings if r.official_part == "val"]
+        if val:  # the dataset's own validation part (Speech Commands' validation_list.txt), not one carved out
+            return Split(train=train, val=val, test=test)
     elif split == "speaker":
         speakers = sorted({r.speaker for r in recordings if r.speaker is not None})
         if holdout_speaker not in speakers:
