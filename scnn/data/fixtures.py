@@ -65,3 +65,56 @@ def write_speech_commands_tree(root: str | Path, speakers_per_part: dict[str, in
     write_text(root / "validation_list.txt", "".join(f"{entry}\n" for entry in sorted(lists["val"])))
     write_text(root / "testing_list.txt", "".join(f"{entry}\n" for entry in sorted(lists["test"])))
     return speakers
+
+
+def write_event_file(path: str | Path, times: list[np.ndarray], units: list[np.ndarray], labels: list[int],
+                     speakers: list[int] | None = None, keys: list[str] | None = None) -> Path:
+    """An HDF5 file with SHD's keys and dtypes: ``spikes/times`` variable-length float16 seconds,
+    ``spikes/units`` variable-length uint16 channels, ``labels`` uint16, ``extra/speaker`` uint16 and
+    ``extra/keys`` bytes where given."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as handle:
+        stored_times = handle.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.float16))
+        stored_units = handle.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.uint16))
+        for index, (t, u) in enumerate(zip(times, units)):
+            stored_times[index] = np.asarray(t, np.float16)
+            stored_units[index] = np.asarray(u, np.uint16)
+        handle.create_dataset("labels", data=np.asarray(labels, np.uint16))
+        if speakers is not None:
+            handle.create_dataset("extra/speaker", data=np.asarray(speakers, np.uint16))
+        if keys is not None:
+            handle.create_dataset("extra/keys", data=np.asarray([k.encode() for k in keys]))
+    return path
+
+
+def random_events(generator: np.random.Generator, label: int, num_classes: int, spikes: int = 300,
+                  duration: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's (times sorted, units): spikes around a class-specific band of channels, so a
+    classifier can learn the fixture (real samples hold about 5,000-15,000 spikes)."""
+    centre = (label + 0.5) * 700 / num_classes
+    units = np.clip(np.rint(generator.normal(centre, 700 / num_classes / 3, spikes)), 0, 699)
+    times = np.sort(generator.uniform(0.0, duration, spikes))
+    return times.astype(np.float32), units.astype(np.int64)
+
+
+def write_heidelberg_files(root: str | Path, name: str = "shd", per_part: dict[str, int] | None = None,
+                           num_classes: int | None = None, spikes: int = 300, seed: int = 0) -> dict[str, Path]:
+    """The official files of SHD ("shd_train.h5", "shd_test.h5") or SSC (also "ssc_valid.h5") under
+    ``root`` with ``per_part[part]`` random samples each (labels cycling through the classes, speakers
+    0..9 for SHD, none for SSC). Returns the paths by part."""
+    from scnn.data.heidelberg import FILES
+
+    num_classes = num_classes or (20 if name == "shd" else 35)
+    per_part = per_part or {part: 2 * num_classes for part in FILES[name]}
+    generator = np.random.default_rng(seed)
+    written = {}
+    for part, file in FILES[name].items():
+        labels = [i % num_classes for i in range(per_part[part])]
+        samples = [random_events(generator, label, num_classes, spikes) for label in labels]
+        speakers = [i % 10 for i in range(len(labels))] if name == "shd" else None
+        written[part] = write_event_file(Path(root) / file, [t for t, _ in samples], [u for _, u in samples],
+                                         labels, speakers, keys=[f"class{i}" for i in range(num_classes)])
+    return written

@@ -28,12 +28,12 @@ def _stratified_take(recordings: list[Recording], fraction: float, seed: int) ->
     rng = np.random.default_rng(seed)
     taken_ids = set()
     for label in sorted({r.label for r in recordings}):
-        members = sorted((r for r in recordings if r.label == label), key=lambda r: str(r.path))
+        members = sorted((r for r in recordings if r.label == label), key=lambda r: (str(r.path), r.index or 0))
         count = int(round(fraction * len(members)))
         for index in rng.permutation(len(members))[:count]:
-            taken_ids.add(members[index].path)
-    rest = [r for r in recordings if r.path not in taken_ids]
-    taken = [r for r in recordings if r.path in taken_ids]
+            taken_ids.add(members[index].key)  # path, or path#row where one file holds many samples
+    rest = [r for r in recordings if r.key not in taken_ids]
+    taken = [r for r in recordings if r.key in taken_ids]
     return rest, taken
 
 
@@ -51,7 +51,7 @@ def split_recordings(recordings: list[Recording], split: str = "official", val_f
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in [0, 1), got {val_fraction}")
-    recordings = sorted(recordings, key=lambda r: str(r.path))
+    recordings = sorted(recordings, key=lambda r: (str(r.path), r.index or 0))
     if split == "official":
         if any(r.official_part is None for r in recordings):
             raise ValueError("this dataset defines no official split (as FSDD's takes 0-4 for test); "

@@ -69,6 +69,10 @@ class FeatureConfig:
     level: loudness of each recording after the trim: "none" keeps it, "peak" scales the
         largest |sample| to 1, "rms" scales the root-mean-square to 1 (an automatic gain
         control; raw-audio models otherwise see each speaker's and session's level).
+        "events" for spike-event datasets (SHD, SSC): spike counts ``[num_rows, num_frames]``, each
+        row ``700 / num_rows`` neighbouring channels, each frame ``hop_length / sample_rate`` seconds
+        (sample_rate is then the event clock, in ticks per second); the dataset bins them
+        (:func:`scnn.data.heidelberg.bin_events`), the MFCC fields are unused.
     """
 
     sample_rate: int = 8000
@@ -89,8 +93,11 @@ class FeatureConfig:
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"FeatureConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.representation not in ("mfcc", "waveform"):
-            raise ValueError(f"FeatureConfig.representation must be 'mfcc' or 'waveform', got {self.representation!r}")
+        if self.representation not in ("mfcc", "waveform", "events"):
+            raise ValueError("FeatureConfig.representation must be 'mfcc', 'waveform' or 'events', "
+                             f"got {self.representation!r}")
+        if self.representation == "events" and self.num_rows is None:
+            raise ValueError("FeatureConfig.num_rows (channel rows) is required for representation='events'")
         if self.level not in LEVELS:
             raise ValueError(f"FeatureConfig.level must be one of {LEVELS}, got {self.level!r}")
         if self.fit not in ("center", "end"):
@@ -122,6 +129,11 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # Raw audio for the SSM baseline: 8,000 samples (1 s at 8 kHz) centred after trimming, each
     # recording scaled to unit RMS (+0.67 points for the 48-wide raw-audio SSM, docs/ssm_raw_grid.md).
     "waveform": FeatureConfig(representation="waveform", num_frames=8000, n_mfcc=1, n_mels=1, level="rms"),
+    # Spike events of SHD / SSC: 100 frames of 14 ms (1.4 s, as Zenke's SHD tutorial and Cramer et al.
+    # 2020 bin them), the 700 channels summed in fives to 140 rows (float32 [140, 100] is 56 kB a
+    # sample: SHD's 8,156 training samples hold 0.46 GB); spike counts, not normalised.
+    "events": FeatureConfig(representation="events", sample_rate=1000, hop_length=14, num_frames=100,
+                            num_rows=140, n_mfcc=1, n_mels=1, top_db=None, normalize=False),
 }
 
 
