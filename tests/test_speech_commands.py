@@ -96,11 +96,15 @@ def test_background_noise_listed_for_augmentation(tree, tmp_path):
         background_noise_files(tmp_path)
 
 
-def test_bad_trees_fail_naming_every_problem(tmp_path):
+def test_bad_trees_fail_naming_every_problem(tmp_path, monkeypatch):
     root = tmp_path / "sc"
     write_speech_commands_tree(root, {"train": 1, "val": 1, "test": 1}, seconds=0.05)
-    with pytest.raises(FileNotFoundError, match="--data-dir"):
-        dataset_listing(DataConfig(dataset="speech_commands"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SCNN_SPEECH_COMMANDS_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="downloading is off; pass --data-dir DIR"):
+        dataset_listing(DataConfig(dataset="speech_commands", download=False))
+    with pytest.raises(FileNotFoundError, match=r"sc/nothere does not exist; pass --data-dir"):
+        dataset_listing(DataConfig(dataset="speech_commands", data_dir=str(tmp_path / "sc" / "nothere")))
     (root / "testing_list.txt").write_text("yes/nobody_nohash_0.wav\n" + (root / "testing_list.txt").read_text()
                                            + "cat/gone_nohash_1.wav\n")
     with pytest.raises(ValueError, match=r"2 files: testing_list.txt:1: lists yes/nobody_nohash_0.wav.*"

@@ -36,10 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
+from scnn.data.download import DownloadError, download_file, unpack_tar
 from scnn.data.registry import DatasetListing, Recording, default_cache_dir, register_dataset
 from scnn.io import atomic_write, describe_problems
 
 SPEECH_COMMANDS_ENV_VAR = "SCNN_SPEECH_COMMANDS_DIR"
+SPEECH_COMMANDS_URL = "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+# torchaudio's pinned digest of this archive (torchaudio/datasets/speechcommands.py, _CHECKSUMS); not
+# re-measured here, where the archive cannot be downloaded.
+SPEECH_COMMANDS_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 WORDS_35 = ("backward", "bed", "bird", "cat", "dog", "down", "eight", "five", "follow", "forward", "four", "go",
             "happy", "house", "learn", "left", "marvin", "nine", "no", "off", "on", "one", "right", "seven",
             "sheila", "six", "stop", "three", "tree", "two", "up", "visual", "wow", "yes", "zero")
@@ -70,21 +75,46 @@ def official_part_of(filename: str, validation_percentage: float = 10.0, testing
     return "train"
 
 
-def locate_speech_commands(data_dir: str | Path | None = None) -> Path:
-    """The unpacked release: ``data_dir``, else ``$SCNN_SPEECH_COMMANDS_DIR``; it must hold both list files."""
+def locate_speech_commands(data_dir: str | Path | None = None, download: bool = True, url: str = SPEECH_COMMANDS_URL,
+                           sha256: str = SPEECH_COMMANDS_SHA256, progress: bool = True) -> Path:
+    """The unpacked release: ``data_dir``, else ``$SCNN_SPEECH_COMMANDS_DIR``, else the cache
+    ``<user cache>/scnn/speech_commands_v0.02`` (downloaded and unpacked there if absent and ``download``).
+
+    The folder must hold both list files. A folder given by argument or environment is never downloaded into.
+    """
+    how_to = (f"pass --data-dir DIR (the unpacked speech_commands_v0.02.tar.gz: word folders, _background_noise_, "
+              f"validation_list.txt, testing_list.txt) or set {SPEECH_COMMANDS_ENV_VAR}=DIR")
     where = data_dir or os.environ.get(SPEECH_COMMANDS_ENV_VAR)
-    if not where:
-        raise FileNotFoundError(
-            f"Speech Commands v2 needs --data-dir (or ${SPEECH_COMMANDS_ENV_VAR}) pointing at the unpacked "
-            "speech_commands_v0.02.tar.gz (word folders, _background_noise_, validation_list.txt, testing_list.txt)")
-    root = Path(where)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Speech Commands folder {root} does not exist")
+    if where:
+        root = Path(where).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"Speech Commands folder {root} does not exist; {how_to}")
+    else:
+        root = default_cache_dir() / "speech_commands_v0.02"
+        if not root.is_dir():
+            if not download:
+                raise FileNotFoundError(f"Speech Commands not found in the cache {root} and downloading is off; {how_to}")
+            try:
+                download_speech_commands(root, url=url, sha256=sha256, progress=progress)
+            except DownloadError as error:
+                raise DownloadError(f"{error}; to use a copy you already have, {how_to}") from error
     missing = [name for name in PARTS if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(f"Speech Commands folder {root} lacks {' and '.join(missing)} "
                                 "(the official split); is it the unpacked v0.02 release?")
     return root
+
+
+def download_speech_commands(dest: str | Path, url: str = SPEECH_COMMANDS_URL, sha256: str = SPEECH_COMMANDS_SHA256,
+                             progress: bool = True) -> Path:
+    """Fetch the release archive (2.3 GB; SHA-256 checked, resumed after an interruption), unpack it into
+    ``dest`` atomically, then delete the archive."""
+    dest = Path(dest)
+    archive = download_file(url, dest.with_name(dest.name + ".tar.gz"), sha256, what="Speech Commands v0.02",
+                            progress=progress)
+    unpack_tar(archive, dest, "Speech Commands v0.02")
+    archive.unlink()
+    return dest
 
 
 def background_noise_files(root: str | Path) -> list[Path]:
@@ -222,7 +252,7 @@ def twelve_class_recordings(recordings: list[Recording], noise_files: list[Path]
 @register_dataset("speech_commands")
 def speech_commands_listing(config) -> DatasetListing:
     """The 35-word protocol from ``config.data_dir`` / ``$SCNN_SPEECH_COMMANDS_DIR``."""
-    root = locate_speech_commands(config.data_dir)
+    root = locate_speech_commands(config.data_dir, download=config.download)
     recordings, skipped = scan_speech_commands(root)
     return DatasetListing(recordings, list(WORDS_35), root, skipped=skipped)
 
@@ -230,7 +260,7 @@ def speech_commands_listing(config) -> DatasetListing:
 @register_dataset("speech_commands_12")
 def speech_commands_12_listing(config) -> DatasetListing:
     """The 12-class protocol (silence, unknown, ten words); silence clips cached beside the features."""
-    root = locate_speech_commands(config.data_dir)
+    root = locate_speech_commands(config.data_dir, download=config.download)
     recordings, skipped = scan_speech_commands(root)
     base = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     recordings = twelve_class_recordings(recordings, background_noise_files(root), base / "speech_commands_silence",
