@@ -129,3 +129,29 @@ def test_unpack_refuses_members_outside_the_folder(tmp_path):
         unpack_tar(archive, tmp_path / "out", "evil")
     assert not (tmp_path / "out").exists() and not (tmp_path / "escaped.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar"]
+
+
+def test_heidelberg_files_download_checked_and_gunzipped(server, tmp_path):
+    import gzip
+
+    from scnn.data.fixtures import write_heidelberg_files
+    from scnn.data.heidelberg import download_heidelberg, read_event_file
+
+    site, url, _ = server
+    originals = write_heidelberg_files(tmp_path / "orig", "ssc", {"train": 4, "val": 2, "test": 2})
+    digests = {}
+    for path in originals.values():
+        packed = gzip.compress(path.read_bytes())
+        (site / f"{path.name}.gz").write_bytes(packed)
+        digests[f"{path.name}.gz"] = hashlib.sha256(packed).hexdigest()
+    with pytest.raises(ValueError, match=r"no SHA-256 known for ssc_train.h5.gz, ssc_valid.h5.gz, ssc_test.h5.gz"):
+        download_heidelberg("ssc", tmp_path / "ssc", base_url=url, progress=False)
+    wrong = {**digests, "ssc_test.h5.gz": "2" * 64}
+    with pytest.raises(DownloadError, match="ssc_test.h5 .*failed its SHA-256 check"):
+        download_heidelberg("ssc", tmp_path / "ssc", wrong, base_url=url, progress=False)
+    assert sorted(p.name for p in (tmp_path / "ssc").iterdir()) == ["ssc_train.h5", "ssc_valid.h5"]
+    files = download_heidelberg("ssc", tmp_path / "ssc", digests, base_url=url, progress=False)
+    assert sorted(p.name for p in (tmp_path / "ssc").iterdir()) == ["ssc_test.h5", "ssc_train.h5", "ssc_valid.h5"]
+    for part, path in files.items():
+        assert path.read_bytes() == originals[part].read_bytes()
+    assert len(read_event_file(files["val"]).labels) == 2

@@ -35,6 +35,11 @@ FILES = {
     "ssc": {"train": "ssc_train.h5", "val": "ssc_valid.h5", "test": "ssc_test.h5"},
 }
 ENV_VARS = {"shd": "SCNN_SHD_DIR", "ssc": "SCNN_SSC_DIR"}
+BASE_URL = "https://zenkelab.org/datasets"  # the authors' host of <file>.h5.gz
+# No SHA-256 is pinned for these: the authors publish MD5 sums (md5sums.txt beside the files), the
+# copies quoted in other projects disagree, and the files could not be fetched here to measure them.
+# download_heidelberg() therefore takes the digests from its caller and refuses to run without them.
+SHA256: dict[str, str] = {}
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels")
 
 
@@ -150,12 +155,48 @@ def locate_event_files(name: str, data_dir: str | Path | None) -> dict[str, Path
     where = data_dir or os.environ.get(ENV_VARS[name])
     if not where:
         raise FileNotFoundError(f"{name.upper()} needs --data-dir (or ${ENV_VARS[name]}) pointing at the folder "
-                                f"of {', '.join(FILES[name].values())} (unpacked from the .h5.gz downloads)")
+                                f"of {', '.join(FILES[name].values())} (gunzipped from {BASE_URL}/<file>.gz, "
+                                "or fetched with scnn.data.heidelberg.download_heidelberg)")
     root = Path(where)
     missing = [file for file in FILES[name].values() if not (root / file).is_file()]
     if missing:
         raise FileNotFoundError(f"{name.upper()} folder {root} lacks {', '.join(missing)}")
     return {part: root / file for part, file in FILES[name].items()}
+
+
+def download_heidelberg(name: str, dest: str | Path, sha256: dict[str, str] | None = None, base_url: str = BASE_URL,
+                        progress: bool = True) -> dict[str, Path]:
+    """Fetch ``<base_url>/<file>.h5.gz`` for every official file of ``name`` into ``dest`` (SHA-256 of each
+    .gz checked against ``sha256[file + ".gz"]``, resumed after an interruption), gunzip each to a
+    temporary name and rename it into place, delete the .gz. Returns the .h5 paths by part.
+
+    sha256: digests of the .gz files (default :data:`SHA256`, empty: none is pinned yet); a missing one
+    is an error naming it, since an unchecked download is what this module exists to avoid.
+    """
+    import gzip
+    import shutil
+
+    from scnn.data.download import download_file
+    from scnn.io import atomic_write
+
+    digests = {**SHA256, **(sha256 or {})}
+    unpinned = [f"{file}.gz" for file in FILES[name].values() if f"{file}.gz" not in digests]
+    if unpinned:
+        raise ValueError(f"no SHA-256 known for {', '.join(unpinned)}: pass sha256={{file: digest}} (measure a "
+                         f"copy you trust with scnn.data.download.sha256_of), or download them from {base_url} "
+                         "yourself and pass --data-dir")
+    dest = Path(dest)
+    written = {}
+    for part, file in FILES[name].items():
+        target = dest / file
+        if not target.is_file():
+            archive = download_file(f"{base_url}/{file}.gz", dest / f"{file}.gz", digests[f"{file}.gz"],
+                                    what=f"{name.upper()} {file}", progress=progress)
+            with gzip.open(archive, "rb") as source:
+                atomic_write(target, lambda handle: shutil.copyfileobj(source, handle, 1 << 20))
+            archive.unlink()
+        written[part] = target
+    return written
 
 
 def event_listing(name: str, config) -> DatasetListing:
