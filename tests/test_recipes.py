@@ -1,0 +1,40 @@
+"""Every benchmark recipe (configs/gsc*, shd*, ssc*) trains one epoch on fixtures in the official formats."""
+
+from pathlib import Path
+
+import pytest
+
+from scnn.data.fixtures import write_heidelberg_files, write_speech_commands_tree
+from scnn.train import train
+from scnn.train.run_config import load_run_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem.startswith(("gsc", "shd", "ssc")))
+CLASSES = {"gsc35": 35, "gsc12": 12, "shd": 20, "ssc": 35}
+
+
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipes")
+    write_speech_commands_tree(root / "gsc", {"train": 2, "val": 1, "test": 1}, seconds=0.2)
+    write_heidelberg_files(root / "shd", "shd", {"train": 40, "test": 20}, spikes=200)
+    write_heidelberg_files(root / "ssc", "ssc", {"train": 35, "val": 35, "test": 35}, spikes=200)
+    return root
+
+
+def test_every_benchmark_has_a_spiking_and_an_ssm_recipe():
+    assert RECIPES == ["gsc12_spiking_cnn", "gsc12_ssm", "gsc35_spiking_cnn", "gsc35_ssm",
+                       "shd_spiking_cnn", "shd_ssm", "ssc_spiking_cnn", "ssc_ssm"]
+
+
+@pytest.mark.slow  # eight one-epoch trainings, about 40 s together on a free core
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
+    benchmark = recipe.split("_")[0]
+    folder = fixture_data / ("gsc" if benchmark.startswith("gsc") else benchmark)
+    config = load_run_config(CONFIGS / f"{recipe}.yaml", [f"data.data_dir={folder}", f"data.cache_dir={tmp_path}",
+                                                         "train.epochs=1", "train.threads=1", "train.batch_size=16"])
+    results = train(config.train, config.data, tmp_path / "run", progress=False)
+    assert len(results["per_class_accuracy"]) == CLASSES[benchmark]
+    assert len(results["confusion_matrix"]) == CLASSES[benchmark]
+    assert (tmp_path / "run" / "results.json").is_file()
