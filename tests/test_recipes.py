@@ -38,3 +38,15 @@ def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
     assert len(results["per_class_accuracy"]) == CLASSES[benchmark]
     assert len(results["confusion_matrix"]) == CLASSES[benchmark]
     assert (tmp_path / "run" / "results.json").is_file()
+
+
+def test_recipe_cost_counts_the_recipe_model_and_extrapolates():
+    from scnn.models import create_model
+    from scnn.train.recipe_cost import recipe_cost
+
+    config = load_run_config(CONFIGS / "shd_ssm.yaml", ["train.batch_size=4"])
+    cost = recipe_cost(config, num_classes=20, train_size=30_000, batches=1)
+    model = create_model("ssm_small", input_shape=(1, 140, 100), num_classes=20)
+    assert cost["parameters"] == sum(p.numel() for p in model.parameters()) and cost["input_shape"] == [1, 140, 100]
+    assert cost["timed_samples"] == 4 and cost["macs_per_sample"] == model.macs_per_sample()
+    assert cost["seconds_per_epoch"] == pytest.approx(3 * cost["seconds_per_10k_samples"])
