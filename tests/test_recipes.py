@@ -38,6 +38,12 @@ def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
     assert len(results["per_class_accuracy"]) == CLASSES[benchmark]
     assert len(results["confusion_matrix"]) == CLASSES[benchmark]
     assert (tmp_path / "run" / "results.json").is_file()
+    if recipe in ("gsc12_ssm", "shd_spiking_cnn"):  # a checkpoint alone rebuilds its data (silence clips, events)
+        from scnn.train.evaluate import evaluate_checkpoint
+
+        again = evaluate_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "eval", progress=False)
+        assert again["test_accuracy"] == results["test_accuracy"] and again["test_set"]["differences"] == []
+        assert again["test_set"]["digest"] == again["test_set"]["recorded_digest"] is not None
 
 
 def test_recipe_cost_counts_the_recipe_model_and_extrapolates():
