@@ -3,7 +3,6 @@ with no traceback; the scripts in experiments/ and sweeps/ are the same command.
 
 import subprocess
 import sys
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -76,9 +75,11 @@ def test_download_failure_is_one_line_with_the_ways_out(tmp_path, monkeypatch, c
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
     def unreachable(*args, **kwargs):
-        raise urllib.error.URLError("[Errno 111] Connection refused")
+        import requests
 
-    monkeypatch.setattr("scnn.data.fsdd.urllib.request.urlopen", unreachable)
+        raise requests.ConnectionError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr("requests.get", unreachable)  # the transport of scnn.data.download
     with pytest.raises(SystemExit) as stopped:
         scnn(["train", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress"])
     error = capsys.readouterr().err

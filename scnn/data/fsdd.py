@@ -6,8 +6,9 @@ Upstream's official split: takes 0-4 are the test set, 5-49 the training set.
 
 Where the recordings are found (:func:`locate_fsdd`): an explicit folder, else
 ``$SCNN_DATA_DIR``, else ``<user cache>/scnn/fsdd/recordings``, which is
-downloaded (pinned release v1.0.10), checked file by file against the SHA-256
-manifest shipped with the package, and moved into place atomically.
+downloaded (pinned release v1.0.10, through :mod:`scnn.data.download`: pooch, resumable,
+with a progress bar), checked file by file against the SHA-256 manifest shipped with the
+package, and moved into place atomically.
 
 Users' own keyword data in the Speech Commands layout (``root/<label>/*.wav``)
 goes through :func:`list_class_folders` and the same feature pipeline.
@@ -15,16 +16,14 @@ goes through :func:`list_class_folders` and the same feature pipeline.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from scnn.data.download import DownloadError, download_file, sha256_of
 from scnn.data.registry import DatasetListing, Recording, default_cache_dir, register_dataset
 from scnn.io import describe_problems
 
@@ -91,14 +90,6 @@ def load_manifest(path: str | Path | None = None) -> dict[str, str]:
     return manifest
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_recordings(folder: str | Path, manifest: dict[str, str]) -> None:
     """Check that ``folder`` holds exactly the manifest's files with their checksums; ValueError if not."""
     folder = Path(folder)
@@ -111,10 +102,6 @@ def verify_recordings(folder: str | Path, manifest: dict[str, str]) -> None:
                 if names]
     if problems:
         raise ValueError(f"{folder} does not match the FSDD manifest: " + "; ".join(problems))
-
-
-class DownloadError(RuntimeError):
-    """Downloading or unpacking FSDD failed; nothing was left behind."""
 
 
 def download_fsdd(dest: str | Path, url: str = FSDD_URL, manifest: dict[str, str] | None = None,
@@ -133,7 +120,8 @@ def download_fsdd(dest: str | Path, url: str = FSDD_URL, manifest: dict[str, str
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         archive = staging / "release.zip"
-        _fetch(url, archive, timeout_s, progress)
+        download_file(url, archive, sha256=None, what=f"FSDD {FSDD_RELEASE_TAG}", progress=progress,
+                      timeout_s=timeout_s)  # GitHub's zips are not byte-stable: the files are checked instead
         unpacked = staging / "recordings"
         unpacked.mkdir()
         _extract_recordings(archive, unpacked, url)
@@ -145,28 +133,6 @@ def download_fsdd(dest: str | Path, url: str = FSDD_URL, manifest: dict[str, str
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
-
-
-def _fetch(url: str, target: Path, timeout_s: float, progress: bool) -> None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(target, "wb") as handle:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=total, unit="B", unit_scale=True, desc=f"FSDD {FSDD_RELEASE_TAG}")
-            for block in iter(lambda: response.read(1 << 16), b""):
-                handle.write(block)
-                if bar is not None:
-                    bar.update(len(block))
-            if bar is not None:
-                bar.close()
-    except OSError as error:  # URLError, HTTPError and socket errors are OSErrors
-        # URLError's text wraps the cause ("<urlopen error [Errno 111] Connection refused>"): show the cause.
-        unwrapped = isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError)
-        detail = error.reason if unwrapped else error
-        raise DownloadError(f"cannot download FSDD {FSDD_RELEASE_TAG} from {url} ({detail})") from error
 
 
 def _extract_recordings(archive: Path, target: Path, url: str) -> None:

@@ -119,8 +119,11 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     everything = split.train + split.val + split.test
     # Every bad file is collected first (skip_bad=True), so that one error names the misnamed and
     # the unreadable files together instead of one kind per run.
-    extracted = extract_features([r.path for r in everything], features_config, cache_dir=cache_dir,
-                                 skip_bad=True, progress=progress)
+    if listing.extract is not None:  # samples that are not audio files (spike events): the dataset's own front end
+        extracted = listing.extract(everything, features_config)
+    else:
+        extracted = extract_features([r.path for r in everything], features_config, cache_dir=cache_dir,
+                                     skip_bad=True, progress=progress)
     problems = listing.skipped + extracted.skipped
     # Named relative to the data folder, which the message states once.
     shown = [(os.path.relpath(path, root), reason) for path, reason in problems]
@@ -132,8 +135,8 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     row_of = {path: row for row, path in enumerate(extracted.paths)}
 
     def tensors(part):
-        kept = [r for r in part if str(r.path) in row_of]
-        x = extracted.features[[row_of[str(r.path)] for r in kept]] if kept else np.zeros((0, *features_config.shape), np.float32)
+        kept = [r for r in part if r.key in row_of]
+        x = extracted.features[[row_of[r.key] for r in kept]] if kept else np.zeros((0, *features_config.shape), np.float32)
         y = torch.tensor([r.label for r in kept], dtype=torch.long)
         return x, y
 
@@ -145,7 +148,7 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         normalizer = Normalizer.fit(train_x, enabled=features_config.normalize)
     parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
     parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
-    test_files = [str(r.path) for r in split.test if str(r.path) in row_of]
+    test_files = [r.key for r in split.test if r.key in row_of]
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests))

@@ -27,7 +27,8 @@ class Recording:
 
     speaker: the group a speaker-independent split keeps together (None where unknown);
     take: FSDD's take number; official_part: "train", "val" or "test" in the dataset's own
-    split (None where the dataset defines none).
+    split (None where the dataset defines none); index: the sample's row in a file that holds many
+    (SHD's and SSC's HDF5 files), None for one recording per file.
     """
 
     path: Path
@@ -35,6 +36,12 @@ class Recording:
     speaker: str | None = None
     take: int | None = None
     official_part: str | None = None
+    index: int | None = None
+
+    @property
+    def key(self) -> str:
+        """What names this recording among the features: its path, with ``#index`` where a file holds many."""
+        return str(self.path) if self.index is None else f"{self.path}#{self.index}"
 
 
 @dataclass
@@ -42,12 +49,17 @@ class DatasetListing:
     """What a dataset module returns: every recording, the class names (index = label), the
     folder they came from, and the files it could not use (a name that carries no label, audio
     outside any class folder) as (path, reason): :func:`scnn.data.prepare.prepare_data` leaves
-    them out with ``skip_bad`` and reports them, and otherwise stops naming them."""
+    them out with ``skip_bad`` and reports them, and otherwise stops naming them.
+
+    extract: for recordings that are not audio files (spike events), ``(recordings, FeatureConfig) ->
+    FeatureSet`` whose ``paths`` are the recordings' :attr:`Recording.key`; None: the audio front end.
+    """
 
     recordings: list[Recording]
     class_names: list[str]
     root: Path
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    extract: Callable | None = None
 
 
 DATASETS: Registry = Registry("dataset")

@@ -36,7 +36,7 @@ FEATURE_CACHE_VERSION = 3  # bump when the extraction code or the cache layout c
 
 
 LEVELS = ("none", "peak", "rms")
-REPRESENTATIONS = ("mfcc", "waveform", "causal_mfcc")
+REPRESENTATIONS = ("mfcc", "waveform", "causal_mfcc", "events")
 
 
 class AudioFileError(ValueError):
@@ -72,6 +72,10 @@ class FeatureConfig:
     level: loudness of each recording after the trim: "none" keeps it, "peak" scales the
         largest |sample| to 1, "rms" scales the root-mean-square to 1 (an automatic gain
         control; raw-audio models otherwise see each speaker's and session's level).
+        "events" for spike-event datasets (SHD, SSC): spike counts ``[num_rows, num_frames]``, each
+        row ``700 / num_rows`` neighbouring channels, each frame ``hop_length / sample_rate`` seconds
+        (sample_rate is then the event clock, in ticks per second); the dataset bins them
+        (:func:`scnn.data.heidelberg.bin_events`), the MFCC fields are unused.
     """
 
     sample_rate: int = 8000
@@ -98,6 +102,8 @@ class FeatureConfig:
         if self.representation == "causal_mfcc" and (self.top_db is not None or self.level != "none"):
             raise ValueError("FeatureConfig.top_db must be None and level 'none' for representation 'causal_mfcc' "
                              "(trimming silence and scaling the level need the whole recording)")
+        if self.representation == "events" and self.num_rows is None:
+            raise ValueError("FeatureConfig.num_rows (channel rows) is required for representation='events'")
         if self.level not in LEVELS:
             raise ValueError(f"FeatureConfig.level must be one of {LEVELS}, got {self.level!r}")
         if self.fit not in ("center", "end"):
@@ -132,6 +138,11 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # Streaming: 20 causal MFCCs from 40 mel bands, 32 ms windows every 16 ms, 64 frames (1.02 s),
     # no trim (scnn.features.causal): what a stream computes frame by frame.
     "causal": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64),
+    # Spike events of SHD / SSC: 100 frames of 14 ms (1.4 s, as Zenke's SHD tutorial and Cramer et al.
+    # 2020 bin them), the 700 channels summed in fives to 140 rows (float32 [140, 100] is 56 kB a
+    # sample: SHD's 8,156 training samples hold 0.46 GB); spike counts, not normalised.
+    "events": FeatureConfig(representation="events", sample_rate=1000, hop_length=14, num_frames=100,
+                            num_rows=140, n_mfcc=1, n_mels=1, top_db=None, normalize=False),
 }
 
 

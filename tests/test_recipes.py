@@ -1,0 +1,63 @@
+"""Every benchmark recipe (configs/gsc*, shd*, ssc*) trains one epoch on fixtures in the official formats."""
+
+from pathlib import Path
+
+import pytest
+
+from scnn.data.fixtures import write_heidelberg_files, write_speech_commands_tree
+from scnn.train import train
+from scnn.train.run_config import load_run_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RECIPES = sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem.startswith(("gsc", "shd", "ssc")))
+CLASSES = {"gsc35": 35, "gsc12": 12, "shd": 20, "ssc": 35}
+
+
+@pytest.fixture(scope="module")
+def fixture_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipes")
+    write_speech_commands_tree(root / "gsc", {"train": 2, "val": 1, "test": 1}, seconds=0.2)
+    write_heidelberg_files(root / "shd", "shd", {"train": 40, "test": 20}, spikes=200)
+    write_heidelberg_files(root / "ssc", "ssc", {"train": 35, "val": 35, "test": 35}, spikes=200)
+    return root
+
+
+def test_every_benchmark_has_a_spiking_and_an_ssm_recipe():
+    # Named <benchmark>_<model> (test_architecture: the model's name is in the file's): spec strings until
+    # the spiking CNNs get preset names.
+    assert RECIPES == ["gsc12_16C3-P2-32C3-P2-128FC-12FC", "gsc12_ssm_small",
+                       "gsc35_16C3-P2-32C3-P2-128FC-35FC", "gsc35_ssm_small",
+                       "shd_16C3-P4-32C3-P2-128FC-20FC", "shd_ssm_small",
+                       "ssc_16C3-P4-32C3-P2-128FC-35FC", "ssc_ssm_small"]
+
+
+@pytest.mark.slow  # eight one-epoch trainings, about 40 s together on a free core
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
+    benchmark = recipe.split("_")[0]
+    folder = fixture_data / ("gsc" if benchmark.startswith("gsc") else benchmark)
+    config = load_run_config(CONFIGS / f"{recipe}.yaml", [f"data.data_dir={folder}", f"data.cache_dir={tmp_path}",
+                                                         "train.epochs=1", "train.threads=1", "train.batch_size=16"])
+    results = train(config.train, config.data, tmp_path / "run", progress=False)
+    assert len(results["per_class_accuracy"]) == CLASSES[benchmark]
+    assert len(results["confusion_matrix"]) == CLASSES[benchmark]
+    assert (tmp_path / "run" / "results.json").is_file()
+    # A checkpoint alone rebuilds its data: the silence clips, the binned events.
+    if recipe in ("gsc12_ssm_small", "shd_16C3-P4-32C3-P2-128FC-20FC"):
+        from scnn.train.evaluate import evaluate_checkpoint
+
+        again = evaluate_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "eval", progress=False)
+        assert again["test_accuracy"] == results["test_accuracy"] and again["test_set"]["differences"] == []
+        assert again["test_set"]["digest"] == again["test_set"]["recorded_digest"] is not None
+
+
+def test_recipe_cost_counts_the_recipe_model_and_extrapolates():
+    from scnn.models import create_model
+    from scnn.train.recipe_cost import recipe_cost
+
+    config = load_run_config(CONFIGS / "shd_ssm_small.yaml", ["train.batch_size=4"])
+    cost = recipe_cost(config, num_classes=20, train_size=30_000, batches=1)
+    model = create_model("ssm_small", input_shape=(1, 140, 100), num_classes=20)
+    assert cost["parameters"] == sum(p.numel() for p in model.parameters()) and cost["input_shape"] == [1, 140, 100]
+    assert cost["timed_samples"] == 4 and cost["macs_per_sample"] == model.macs_per_sample()
+    assert cost["seconds_per_epoch"] == pytest.approx(3 * cost["seconds_per_10k_samples"])
