@@ -114,3 +114,18 @@ def test_noise_evaluation_of_a_checkpoint(tiny_snn_run, tmp_path):
     assert (tmp_path / "noisy" / "noise.png").stat().st_size > 0
     again = noise_evaluation(checkpoint, tmp_path / "again", ["white"], [40, -10], seed=0, device="cpu")
     assert again == rows  # same seed, same numbers
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--noise", "white,grey"], "--noise: unknown noise kind(s) ['grey']"),
+    (["--noise", "white", "--snr", "20,loud"], "--snr: expected comma-separated numbers"),
+])
+def test_evaluate_refuses_bad_noise_flags_before_evaluating(flags, message, capsys, tmp_path):
+    from scnn.cli import main
+
+    # The checkpoint does not exist either: the noise flags are checked first, so their error shows.
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "out"), *flags])
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert not (tmp_path / "out").exists()

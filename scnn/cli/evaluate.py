@@ -31,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     from scnn.train import evaluate_checkpoint
 
+    if args.noise:  # checked before the plain evaluation runs
+        from scnn.train.noise_eval import parse_noise_kinds, parse_snrs
+
+        args.noise, args.snr = parse_noise_kinds(args.noise), parse_snrs(args.snr)
     overrides = {"data_dir": args.data_dir, "split": args.split, "holdout_speaker": args.holdout_speaker}
     results = evaluate_checkpoint(args.checkpoint, args.out, {k: v for k, v in overrides.items() if v is not None},
                                   device=args.device, progress=not args.no_progress)
