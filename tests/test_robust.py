@@ -146,3 +146,55 @@ def test_waveform_augmentation_without_waveforms_is_refused(tmp_path):
     with pytest.raises(ValueError, match="keep_waveforms=True"):
         train(robust_config(epochs=1), DataConfig(), tmp_path / "run", progress=False,
               data=tone_data(waveforms=False))
+
+
+def _write_wav(path, samples, rate=8000):
+    import soundfile
+
+    soundfile.write(str(path), np.asarray(samples, np.float32), rate)
+    return path
+
+
+def test_noise_recordings_join_the_colours_at_the_drawn_snr(tmp_path):
+    from scnn.features.wave_augment import load_noise_folder
+
+    hum = np.sin(2 * np.pi * 50 * np.arange(3000) / 8000)
+    _write_wav(tmp_path / "hum.wav", 0.1 * hum)
+    recordings = load_noise_folder(str(tmp_path), 8000)
+    waveforms = torch.randn(12, 4000)
+    options = dict(noise_prob=1.0, snr_min=10.0, snr_max=10.0, noise_colours=("white",))
+    with_files = augment_waveforms(waveforms, torch.Generator().manual_seed(2), recordings=recordings, **options)
+    again = augment_waveforms(waveforms, torch.Generator().manual_seed(2), recordings=recordings, **options)
+    without = augment_waveforms(waveforms, torch.Generator().manual_seed(2), **options)
+    assert torch.equal(with_files, again) and not torch.equal(with_files, without)
+    hummed = 0
+    for clean, mixed in zip(waveforms.numpy(), with_files.numpy()):
+        assert abs(measure_snr(clean, mixed) - 10.0) < 0.1
+        spectrum = np.abs(np.fft.rfft(mixed - clean))
+        hummed += int(np.argmax(spectrum) == 25)  # 50 Hz in 4000 samples at 8 kHz: bin 25
+    assert 0 < hummed < 12  # some rows drew the recording, some white noise
+
+
+def test_bad_noise_folders_are_named(tmp_path):
+    from scnn.features.wave_augment import load_noise_folder
+
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_noise_folder(str(tmp_path / "missing"), 8000)
+    with pytest.raises(ValueError, match="no .wav files"):
+        load_noise_folder(str(tmp_path), 8000)
+    _write_wav(tmp_path / "good.wav", np.random.default_rng(0).standard_normal(800) * 0.1)
+    _write_wav(tmp_path / "quiet.wav", np.zeros(800))
+    (tmp_path / "broken.wav").write_bytes(b"not audio")
+    with pytest.raises(ValueError, match=r"2 of 3 noise files.*broken\.wav.*quiet\.wav"):
+        load_noise_folder(str(tmp_path), 8000)
+    with pytest.raises(ValueError, match="train.noise_prob is 0"):
+        TrainConfig(noise_dir=str(tmp_path))
+
+
+def test_training_with_a_noise_folder(tmp_path):
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    _write_wav(folder / "fan.wav", np.random.default_rng(1).standard_normal(5000) * 0.2)
+    config = robust_config(epochs=1, noise_dir=str(folder), noise_prob=1.0, gain_db=0, speed=0, mixup=0)
+    result = train(config, DataConfig(), tmp_path / "run", progress=False, data=tone_data())
+    assert result["epochs_run"] == 1

@@ -8,8 +8,10 @@ same augmentations.
 speed: each sample is resampled (linear interpolation) by a factor drawn uniformly from
     [1 - speed, 1 + speed] (> 1 faster: shorter and higher, as tape speed), then centre-fitted back.
 gain_db: each sample is scaled by a gain drawn uniformly in [-gain_db, gain_db] dB.
-noise_prob: the share of samples that get noise; its colour is drawn from ``noise_colours`` and its
-    SNR uniformly from [snr_min, snr_max] dB, over the fitted waveform (the window the model sees).
+noise_prob: the share of samples that get noise; its colour is drawn from ``noise_colours`` (and, where
+    ``recordings`` of real noise are given, "a recording" as one more equally likely choice: a random one,
+    looped from a random offset) and its SNR uniformly from [snr_min, snr_max] dB, over the fitted waveform
+    (the window the model sees).
 """
 
 from __future__ import annotations
@@ -34,6 +36,45 @@ def torch_coloured_noise(colours: list[int], length: int, generator: torch.Gener
     return noise / noise.square().mean(1, keepdim=True).sqrt()
 
 
+def recording_noise(recordings: list[torch.Tensor], length: int, generator: torch.Generator) -> torch.Tensor:
+    """Unit-RMS ``[length]`` from one of ``recordings`` (1-D, non-silent), looped from a random offset."""
+    chosen = recordings[int(torch.randint(0, len(recordings), (1,), generator=generator))]
+    offset = int(torch.randint(0, chosen.numel(), (1,), generator=generator))
+    looped = torch.roll(chosen, -offset).repeat(length // chosen.numel() + 1)[:length]
+    looped = looped - looped.mean()
+    return looped / looped.square().mean().sqrt().clamp(min=1e-12)
+
+
+def load_noise_folder(folder: str, sample_rate: int) -> list[torch.Tensor]:
+    """Every ``*.wav`` under ``folder`` (sorted, recursive) as mono float32 at ``sample_rate``; a missing or
+    empty folder, or unreadable or silent files, raise one ValueError that names them all."""
+    from pathlib import Path
+
+    from scnn.features.mfcc import AudioFileError, load_audio
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"train.noise_dir: {folder} is not a folder")
+    files = sorted(root.rglob("*.wav"))
+    if not files:
+        raise ValueError(f"train.noise_dir: no .wav files in {folder}")
+    recordings, problems = [], []
+    for path in files:
+        try:
+            audio = load_audio(path, sample_rate)
+        except AudioFileError as error:
+            problems.append(str(error))
+            continue
+        if audio.size < 2 or not (audio != 0).any():
+            problems.append(f"{path}: silent or shorter than 2 samples, no use as noise")
+            continue
+        recordings.append(torch.from_numpy(audio))
+    if problems:
+        raise ValueError(f"train.noise_dir: {len(problems)} of {len(files)} noise files cannot be used: "
+                         + "; ".join(problems))
+    return recordings
+
+
 def _fit_center(waveform: torch.Tensor, length: int) -> torch.Tensor:
     """Centre-crop or centre-zero-pad ``waveform [samples]`` to ``length``."""
     current = waveform.numel()
@@ -46,7 +87,8 @@ def _fit_center(waveform: torch.Tensor, length: int) -> torch.Tensor:
 
 def augment_waveforms(waveforms: torch.Tensor, generator: torch.Generator, noise_prob: float = 0.0,
                       snr_min: float = 0.0, snr_max: float = 20.0, noise_colours: tuple[str, ...] = COLOURS,
-                      gain_db: float = 0.0, speed: float = 0.0) -> torch.Tensor:
+                      gain_db: float = 0.0, speed: float = 0.0,
+                      recordings: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Augmented copy of ``waveforms [B, samples]`` (float32, CPU). Draws are made in a fixed order and
     only for the augmentations switched on, so a setting switched off changes nothing else."""
     batch, length = waveforms.shape
@@ -64,10 +106,13 @@ def augment_waveforms(waveforms: torch.Tensor, generator: torch.Generator, noise
         out = out * 10.0 ** (gains / 20.0)
     if noise_prob:
         chosen = torch.rand(batch, generator=generator) < noise_prob
-        picks = torch.randint(0, len(noise_colours), (batch,), generator=generator)
+        picks = torch.randint(0, len(noise_colours) + bool(recordings), (batch,), generator=generator)
         snr = snr_min + torch.rand(batch, generator=generator) * (snr_max - snr_min)
-        exponents = [COLOURS.index(noise_colours[i]) for i in picks.tolist()]
+        exponents = [COLOURS.index(noise_colours[min(i, len(noise_colours) - 1)]) for i in picks.tolist()]
         noise = torch_coloured_noise(exponents, length, generator)
+        if recordings:
+            for row in (picks == len(noise_colours)).nonzero().flatten().tolist():
+                noise[row] = recording_noise(recordings, length, generator)
         signal_power = out.square().mean(1)
         gain = (signal_power / 10.0 ** (snr / 10.0)).sqrt() * chosen  # unit-RMS noise -> P(noise) = P(signal)/10^(snr/10)
         out = out + gain.unsqueeze(1) * noise

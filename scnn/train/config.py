@@ -28,6 +28,7 @@ class TrainConfig:
         training batch (scnn.features.wave_augment; 0 switches each off): the share of samples given noise,
         its SNR range in dB, its colours ("white,pink,brown"), gain range +-dB, speed factor range 1 +- speed.
         Any of them on makes the trainer keep the training waveforms and compute MFCCs per batch in torch.
+    noise_dir: a folder of noise recordings (*.wav) drawn as one more noise kind beside the colours ("": none).
     mixup: Beta(mixup, mixup) mixup of the training batch's features and losses (0: off).
     """
 
@@ -56,6 +57,7 @@ class TrainConfig:
     gain_db: float = 0.0
     speed: float = 0.0
     mixup: float = 0.0
+    noise_dir: str = ""
 
     def __post_init__(self):
         check_number("train.epochs", self.epochs, 1, integer=True)
@@ -82,6 +84,10 @@ class TrainConfig:
         check_number("train.gain_db", self.gain_db, 0.0)
         check_number("train.speed", self.speed, 0.0, 0.5)
         check_number("train.mixup", self.mixup, 0.0)
+        if not isinstance(self.noise_dir, str):
+            raise ValueError(f"train.noise_dir must be a folder path; got {self.noise_dir!r}")
+        if self.noise_dir and not self.noise_prob:
+            raise ValueError("train.noise_dir is set but train.noise_prob is 0: no noise would be drawn from it")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
                                                     or self.device.startswith("cuda:")):
             raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")

@@ -457,13 +457,15 @@ def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None
     if not config.waveform_augmentation:
         return None
     from scnn.features.torch_mfcc import TorchMFCC
-    from scnn.features.wave_augment import augment_waveforms
+    from scnn.features.wave_augment import augment_waveforms, load_noise_folder
 
     waveforms = data.train_waveforms
     if waveforms is None or len(waveforms) != len(data.train[1]):
         raise ValueError("waveform augmentation (train.noise_prob, gain_db or speed) needs the training waveforms: "
                          "prepare the data with prepare_data(..., keep_waveforms=True)")
     front_end, options, normalizer = TorchMFCC(data.feature_config), config.wave_augment_options(), data.normalizer
+    if config.noise_dir:
+        options["recordings"] = load_noise_folder(config.noise_dir, data.feature_config.sample_rate)
     mean = torch.from_numpy(normalizer.mean)[:, None] if normalizer.enabled else torch.zeros(1, 1)
     std = torch.from_numpy(normalizer.std)[:, None] if normalizer.enabled else torch.ones(1, 1)
 
