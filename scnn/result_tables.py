@@ -632,3 +632,18 @@ register_table(Table(
         Column("csr_ms", "float", "ms", "LIF fused with the CSR product"),
     ), "OUT/bench_engine_crossover.csv, bench_engine_crossover.json",
     "python benchmarks/bench_engine.py --crossover --out OUT", "fused CSR against dense product by spike density"))
+
+register_table(Table(
+    "noise", 1, (
+        Column("checkpoint", "str", "path", "the checkpoint evaluated"),
+        Column("noise", "str", "name", "none (clean), white, pink, brown or babble (other test recordings)"),
+        Column("snr_db", "float", "dB", "signal-to-noise ratio mixed in, over the whole recording as read "
+               "(blank for none)", optional=True),
+        Column("accuracy", "float", "fraction", "test accuracy with that noise"),
+        Column("num_test", "int", "samples", "test recordings"),
+        Column("seed", "int", "", "noise seed"),
+        Column("measured_snr_db_min", "float", "dB", "lowest SNR measured on the mixtures", optional=True),
+        Column("measured_snr_db_max", "float", "dB", "highest SNR measured on the mixtures", optional=True),
+    ), "OUT/noise.csv, noise.json, noise.png, noise_results.json",
+    "scnn evaluate --checkpoint CHECKPOINT --noise white,pink,babble --snr 20,10,5,0 --out OUT",
+    "accuracy of a checkpoint on its test recordings with noise mixed in at each SNR"))

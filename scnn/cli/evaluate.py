@@ -21,14 +21,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/evaluate", help="output folder for results.json and the figure")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--no-progress", action="store_true")
+    noise = parser.add_argument_group("noise (scnn.train.noise_eval: accuracy against SNR, table 'noise')")
+    noise.add_argument("--noise", metavar="KINDS", help="also evaluate with these noises mixed into the test "
+                       "recordings: comma-separated white, pink, brown, babble (other test recordings)")
+    noise.add_argument("--snr", metavar="DB", default="20,10,5,0", help="SNRs in dB for --noise (default 20,10,5,0)")
+    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise (default 0)")
 
 
 def run(args: argparse.Namespace) -> dict:
     from scnn.train import evaluate_checkpoint
 
+    if args.noise:  # checked before the plain evaluation runs
+        from scnn.train.noise_eval import parse_noise_kinds, parse_snrs
+
+        args.noise, args.snr = parse_noise_kinds(args.noise), parse_snrs(args.snr)
     overrides = {"data_dir": args.data_dir, "split": args.split, "holdout_speaker": args.holdout_speaker}
     results = evaluate_checkpoint(args.checkpoint, args.out, {k: v for k, v in overrides.items() if v is not None},
                                   device=args.device, progress=not args.no_progress)
     print(f"test accuracy {results['test_accuracy']:.4f} on {results['num_test']} recordings; "
           f"results in {args.out}/results.json")
+    if args.noise:
+        from scnn.train.noise_eval import noise_evaluation
+
+        rows = noise_evaluation(args.checkpoint, args.out, args.noise, args.snr, seed=args.noise_seed,
+                                data_overrides=overrides, device=args.device, progress=not args.no_progress)
+        results["noise"] = rows
+        print(f"accuracy against SNR in {args.out}/noise.csv and noise.png")
     return results

@@ -80,7 +80,9 @@ class PreparedData:
 
     skipped: (path, reason) of the files left out with ``skip_bad``. test_files: the path of each
     test row (``test[0][i]`` came from ``test_files[i]``). test_set: :func:`describe_test_set` of
-    the test split (empty where the data came from elsewhere, as in tests).
+    the test split (empty where the data came from elsewhere, as in tests). train_waveforms: each
+    training row's waveform, trimmed and centre-fitted (:func:`scnn.features.torch_mfcc.fitted_waveform`),
+    for waveform augmentation; None unless asked for.
     """
 
     train: tuple[torch.Tensor, torch.Tensor]
@@ -93,6 +95,7 @@ class PreparedData:
     skipped: list = field(default_factory=list)
     test_files: list[str] = field(default_factory=list)
     test_set: dict = field(default_factory=dict)
+    train_waveforms: torch.Tensor | None = None  # [N_train, samples], fitted (keep_waveforms=True only)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -100,8 +103,12 @@ class PreparedData:
 
 
 
-def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progress: bool = True) -> PreparedData:
+def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progress: bool = True,
+                 keep_waveforms: bool = False) -> PreparedData:
     """Find the audio, split it, extract (or load cached) MFCCs and normalise them.
+
+    keep_waveforms: also keep the training recordings' fitted waveforms (``train_waveforms``), for
+    waveform augmentation with features computed per batch.
 
     The normaliser is fitted on the training part only, unless one is given
     (evaluation of a checkpoint reuses the one it was trained with).
@@ -149,9 +156,15 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
     parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
     test_files = [r.key for r in split.test if r.key in row_of]
+    train_waveforms = None
+    if keep_waveforms:
+        from scnn.features.torch_mfcc import load_fitted_waveforms
+
+        train_waveforms = load_fitted_waveforms([r.key for r in split.train if r.key in row_of], features_config)
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
-                        test_set=describe_test_set(test_files, root, extracted.digests))
+                        test_set=describe_test_set(test_files, root, extracted.digests),
+                        train_waveforms=train_waveforms)
 
 
 def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:

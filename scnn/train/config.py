@@ -24,6 +24,12 @@ class TrainConfig:
     threads: torch CPU threads (0: torch's default). device: "auto" | "cpu" | "cuda" | "cuda:N".
     tf32: allow TensorFloat-32 on CUDA (faster, but not the float32 model; see resolve_device).
     time_shift, time_mask, freq_mask: training-batch augmentation in frames/coefficients (see scnn.features.augment).
+    noise_prob, noise_snr_min, noise_snr_max, noise_colours, gain_db, speed: waveform augmentation of each
+        training batch (scnn.features.wave_augment; 0 switches each off): the share of samples given noise,
+        its SNR range in dB, its colours ("white,pink,brown"), gain range +-dB, speed factor range 1 +- speed.
+        Any of them on makes the trainer keep the training waveforms and compute MFCCs per batch in torch.
+    noise_dir: a folder of noise recordings (*.wav) drawn as one more noise kind beside the colours ("": none).
+    mixup: Beta(mixup, mixup) mixup of the training batch's features and losses (0: off).
     """
 
     model: str = "model_b"
@@ -44,6 +50,14 @@ class TrainConfig:
     time_shift: int = 3
     time_mask: int = 4
     freq_mask: int = 4
+    noise_prob: float = 0.0
+    noise_snr_min: float = 0.0
+    noise_snr_max: float = 20.0
+    noise_colours: str = "white,pink,brown"
+    gain_db: float = 0.0
+    speed: float = 0.0
+    mixup: float = 0.0
+    noise_dir: str = ""
 
     def __post_init__(self):
         check_number("train.epochs", self.epochs, 1, integer=True)
@@ -57,10 +71,38 @@ class TrainConfig:
         check_number("train.seed", self.seed, integer=True)
         for name in ("patience", "threads", "time_shift", "time_mask", "freq_mask"):
             check_number(f"train.{name}", getattr(self, name), 0, integer=True)
+        check_number("train.noise_prob", self.noise_prob, 0.0, 1.0)
+        check_number("train.noise_snr_min", self.noise_snr_min)
+        check_number("train.noise_snr_max", self.noise_snr_max)
+        if self.noise_snr_max < self.noise_snr_min:
+            raise ValueError(f"train.noise_snr_max ({self.noise_snr_max}) must be >= train.noise_snr_min "
+                             f"({self.noise_snr_min})")
+        colours = [c.strip() for c in str(self.noise_colours).split(",") if c.strip()]
+        if not colours or any(c not in ("white", "pink", "brown") for c in colours):
+            raise ValueError(f"train.noise_colours must be a comma-separated list of white, pink, brown; "
+                             f"got {self.noise_colours!r}")
+        check_number("train.gain_db", self.gain_db, 0.0)
+        check_number("train.speed", self.speed, 0.0, 0.5)
+        check_number("train.mixup", self.mixup, 0.0)
+        if not isinstance(self.noise_dir, str):
+            raise ValueError(f"train.noise_dir must be a folder path; got {self.noise_dir!r}")
+        if self.noise_dir and not self.noise_prob:
+            raise ValueError("train.noise_dir is set but train.noise_prob is 0: no noise would be drawn from it")
         if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "cuda")
                                                     or self.device.startswith("cuda:")):
             raise ValueError(f"train.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
 
+
+    @property
+    def waveform_augmentation(self) -> bool:
+        """Whether training batches are augmented as waveforms (features then computed per batch)."""
+        return bool(self.noise_prob or self.gain_db or self.speed)
+
+    def wave_augment_options(self) -> dict:
+        """Keyword arguments of :func:`scnn.features.wave_augment.augment_waveforms`."""
+        return {"noise_prob": self.noise_prob, "snr_min": self.noise_snr_min, "snr_max": self.noise_snr_max,
+                "noise_colours": tuple(c.strip() for c in self.noise_colours.split(",") if c.strip()),
+                "gain_db": self.gain_db, "speed": self.speed}
 
 
 def resolve_device(name: str = "auto", tf32: bool = False) -> torch.device:

@@ -22,6 +22,7 @@ from torch import nn
 from scnn.train.run_config import RunConfig
 from scnn.data.prepare import DataConfig, PreparedData, compare_test_sets, prepare_data
 from scnn.features.augment import augment_batch
+from scnn.features.wave_augment import mixup_batch
 from scnn.features.normalize import Normalizer
 from scnn.io import load_checkpoint, save_checkpoint, write_json
 from scnn.metrics import profile_model
@@ -113,6 +114,7 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
     optimizer, scheduler, loss_fn, shuffle, augmentation = parts
     state = state if state is not None else FitState()
     num_classes = len(data.class_names)
+    batch_source = waveform_batches(data, config)
     if config.patience and state.history and state.next_epoch - state.best["epoch"] >= config.patience:
         return state  # a resumed run that had stopped early stays stopped (one more epoch would change it)
     for epoch in range(state.next_epoch, config.epochs):
@@ -121,7 +123,7 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"{label} {epoch + 1}/{config.epochs}",
                    leave=False, disable=not progress, mininterval=1.0)
         train_loss, train_accuracy = train_epoch(model, optimizer, scheduler, loss_fn, config, train_x, train_y,
-                                                 order, augmentation, device, bar)
+                                                 order, augmentation, device, bar, batch_source)
         row = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
                "lr": optimizer.param_groups[0]["lr"], "train_time_s": time.perf_counter() - epoch_start}
         if len(data.val[1]):
@@ -222,7 +224,8 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
 
     if data is None:
         normalizer = Normalizer.from_state_dict(checkpoint["normalizer"]) if checkpoint else None
-        data = prepare_data(data_config, normalizer=normalizer, progress=progress)
+        data = prepare_data(data_config, normalizer=normalizer, progress=progress,
+                            keep_waveforms=train_config.waveform_augmentation)
     torch.manual_seed(train_config.seed)
     model = create_model(train_config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
                          **train_config.model_overrides)
@@ -447,21 +450,57 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
     return results
 
 
+def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None:
+    """With waveform augmentation on, a function ``(index [B], generator) -> normalised features
+    [B, 1, rows, frames]`` (CPU) that augments the training waveforms of ``index`` and computes their
+    MFCCs in torch (:class:`scnn.features.torch_mfcc.TorchMFCC`) with the data's normaliser; else None."""
+    if not config.waveform_augmentation:
+        return None
+    from scnn.features.torch_mfcc import TorchMFCC
+    from scnn.features.wave_augment import augment_waveforms, load_noise_folder
+
+    waveforms = data.train_waveforms
+    if waveforms is None or len(waveforms) != len(data.train[1]):
+        raise ValueError("waveform augmentation (train.noise_prob, gain_db or speed) needs the training waveforms: "
+                         "prepare the data with prepare_data(..., keep_waveforms=True)")
+    front_end, options, normalizer = TorchMFCC(data.feature_config), config.wave_augment_options(), data.normalizer
+    if config.noise_dir:
+        options["recordings"] = load_noise_folder(config.noise_dir, data.feature_config.sample_rate)
+    mean = torch.from_numpy(normalizer.mean)[:, None] if normalizer.enabled else torch.zeros(1, 1)
+    std = torch.from_numpy(normalizer.std)[:, None] if normalizer.enabled else torch.ones(1, 1)
+
+    def features(index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            mfcc = front_end(augment_waveforms(waveforms[index], generator, **options))
+        return ((mfcc - mean) / std).unsqueeze(1)
+
+    return features
+
+
 def train_epoch(model, optimizer, scheduler, loss_fn, config: TrainConfig, train_x: torch.Tensor,
-                 train_y: torch.Tensor, order: torch.Tensor, augmentation: torch.Generator, device, batches) -> tuple:
+                 train_y: torch.Tensor, order: torch.Tensor, augmentation: torch.Generator, device, batches,
+                 batch_source: Callable | None = None) -> tuple:
     """One pass over the training set in ``order``; returns (mean loss, accuracy) over its samples.
 
     batches: the start indices of the batches (a tqdm bar over them when progress is shown).
+    batch_source: :func:`waveform_batches` (features of augmented waveforms), else the rows of train_x.
+    Mixup (config.mixup) mixes the batch after the feature augmentation; the accuracy counts the
+    prediction against the first label of each mixed pair.
     """
     model.train()
     total_loss, correct = 0.0, 0
     for start in batches:
         index = order[start:start + config.batch_size]
-        xb = augment_batch(train_x[index], augmentation, config.time_shift, config.time_mask,
-                           config.freq_mask).to(device)
+        xb = batch_source(index, augmentation) if batch_source is not None else train_x[index]
+        xb = augment_batch(xb, augmentation, config.time_shift, config.time_mask, config.freq_mask)
         yb = train_y[index].to(device)
-        output = model(xb)
-        loss = loss_fn(output, yb)
+        if config.mixup:
+            xb, partner, lam = mixup_batch(xb, augmentation, config.mixup)
+            output = model(xb.to(device))
+            loss = lam * loss_fn(output, yb) + (1 - lam) * loss_fn(output, yb[partner.to(device)])
+        else:
+            output = model(xb.to(device))
+            loss = loss_fn(output, yb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:

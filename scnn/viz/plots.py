@@ -517,3 +517,22 @@ def plot_class_evidence(times, evidence, class_names: list[str], path: str | Pat
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="class")
     axis.set_title(title, pad=16)
     return _save(figure, path)
+
+
+def plot_noise_accuracy(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Accuracy (%) against SNR (dB), one line per noise kind; rows of the ``noise`` table (noise
+    "none", the clean accuracy, as a dashed line)."""
+    figure, axis = plt.subplots(figsize=(5.2, 3.8))
+    for kind in dict.fromkeys(row["noise"] for row in rows if row["noise"] != "none"):
+        points = sorted((row["snr_db"], row["accuracy"]) for row in rows if row["noise"] == kind)
+        axis.plot([p[0] for p in points], [100 * p[1] for p in points], "o-", ms=4, label=kind)
+    for row in rows:
+        if row["noise"] == "none":
+            axis.axhline(100 * row["accuracy"], color="grey", ls="--", lw=1, label="clean")
+    axis.set_xlabel("SNR (dB)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    if title:
+        axis.set_title(title)
+    return _save(figure, path)

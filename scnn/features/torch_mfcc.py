@@ -1,0 +1,79 @@
+"""An MFCC front end in torch, for features computed per training batch (waveform augmentation).
+
+It computes what :func:`scnn.features.mfcc.waveform_to_mfcc` computes with librosa, from the
+waveform after the silence trim, the level and the centre fit (:func:`fitted_waveform`, done once
+per recording): centred STFT (periodic Hann window, zero padding), power, librosa's mel filterbank
+(Slaney), ``10 log10`` floored at ``1e-10`` and at 80 dB below each recording's peak (librosa's
+``power_to_db`` defaults), DCT-II with orthonormal scaling, zero rows up to ``num_rows``.
+``tests/test_robust.py`` states the agreement with librosa on FSDD recordings.
+Only ``representation="mfcc"`` with ``fit="center"`` is supported (the default preset).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from scnn.features.mfcc import FeatureConfig, _fit_length, normalize_level
+
+
+def check_supported(config: FeatureConfig) -> None:
+    if config.representation != "mfcc" or config.fit != "center":
+        raise ValueError("waveform augmentation needs MFCC features with fit='center' (the default preset); "
+                         f"got representation={config.representation!r}, fit={config.fit!r}")
+
+
+def fitted_length(config: FeatureConfig) -> int:
+    """Samples of a fitted waveform: a centred STFT of it has exactly ``num_frames`` frames."""
+    return (config.num_frames - 1) * config.hop_length
+
+
+def fitted_waveform(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """``waveform [samples]`` trimmed, levelled and centre-fitted as :func:`waveform_to_mfcc` does
+    before its STFT: float32 ``[fitted_length(config)]``."""
+    import librosa
+
+    check_supported(config)
+    if config.top_db is not None and waveform.size > 0:
+        waveform, _ = librosa.effects.trim(waveform, top_db=config.top_db)
+    waveform = normalize_level(waveform, config.level)
+    return _fit_length(waveform, fitted_length(config)).astype(np.float32)
+
+
+class TorchMFCC(nn.Module):
+    """``[B, fitted_length]`` waveforms -> MFCC ``[B, rows, num_frames]`` (un-normalised, float32)."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__()
+        import librosa
+        from scipy.fft import dct
+
+        check_supported(config)
+        self.config = config
+        mel = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
+        dct_matrix = dct(np.eye(config.n_mels), type=2, norm="ortho", axis=0)[: config.n_mfcc]
+        self.register_buffer("window", torch.hann_window(config.n_fft, periodic=True), persistent=False)
+        self.register_buffer("mel", torch.from_numpy(mel.astype(np.float32)), persistent=False)       # [mels, bins]
+        self.register_buffer("dct", torch.from_numpy(dct_matrix.astype(np.float32)), persistent=False)  # [mfcc, mels]
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        spectrum = torch.stft(waveform, config.n_fft, config.hop_length, window=self.window, center=True,
+                              pad_mode="constant", return_complex=True)                         # [B, bins, frames]
+        power = spectrum.real.square() + spectrum.imag.square()
+        decibels = 10.0 * torch.log10((self.mel @ power).clamp(min=1e-10))                      # [B, mels, frames]
+        peak = decibels.amax(dim=(1, 2), keepdim=True)
+        decibels = torch.maximum(decibels, peak - 80.0)
+        mfcc = self.dct @ decibels                                                               # [B, mfcc, frames]
+        rows = config.num_rows or config.n_mfcc
+        return nn.functional.pad(mfcc, (0, 0, 0, rows - config.n_mfcc))
+
+
+def load_fitted_waveforms(paths: list[str], config: FeatureConfig) -> torch.Tensor:
+    """:func:`fitted_waveform` of each file: float32 ``[len(paths), fitted_length(config)]``."""
+    from scnn.features.mfcc import load_audio
+
+    check_supported(config)
+    waveforms = [fitted_waveform(load_audio(path, config.sample_rate), config) for path in paths]
+    return torch.from_numpy(np.stack(waveforms)) if waveforms else torch.zeros(0, fitted_length(config))
