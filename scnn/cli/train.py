@@ -23,7 +23,8 @@ NEURON_FLAGS = {"num_steps": "num_steps", "beta": "beta", "threshold": "threshol
 NEURON_SWITCHES = {"learn_beta": "learn_beta", "learn_threshold": "learn_threshold",
                    "per_channel_beta": "per_channel_beta"}
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "grad_clip", "loss",
-               "time_shift", "time_mask", "freq_mask", "patience", "seed", "device", "threads")
+               "time_shift", "time_mask", "freq_mask", "patience", "seed", "device", "threads",
+               "noise_prob", "noise_colours", "noise_dir", "gain_db", "speed", "mixup")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +88,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="allow TF32 on CUDA: faster, but spikes then differ from float32 (default off)")
     optim.add_argument("--threads", type=nonnegative_int, help="torch CPU threads (0 = torch default)")
 
+    robust = parser.add_argument_group("robust training: waveform augmentation on the fly (docs/robustness.md)")
+    robust.add_argument("--noise-prob", type=_probability, help="share of training samples given noise (0 = off)")
+    robust.add_argument("--noise-snr", type=_snr_range, metavar="MIN,MAX",
+                        help="SNR range of that noise in dB (a negative MIN as --noise-snr=-5,25)")
+    robust.add_argument("--noise-colours", metavar="LIST", help="noise colours, e.g. white,pink,brown")
+    robust.add_argument("--noise-dir", metavar="DIR", help="a folder of noise recordings (*.wav) drawn beside them")
+    robust.add_argument("--gain-db", type=nonnegative_float, help="random gain within +-DB (0 = off)")
+    robust.add_argument("--speed", type=_probability, help="random speed factor within 1 +- F (0 = off)")
+    robust.add_argument("--mixup", type=nonnegative_float, help="mixup with Beta(ALPHA, ALPHA) (0 = off)")
+
+
+def _probability(text: str) -> float:
+    value = nonnegative_float(text)
+    if value > 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {text}")
+    return value
+
+
+def _snr_range(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in dB, e.g. -5,25; got {text!r}") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"MIN must not exceed MAX, got {text}")
+    return low, high
+
 
 def _beta(text: str) -> float:
     value = nonnegative_float(text)
@@ -115,6 +144,8 @@ def flag_updates(args: argparse.Namespace, model_name: str) -> dict:
     train = {flag: getattr(args, flag) for flag in TRAIN_FLAGS if getattr(args, flag) is not None}
     if args.tf32:
         train["tf32"] = True
+    if args.noise_snr is not None:
+        train["noise_snr_min"], train["noise_snr_max"] = args.noise_snr
     return {"model": model, "data": data_updates(args), "train": train}
 
 
