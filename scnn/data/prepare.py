@@ -35,6 +35,9 @@ class DataConfig:
     group_pattern: where the speaker (group) comes from instead of the dataset's own metadata: a regular
         expression matched against each file name with a named group, ``(?P<group>[a-z]+)_\\d+\\.wav``;
         or group_manifest: a CSV file with columns path and speaker (paths relative to the CSV).
+    label_pattern, manifest: dataset "recordings" (:mod:`scnn.data.recordings`): a regular expression with
+        named groups label (and optionally speaker) matched against file names under data_dir, or a CSV
+        file of path, label and optionally speaker; neither: class folders data_dir/<label>/*.wav.
     feature_preset + feature_overrides: see :mod:`scnn.features`.
     cache_dir: feature cache (None: <user cache>/features); skip_bad: leave bad files out (unreadable,
         empty, not audio, NaN samples, a name that carries no label) and report them, instead of
@@ -50,6 +53,8 @@ class DataConfig:
     num_val_speakers: int = 0
     group_pattern: str | None = None
     group_manifest: str | None = None
+    label_pattern: str | None = None
+    manifest: str | None = None
     test_fraction: float = 0.1
     val_fraction: float = 0.1
     split_seed: int = 0
@@ -79,6 +84,10 @@ class DataConfig:
             raise ValueError("data.group_pattern and data.group_manifest exclude each other")
         if self.group_pattern:
             compile_group_pattern(self.group_pattern)
+        if self.label_pattern:
+            from scnn.data.recordings import compile_label_pattern
+
+            compile_label_pattern(self.label_pattern)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DataConfig":
