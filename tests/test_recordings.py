@@ -126,3 +126,13 @@ def test_any_length_is_padded_or_cropped_to_the_configured_frames(tmp_path, fit)
         assert silent[0] and silent[-1] and not silent[10], "'center' pads the waveform on both sides"
     with pytest.raises(ValueError, match="FeatureConfig.fit must be 'center' or 'end', got 'middle'"):
         FeatureConfig(fit="middle")
+
+
+def test_other_splits_of_the_same_files_share_one_cache_entry(tmp_path):
+    for speaker in ("ann", "bob"):
+        for label, frequency in PITCH.items():
+            tone(tmp_path / "data" / speaker / f"{label}_0.wav", frequency)
+    for holdout in ("ann", "bob"):  # as two folds of a cross-validation
+        prepare(tmp_path, data_dir=str(tmp_path / "data"), label_pattern=r"(?P<label>[a-z]+)_\d\.wav",
+                split="speaker", holdout_speaker=holdout)
+    assert len(list((tmp_path / "cache").glob("mfcc-*.npz"))) == 1

@@ -149,7 +149,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     everything = split.train + split.val + split.test
     # Every bad file is collected first (skip_bad=True), so that one error names the misnamed and
     # the unreadable files together instead of one kind per run.
-    extracted = extract_features([r.path for r in everything], features_config, cache_dir=cache_dir,
+    # In path order, so that another split of the same files (a CV fold, another holdout speaker)
+    # finds the same cache entry.
+    extracted = extract_features(sorted(str(r.path) for r in everything), features_config, cache_dir=cache_dir,
                                  skip_bad=True, progress=progress)
     problems = listing.skipped + extracted.skipped
     # Named relative to the data folder, which the message states once.

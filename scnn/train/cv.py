@@ -146,7 +146,7 @@ def run_fold(run_config, speakers: list[str], fold_dir: Path, progress: bool,
     if not results_path.exists():
         resume = (fold_dir / "last.pt").exists()
         if progress:
-            notice(f"fold {fold_dir.name}: test speakers {', '.join(speakers)}" + (" (resumed)" if resume else ""))
+            notice(f"{fold_dir.name}: test speakers {', '.join(speakers)}" + (" (resumed)" if resume else ""))
         results = train(config.train, config.data, fold_dir, resume=resume, progress=progress,
                         stop_after_epochs=stop_after_epochs, data=data)
         if "interrupted_after_epoch" in results:
