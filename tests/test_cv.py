@@ -132,3 +132,36 @@ def test_plan_errors_name_the_problem(tmp_path, tones):
     # the pattern's group replaces the dataset's speakers: here the take number
     plan = plan_cv(config_of(tones, tmp_path, group_pattern=r"\d_[a-z]+_(?P<group>\d)\.wav"), None, 0)
     assert plan["fold_speakers"] == [["0"], ["1"], ["2"], ["3"]]
+
+
+@pytest.mark.slow
+def test_sigkill_in_a_fold_then_resume_gives_the_uninterrupted_summary(tmp_path):
+    """`scnn cv` in a child process, SIGKILLed once the second fold has written a checkpoint; the resumed CV's
+    summary equals an uninterrupted one (the dataset is "recordings": speaker folders, label in the name)."""
+    import os
+    import sys
+
+    from scnn import faults
+
+    root = tmp_path / "voices"
+    for number, speaker in enumerate(SPEAKERS):
+        for label, frequency in enumerate((300.0, 700.0, 1500.0)):
+            for take in range(4):
+                write_tone(root / speaker / f"{label}_{take}.wav", frequency * (1 + 0.03 * number + 0.01 * take),
+                           seed=10 * number + take)
+    overrides = ["model.name=6C3-16FC-3FC", "model.num_steps=2", "train.epochs=6", "train.batch_size=8",
+                 "data.dataset=recordings", f"data.data_dir={root}", r"data.label_pattern=(?P<label>\d)_\d\.wav",
+                 "data.split=random", f"data.cache_dir={tmp_path / 'cache'}", "data.num_val_speakers=1"]
+    whole = main(["cv", "--no-progress", "--folds", "2", "--threads", "1", "--out", str(tmp_path / "whole"),
+                  *overrides])
+    cut = tmp_path / "cut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = faults.start([sys.executable, "-m", "scnn", "cv", "--no-progress", "--folds", "2", "--threads", "1",
+                            "--out", str(cut), *overrides], env=env)
+    reached = faults.wait_for(lambda: (cut / "fold2" / "last.pt").exists() or process.poll() is not None, 120)
+    output = faults.kill(process)
+    assert reached and process.returncode != 0, f"the CV ended before the kill:\n{output}"
+    assert (cut / "fold1" / "results.json").exists() and not (cut / "fold2" / "results.json").exists()
+    resumed = main(["cv", "--no-progress", "--folds", "2", "--threads", "1", "--out", str(cut), "--resume",
+                    *overrides])
+    assert comparable(resumed) == comparable(whole)
