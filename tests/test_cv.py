@@ -145,6 +145,7 @@ def test_sigkill_in_a_fold_then_resume_gives_the_uninterrupted_summary(tmp_path)
 
     root = tmp_path / "voices"
     for number, speaker in enumerate(SPEAKERS):
+        (root / speaker).mkdir(parents=True)
         for label, frequency in enumerate((300.0, 700.0, 1500.0)):
             for take in range(4):
                 write_tone(root / speaker / f"{label}_{take}.wav", frequency * (1 + 0.03 * number + 0.01 * take),
