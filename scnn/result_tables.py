@@ -647,3 +647,19 @@ register_table(Table(
     ), "OUT/noise.csv, noise.json, noise.png, noise_results.json",
     "scnn evaluate --checkpoint CHECKPOINT --noise white,pink,babble --snr 20,10,5,0 --out OUT",
     "accuracy of a checkpoint on its test recordings with noise mixed in at each SNR"))
+
+register_table(Table(
+    "cv", 1, (
+        Column("fold", "int", "", "fold number (1-based; the run folder OUT/foldN)"),
+        Column("test_speakers", "str", "names", "the speakers (groups) this fold tests on, joined by ';'"),
+        Column("val_speakers", "str", "names", "the validation speakers, joined by ';' (blank: validation carved "
+               "out of the training speakers)", optional=True),
+        Column("run", "str", "path", "the fold's run folder, relative to the table's folder"),
+        Column("test_accuracy", "float", "fraction", "test accuracy of the best-validation weights"),
+        Column("val_accuracy", "float", "fraction", "best validation accuracy"),
+        Column("best_epoch", "int", "epoch", "epoch of the best validation accuracy (1-based)"),
+        Column("epochs_run", "int", "epochs", "epochs trained"),
+        Column("test_samples", "int", "samples", "test recordings of the fold"),
+        Column("seconds_per_epoch", "float", "s", "wall time per epoch"),
+    ), "OUT/cv.csv, cv.json, cv.md, cv_summary.json (mean ± std, per speaker, per class), cv_accuracy.png",
+    "scnn cv --config FILE [--folds K] --out OUT", "cross-validation by speaker, one row per fold"))

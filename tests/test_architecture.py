@@ -252,7 +252,7 @@ def test_run_config_layers_file_flags_and_overrides(tmp_path):
     (["train.batch_size=-3"], "train.batch_size must be >= 1; got -3"),
     (["model.bogus=1"], "model 'model_b' has no option(s) ['bogus']"),
     (["model.name=6C3-XX-10FC"], "cannot parse layer 'XX'"),
-    (["data.split=diagonal"], "data.split must be one of official, speaker, random; got 'diagonal'"),
+    (["data.split=diagonal"], "data.split must be one of official, speaker, random, group; got 'diagonal'"),
     (["loss.name=x"], "unknown section(s) loss"),
     (["train.epochs"], "overrides must look like section.key=value"),
 ])

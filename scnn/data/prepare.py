@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from scnn.data.registry import dataset_listing, default_cache_dir
-from scnn.data.splits import SPLITS, Split, split_recordings
+from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, split_recordings
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, extract_features, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import Normalizer
@@ -26,8 +26,18 @@ class DataConfig:
     data_dir: folder of wavs (None: $SCNN_DATA_DIR, else the per-user cache, downloaded if absent).
     dataset: a registered dataset (:mod:`scnn.data.registry`): "fsdd" ({digit}_{speaker}_{index}.wav)
         or "folders" (root/<label>/*.wav); the first version called this field ``layout``.
-    split: "official" | "speaker" | "random"; holdout_speaker for "speaker"; test_fraction for "random".
+    split: "official" | "speaker" | "random" | "group" (:func:`scnn.data.splits.split_recordings`);
+        holdout_speaker for "speaker" (one name, or several as "a,b"); test_fraction for "random"
+        (share of each class) and "group" (share of the speakers, at least one).
     val_fraction: share of train carved out (stratified, seeded by split_seed) for validation.
+    val_speakers ("a,b") or num_val_speakers (a seeded choice): validation is every file of these
+        training speakers instead, so train, validation and test share no speaker.
+    group_pattern: where the speaker (group) comes from instead of the dataset's own metadata: a regular
+        expression matched against each file name with a named group, ``(?P<group>[a-z]+)_\\d+\\.wav``;
+        or group_manifest: a CSV file with columns path and speaker (paths relative to the CSV).
+    label_pattern, manifest: dataset "recordings" (:mod:`scnn.data.recordings`): a regular expression with
+        named groups label (and optionally speaker) matched against file names under data_dir, or a CSV
+        file of path, label and optionally speaker; neither: class folders data_dir/<label>/*.wav.
     feature_preset + feature_overrides: see :mod:`scnn.features`.
     cache_dir: feature cache (None: <user cache>/features); skip_bad: leave bad files out (unreadable,
         empty, not audio, NaN samples, a name that carries no label) and report them, instead of
@@ -39,6 +49,12 @@ class DataConfig:
     dataset: str = "fsdd"
     split: str = "official"
     holdout_speaker: str = "theo"
+    val_speakers: str = ""
+    num_val_speakers: int = 0
+    group_pattern: str | None = None
+    group_manifest: str | None = None
+    label_pattern: str | None = None
+    manifest: str | None = None
     test_fraction: float = 0.1
     val_fraction: float = 0.1
     split_seed: int = 0
@@ -60,6 +76,18 @@ class DataConfig:
         check_number("data.split_seed", self.split_seed, integer=True)
         check_choice("data.feature_preset", self.feature_preset, FEATURE_PRESETS)
         check_number("data.train_per_class", self.train_per_class, 0, integer=True)
+        check_number("data.num_val_speakers", self.num_val_speakers, 0, integer=True)
+        if self.val_speakers and self.num_val_speakers:
+            raise ValueError("data.val_speakers and data.num_val_speakers exclude each other: name the validation "
+                             "speakers or say how many to choose")
+        if self.group_pattern and self.group_manifest:
+            raise ValueError("data.group_pattern and data.group_manifest exclude each other")
+        if self.group_pattern:
+            compile_group_pattern(self.group_pattern)
+        if self.label_pattern:
+            from scnn.data.recordings import compile_label_pattern
+
+            compile_label_pattern(self.label_pattern)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DataConfig":
@@ -116,9 +144,11 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     features_config = config.features()
     listing = dataset_listing(config)
     root, recordings, class_names = listing.root, listing.recordings, listing.class_names
+    recordings = assign_groups(recordings, config.group_pattern, config.group_manifest)
     split = split_recordings(
         recordings, split=config.split, val_fraction=config.val_fraction, seed=config.split_seed,
         holdout_speaker=config.holdout_speaker, test_fraction=config.test_fraction,
+        val_speakers=config.val_speakers, num_val_speakers=config.num_val_speakers,
     )
     if config.train_per_class:
         split = Split(train=_first_per_class(split.train, config.train_per_class), val=split.val, test=split.test)
@@ -129,7 +159,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     if listing.extract is not None:  # samples that are not audio files (spike events): the dataset's own front end
         extracted = listing.extract(everything, features_config)
     else:
-        extracted = extract_features([r.path for r in everything], features_config, cache_dir=cache_dir,
+        # In path order, so that another split of the same files (a CV fold, another holdout speaker)
+        # finds the same cache entry.
+        extracted = extract_features(sorted(str(r.path) for r in everything), features_config, cache_dir=cache_dir,
                                      skip_bad=True, progress=progress)
     problems = listing.skipped + extracted.skipped
     # Named relative to the data folder, which the message states once.

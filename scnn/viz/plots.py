@@ -536,3 +536,29 @@ def plot_noise_accuracy(rows: list[dict], path: str | Path, title: str = "") -> 
     if title:
         axis.set_title(title)
     return _save(figure, path)
+
+
+def plot_cv_accuracy(summary: dict, path: str | Path, title: str = "") -> Path:
+    """Cross-validation (:func:`scnn.train.cv.summarize`): test accuracy per speaker (bars) with the
+    mean over folds (line) and its ± sample std (band), and per class."""
+    speakers = list(summary["per_speaker"])
+    classes = list(summary["per_class"])
+    figure, (speaker_axis, class_axis) = plt.subplots(1, 2, figsize=(11, 3.8),
+                                                      gridspec_kw={"width_ratios": [max(len(speakers), 2),
+                                                                                    max(len(classes), 2)]})
+    mean, std = 100 * summary["mean_test_accuracy"], 100 * summary["std_test_accuracy"]
+    for axis, names, values, label in (
+            (speaker_axis, speakers, summary["per_speaker"], "speaker (never heard in training)"),
+            (class_axis, classes, summary["per_class"], "class")):
+        heights = [100 * values[name]["accuracy"] for name in names]
+        axis.bar(range(len(names)), heights, color="tab:blue")
+        axis.axhline(mean, color="black", lw=1, label=f"mean over folds {mean:.1f} %")
+        axis.axhspan(mean - std, mean + std, color="gray", alpha=0.2, label=f"± std {std:.1f}")
+        axis.set(xticks=range(len(names)), ylim=(0, 100), xlabel=label, ylabel="test accuracy (%)")
+        axis.set_xticklabels(names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+        axis.grid(axis="y", alpha=0.3)
+    speaker_axis.legend(loc="lower right", fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
