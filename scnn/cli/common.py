@@ -83,8 +83,20 @@ def add_data_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -
     group.add_argument("--dataset", "--layout", dest="dataset", choices=list_datasets(), default=default("fsdd"),
                        help="fsdd: {digit}_{speaker}_{index}.wav; folders: root/<label>/*.wav (default: fsdd)")
     group.add_argument("--split", choices=SPLITS, default=default("official"),
-                       help="official: the dataset's own test set; speaker: hold out --holdout-speaker; random")
-    group.add_argument("--holdout-speaker", default=default("theo"), help="test speaker for --split speaker")
+                       help="official: the dataset's own test set; speaker: hold out --holdout-speaker; group: a "
+                            "seeded share of the speakers; random: stratified")
+    group.add_argument("--holdout-speaker", default=default("theo"),
+                       help="test speaker(s) for --split speaker: one name, or several as a,b")
+    group.add_argument("--val-speakers", metavar="NAMES", help="validation speakers a,b (never trained on)")
+    group.add_argument("--num-val-speakers", type=nonnegative_int,
+                       help="N training speakers, seeded, become validation (never trained on)")
+    group.add_argument("--group-pattern", metavar="REGEX",
+                       help="speaker from the file name: a regular expression with (?P<group>...)")
+    group.add_argument("--group-manifest", metavar="CSV", help="speaker from a CSV with columns path,speaker")
+    group.add_argument("--label-pattern", metavar="REGEX",
+                       help="dataset recordings: a regular expression with (?P<label>...) and optional "
+                            "(?P<speaker>...)")
+    group.add_argument("--manifest", metavar="CSV", help="dataset recordings: a CSV with columns path,label[,speaker]")
     group.add_argument("--test-fraction", type=fraction, default=default(0.1), help="test share for --split random")
     group.add_argument("--val-fraction", type=fraction, default=default(0.1),
                        help="share of train held out for validation and model selection (default 0.1)")
@@ -105,7 +117,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -
 DATA_FLAGS = {"data_dir": "data_dir", "dataset": "dataset", "split": "split", "holdout_speaker": "holdout_speaker",
               "test_fraction": "test_fraction", "val_fraction": "val_fraction", "split_seed": "split_seed",
               "features": "feature_preset", "cache_dir": "cache_dir", "skip_bad": "skip_bad",
-              "train_per_class": "train_per_class"}
+              "train_per_class": "train_per_class", "val_speakers": "val_speakers",
+              "num_val_speakers": "num_val_speakers", "group_pattern": "group_pattern",
+              "group_manifest": "group_manifest", "label_pattern": "label_pattern", "manifest": "manifest"}
 
 
 def data_updates(args: argparse.Namespace) -> dict:
