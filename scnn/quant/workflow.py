@@ -24,12 +24,15 @@ from scnn.io import save_checkpoint, write_json
 from scnn.models.outputs import LogitsOnly
 from scnn.models.registry import count_parameters, create_model
 from scnn.quant.config import QuantConfig
-from scnn.quant.integer import export_integer, quantize_input, run_integer, save_integer
+from scnn.quant.integer import export_integer, make_test_vectors, quantize_input, run_integer, save_integer
 from scnn.quant.twin import QuantSpecNet, model_size_bytes, quantize, quantized_to_dict
 from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import evaluate, load_trained_model
 from scnn.train.loop import FitState, fit, training_parts
 from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions
+
+
+TEST_VECTOR_SAMPLES = 16  # test recordings written as test vectors beside every integer artefact
 
 
 @dataclass
@@ -193,7 +196,8 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     """PTQ, QAT or QAT from scratch; evaluate float and quantised models on test; export; write results.json.
 
     out_dir receives ``results.json``, ``quantized.pt`` (rebuild with
-    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json``, ``model.onnx``
+    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json`` + ``integer.vectors.npz``
+    (docs/integer_format.md), ``model.onnx``
     (QCDQ, checked with onnxruntime on the whole test split) and ``model.qonnx.onnx`` (QONNX,
     checked with qonnx's executor on 100 test samples: it is a slow reference interpreter).
     """
@@ -241,7 +245,12 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
                                                "class_names": data.class_names})
     if config.export:
         results["integer_reference"] = integer_agreement(quantized, data.test[0])
-        save_integer(*export_integer(quantized), out_dir / "integer")
+        description, arrays = export_integer(quantized, data.feature_config, data.normalizer)
+        vectors = None
+        if description["spiking"]:  # the first test recordings, as codes, with what the reference computes
+            codes = quantize_input(description, data.test[0][:TEST_VECTOR_SAMPLES].cpu().numpy())
+            vectors = make_test_vectors(description, arrays, codes)
+        save_integer(description, arrays, out_dir / "integer", vectors=vectors)
         with torch.no_grad():  # the Brevitas model's test predictions, computed once for both exports
             predictions = quantized(data.test[0]).logits.argmax(1).numpy()
         onnx_path = export_onnx(quantized, data.test[0][:2], out_dir / "model.onnx")
