@@ -39,6 +39,11 @@ BAD_ARGUMENTS = [
     (["tune", "--search", "grid"], "argument --search: invalid choice: 'grid'"),
     (["plot"], "nothing to plot"),
     (["plot", "--sample", "-1", "--run", "x"], "argument --sample: must be >= 0, got -1"),
+    (["export-c", "missing/integer", "--out", "c"], "missing/integer.json: no integer artefact"),
+    (["export-c", "missing/integer"], "the following arguments are required: --out"),
+    (["export-nir", "missing.pt", "out.nir"], "checkpoint missing.pt does not exist"),
+    (["neurobench", "missing.pt"], "checkpoint missing.pt does not exist"),
+    (["neurobench", "x.pt", "--max-samples", "0"], "argument --max-samples: must be >= 1, got 0"),
     (["fly"], "invalid choice: 'fly'"),
 ]
 
