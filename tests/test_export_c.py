@@ -52,7 +52,8 @@ def test_c_is_bit_exact_with_the_reference_on_fsdd_test_recordings(fsdd_export):
     done = subprocess.run([str(binary), str(c_dir / "codes.bin")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "vectors 16 mismatches 0" in done.stdout  # logits, predictions, spike counts and membrane traces
-    rows = parse_harness_output(done.stdout)[16:]
+    rows = parse_harness_output(done.stdout)
+    assert len(parse_harness_output(done.stdout, vectors=True)) == 16
     expected = run_integer(description, arrays, codes)
     assert len(rows) == 120
     np.testing.assert_array_equal([r[1] for r in rows], expected.logits)
@@ -195,6 +196,24 @@ def test_cortex_m4_build_fits_and_runs_bit_exact_under_qemu(arm_toolchain, fsdd_
     status, output = run_qemu(build["elf"])
     assert status == 0 and "vectors 16 mismatches 0" in output, output[-2000:]
     vectors = np.load(vectors_path(c_dir.parent / "integer"))
-    rows = parse_harness_output(output)
+    rows = parse_harness_output(output, vectors=True)
     np.testing.assert_array_equal([r[1] for r in rows], vectors["logits"])
     np.testing.assert_array_equal([r[2] for r in rows], vectors["spike_counts"])
+
+
+@pytest.mark.slow
+def test_latency_benchmark_times_c_numpy_and_torch_bit_exact(tiny_snn_run, tmp_path):
+    """benchmarks/c_latency.py's library side on the tiny Model B: the C outputs are checked against numpy in the
+    same run, every latency is measured, and the Cortex-M4 sizes are reported when the toolchain is there."""
+    from scnn.quant.latency import measure_latency
+
+    needs_gcc()
+    result = measure_latency(tiny_snn_run / "best.pt", tmp_path, samples=6, repeats=1, calibration_samples=32)
+    assert result["c_bit_exact_with_numpy"] and result["samples"] == 6
+    assert set(result["latency_ms"]) == {"c", "numpy_reference", "numpy_reference_batched", "torch_float",
+                                         "torch_brevitas_twin"}
+    assert all(value > 0 for value in result["latency_ms"].values())
+    assert (tmp_path / "latency.json").is_file() and (tmp_path / "c" / "harness").is_file()
+    if shutil.which("arm-none-eabi-size"):
+        m4 = result["cortex_m4"]
+        assert m4["flash_bytes"] >= 693_110 and m4["fits_1MiB_flash_256KiB_ram"]

@@ -657,11 +657,12 @@ def run_qemu(elf: str | Path, timeout: float = 300) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
-def parse_harness_output(text: str) -> list[tuple[int, list[int], list[int]]]:
-    """(prediction, logits, spike counts) of each result line ``pred L.. | S..`` the harness printed."""
+def parse_harness_output(text: str, vectors: bool = False) -> list[tuple[int, list[int], list[int]]]:
+    """(prediction, logits, spike counts) of each result line ``pred L.. | S..`` the harness printed: those of
+    the input file (vectors=False) or those of the embedded test vectors (``vector N: ...``, vectors=True)."""
     rows = []
     for line in text.splitlines():
-        if "|" not in line:
+        if "|" not in line or (":" in line) != vectors:
             continue
         head, counts = line.split("|")
         numbers = [int(v) for v in head.split(":")[-1].split()]
