@@ -162,6 +162,11 @@ def test_export_c_command_and_clear_errors(fsdd_export, tmp_path, capsys):
     save_integer(described, arrays, tmp_path / "mixed")
     with pytest.raises(ValueError, match="layer 1 has a 'relu' activation"):
         export_c(tmp_path / "mixed", tmp_path / "mixed_c")
+    wide = {**description, "widths": [dict(w) for w in description["widths"]]}
+    wide["widths"][0]["acc_bits"] = 40
+    save_integer(wide, arrays, tmp_path / "wide")
+    with pytest.raises(ValueError, match="layer 0 needs 40-bit acc values"):
+        export_c(tmp_path / "wide", tmp_path / "wide_c")
 
 
 # --------------------------------------------------------------------------- Cortex-M4 under qemu
