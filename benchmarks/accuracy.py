@@ -2,8 +2,8 @@
 
 Every run is a plain ``train()`` call (the same as experiments/train.py); the summary
 gives mean and standard deviation of test accuracy over seeds and the wall time per
-epoch. Runs already finished (results.json present) are reused, so an interrupted
-benchmark continues where it stopped. Writes the "accuracy" table (:mod:`scnn.result_tables`,
+epoch. Runs already finished (results.json present) are reused and an interrupted run
+resumes from its last.pt, so an interrupted benchmark continues where it stopped. Writes the "accuracy" table (:mod:`scnn.result_tables`,
 docs/results_formats.md): OUT/summary.csv (one row per run), its sidecar OUT/summary.json (the
 machine) and OUT/summary.md (mean ± std, for people). Example:
     python benchmarks/accuracy.py --data-dir ../shared/data/fsdd/recordings --seeds 0 1 2 --epochs 30
@@ -70,7 +70,8 @@ def main() -> None:
                 data = data if data is not None else prepare_data(data_config, progress=False)
                 config = TrainConfig(model=name, model_overrides=MODELS.get(name, {}), epochs=args.epochs,
                                      seed=seed, threads=args.threads)
-                results = train(config, data_config, run, progress=False, data=data)
+                results = train(config, data_config, run, resume=(run / "last.pt").exists(), progress=False,
+                                data=data)
             rows.append(accuracy_row(name, seed, run.name, results))
             print(f"{name} seed {seed}: test {results['test_accuracy']:.4f}  "
                   f"{results['seconds_per_epoch']:.1f} s/epoch", flush=True)

@@ -74,7 +74,8 @@ def main() -> None:
             config = TrainConfig(model="model_b", model_overrides={"num_steps": 10}, epochs=args.epochs, seed=seed,
                                  threads=args.threads, time_shift=0, time_mask=0, freq_mask=0)
             run = out / f"{candidate_folder(label)}-s{seed}"
-            results = train(config, data_config, run, progress=False, data=data)
+            # a rerun continues (or re-evaluates) the runs already in OUT rather than refusing the folder
+            results = train(config, data_config, run, resume=(run / "last.pt").exists(), progress=False, data=data)
             history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
             rows.append({"candidate": label, "feature_preset": preset, "feature_overrides": overrides, "seed": seed,
                          "run": run.name, "val_accuracy": results["val_accuracy"],

@@ -2,6 +2,8 @@
 
 An interrupted write never leaves a half-written checkpoint or result behind,
 and a file that was there before stays intact until the new one is complete.
+Files get the permissions of an ordinary ``open()`` (0o666 less the umask), not the
+0o600 of the temporary file, so collaborators can read results as with any other file.
 """
 
 from __future__ import annotations
@@ -15,8 +17,22 @@ from typing import IO, Any, Callable, Sequence
 import torch
 
 
+def _read_umask() -> int:
+    """The process umask (os.umask can only be read by setting it: set, then restore at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # read once, at import: a later round trip could race with threads creating files
+FILE_MODE = 0o666 & ~UMASK
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    The result has mode ``0o666 & ~umask``, as a file written with ``open()`` would.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
@@ -24,6 +40,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         with handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), FILE_MODE)  # NamedTemporaryFile creates 0o600
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
     except BaseException:

@@ -11,7 +11,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/setup_env.sh"
 cd "$root"
 out="${SCNN_OUT:-runs/main}"
-scnn train --config configs/fsdd_model_b.yaml --out "$out" "$@"
+# --overwrite: the main job starts afresh each time (a run folder is otherwise never reused silently).
+scnn train --config configs/fsdd_model_b.yaml --out "$out" --overwrite "$@"
 data_args=()
 for ((i = 1; i <= $#; i++)); do
     if [ "${!i}" = "--data-dir" ]; then j=$((i + 1)); data_args=(--data-dir "${!j}"); fi

@@ -92,7 +92,7 @@ def test_the_engine_and_the_registries_import_no_neuron_and_no_model():
     assert not any(target.startswith("scnn.neurons") for name in engine for target in graph[name])
     assert not any(target.startswith("scnn.models.") and target != "scnn.models.registry"
                    for target in graph["scnn.models.registry"])
-    assert graph["scnn.data.registry"] == set()
+    assert graph["scnn.data.registry"] == {"scnn.registry"}
 
 
 # --------------------------------------------------------------------------- extension points
@@ -387,3 +387,35 @@ def test_metrics_by_name_and_one_registered_from_a_test():
             compute_metrics(model, names=["activation_sparsity"])
     finally:
         METRICS.pop("spikes_per_sample")
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def test_exports_are_registered_and_chosen_by_name(tmp_path):
+    from scnn.models import create_model
+    from scnn.quant import quantize
+    from scnn.quant.exports import DEFAULT_EXPORTS, EXPORTS, register_export, run_exports
+    from scnn.quant.workflow import QuantRunConfig
+
+    assert set(DEFAULT_EXPORTS) <= set(EXPORTS)
+
+    @register_export("shape_only")
+    def shape_only(quantized, test_x, predictions, out_dir):
+        (out_dir / "shape.txt").write_text(str(tuple(test_x.shape)))
+        return {"path": "shape.txt", "predictions": predictions.tolist()}
+
+    try:
+        torch.manual_seed(0)
+        model = create_model("4C3-16FC-3FC", num_steps=2, input_shape=(1, 8, 8)).eval()
+        x = torch.randn(5, 1, 8, 8)
+        quantized = quantize(model, calibration_data=x)
+        results = run_exports(["integer", "shape_only"], quantized, x, tmp_path)
+        assert results["integer"]["prediction_agreement"] == 1.0 and (tmp_path / "integer.npz").exists()
+        with torch.no_grad():
+            assert results["shape_only"]["predictions"] == quantized(x).logits.argmax(1).tolist()
+        assert (tmp_path / "shape.txt").read_text() == "(5, 1, 8, 8)"
+        with pytest.raises(ValueError, match="unknown export .nir_v9.; registered: .*integer"):
+            QuantRunConfig(checkpoint="x.pt", exports=("integer", "nir_v9"))
+    finally:
+        EXPORTS.pop("shape_only")

@@ -140,3 +140,18 @@ def test_missing_vectors_and_old_artefacts(tmp_path):
         load_test_vectors(tmp_path / "old")
     with pytest.raises(ValueError, match="no normaliser"):
         normalize_features(description, arrays, np.zeros((1, 2, 1)))
+
+
+def test_the_registered_integer_export_writes_front_end_and_vectors(fsdd_artefact, tmp_path):
+    """scnn quantize's "integer" export (scnn.quant.exports): the front end and normaliser the workflow hands it,
+    and test vectors of the first test recordings that the reference reproduces."""
+    from scnn.quant.exports import run_exports
+
+    quantized, _, _, data = fsdd_artefact
+    quantized.front_end = (data.feature_config, data.normalizer)
+    entry = run_exports(["integer"], quantized, data.test[0][:40], tmp_path)["integer"]
+    assert entry["prediction_agreement"] == 1.0 and entry["spike_count_agreement"] == 1.0
+    description, arrays = load_integer(tmp_path / "integer")
+    assert description["front_end"]["num_frames"] == data.feature_config.num_frames
+    assert description["test_vectors"] == {"file": "integer.vectors.npz", "samples": 16}
+    assert check_test_vectors(description, arrays, load_test_vectors(tmp_path / "integer")) == 16

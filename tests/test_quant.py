@@ -101,7 +101,7 @@ def test_leak_shift_and_rounding_helpers():
 
 
 def test_exported_onnx_gives_the_same_predictions(tmp_path):
-    from scnn.quant.workflow import export_onnx, onnx_predictions
+    from scnn.quant.exports import export_onnx, onnx_predictions
 
     _, quantized, x = calibrated("model_b", {"num_steps": 4}, {})
     path = export_onnx(quantized, x[:2], tmp_path / "model.onnx")
@@ -111,7 +111,7 @@ def test_exported_onnx_gives_the_same_predictions(tmp_path):
 
 
 def test_exported_qonnx_gives_the_same_predictions(tmp_path):
-    from scnn.quant.workflow import export_qonnx_model, qonnx_predictions
+    from scnn.quant.exports import export_qonnx_model, qonnx_predictions
 
     _, quantized, x = calibrated("model_b", {"num_steps": 3}, {"weight_bits": 4})
     path = export_qonnx_model(quantized, x[:8], tmp_path / "model.qonnx.onnx")
@@ -124,7 +124,7 @@ def test_qonnx_check_silences_only_qonnxs_shape_warnings(tmp_path, monkeypatch):
     """qonnx's "Output shapes disagree" protobuf dumps are dropped where the check runs; other warnings pass."""
     import qonnx.core.onnx_exec
 
-    from scnn.quant.workflow import export_qonnx_model, qonnx_predictions
+    from scnn.quant.exports import export_qonnx_model, qonnx_predictions
 
     _, quantized, x = calibrated("model_b", {"num_steps": 3}, {"weight_bits": 4})
     path = export_qonnx_model(quantized, x[:8], tmp_path / "model.qonnx.onnx")

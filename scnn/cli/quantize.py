@@ -56,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=nonnegative_int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data-dir", help="FSDD folder (default: the checkpoint's, else $SCNN_DATA_DIR)")
-    parser.add_argument("--no-export", action="store_true", help="skip the integer and ONNX exports")
+    parser.add_argument("--no-export", action="store_true", help="skip the exports")
+    parser.add_argument("--export", action="append", metavar="NAME", dest="exports",
+                        help="run this registered export (repeatable; default: integer, onnx, qonnx)")
     parser.add_argument("--out", default="runs/quantize", help="output folder")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> dict:
                           state_range=args.state_range),
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, calibration_samples=args.calibration_samples,
         train_per_class=args.train_per_class, seed=args.seed, threads=args.threads, device=args.device,
-        export=not args.no_export)
+        export=not args.no_export, **({"exports": tuple(args.exports)} if args.exports else {}))
     results = run_quantization(config, args.out, data_dir=args.data_dir, progress=not args.no_progress)
     float_accuracy = results["float"].get("test_accuracy")
     line = f"quantised test accuracy {results['quantized']['test_accuracy']:.4f}"

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fixed model option for every run, e.g. num_steps=10 (repeatable)")
     parser.add_argument("--threads", type=nonnegative_int, help="torch CPU threads (0 = default)")
     parser.add_argument("--out", default="runs/sweep", help="folder for sweep.csv, runs and the figure")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the sweep in OUT (sweep.json, sweep.csv, summary, figure, point folders)")
     add_data_arguments(parser, defaults=False)
 
 
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     config = base_run_config(args, {"name": args.model, **key_values(args.model_option, "--model-option")},
                              {"epochs": epochs, "threads": args.threads})
     try:
-        rows = run_sweep(args.param, values, args.seeds, config.train, config.data, args.out)
+        rows = run_sweep(args.param, values, args.seeds, config.train, config.data, args.out,
+                         overwrite=args.overwrite)
     except TypeError as error:  # a parameter the model's config does not have
         raise ValueError(str(error)) from None
     summary = summarize_sweep(rows)

@@ -37,7 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="preset (model_a, model_b, control_cnn, ssm_*) or a spec string such as "
                         "6C3-P2-64FC-10FC (default model_b)")
     parser.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics, results, figures)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (same settings, or refused)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in OUT; its files are removed once the data are ready, "
+                             "before the first epoch writes")
+    parser.add_argument("--extend-epochs", action="store_true",
+                        help="with --resume: allow more --epochs than planned; the learning-rate schedule continues "
+                             "from where it stands to the new last epoch (no restart), recorded in results.json")
     parser.add_argument("--print-config", action="store_true", help="print the run config and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     add_data_arguments(parser, defaults=False)
@@ -128,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.print_config:
         print(config.dump(), end="")
         return config.to_dict()
-    return train(config.train, config.data, args.out, resume=args.resume, progress=not args.no_progress)
+    return train(config.train, config.data, args.out, resume=args.resume, progress=not args.no_progress,
+                 overwrite=args.overwrite, extend_epochs=args.extend_epochs)
 
 

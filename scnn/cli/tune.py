@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "starting a local one (default: $RAY_ADDRESS when set); OUT must then be a folder that every "
                         "node reaches at the same path (NFS), as trials write their checkpoints there")
     parser.add_argument("--resume", action="store_true", help="restore the interrupted search in OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the search in OUT (search.json, ray/, results, retrained/)")
     parser.add_argument("--retrain-epochs", type=positive_int, help="epochs of the final retraining (default: --epochs)")
     parser.add_argument("--seed", type=any_int, default=0)
     parser.add_argument("--out", default="runs/tune", help="results folder (Ray's storage is OUT/ray)")
@@ -50,6 +52,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from scnn.search.tune import claim_search_folder, search_record
+    from scnn.train.run import folder_lock
+
+    out = Path(args.out).resolve()
+    config = base_run_config(args, {"name": args.model},
+                             {"epochs": args.epochs, "seed": args.seed, "threads": args.cpus_per_trial})
+    data_config, base = config.data, config.train
+    settings = {key: getattr(args, key) for key in SEARCH_SETTINGS}
+    settings["model"] = base.model
+    with folder_lock(out):
+        claim_search_folder(out, search_record(settings, base, data_config), resume=args.resume,
+                            overwrite=args.overwrite)
+        return _search(args, out, base, data_config)
+
+
+# The options that define a search (a resume must repeat them); CPUs per trial, the cluster address
+# and failure retries change where and how it runs, not what it finds.
+SEARCH_SETTINGS = ("space", "search", "multi_objective", "num_samples", "epochs", "grace_period", "tune_lr",
+                   "tune_batch_size", "models", "seed", "retrain_epochs")
+
+
+def _search(args: argparse.Namespace, out: Path, base, data_config) -> dict:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -61,10 +85,6 @@ def run(args: argparse.Namespace) -> dict:
     from scnn.viz.plots import plot_pareto
     from scnn.viz.tables import markdown_table
 
-    out = Path(args.out).resolve()
-    config = base_run_config(args, {"name": args.model},
-                             {"epochs": args.epochs, "seed": args.seed, "threads": args.cpus_per_trial})
-    data_config, base = config.data, config.train
     data = prepare_data(data_config, progress=False)
     address = args.address or os.environ.get("RAY_ADDRESS")  # ray.init(num_cpus=...) fails if RAY_ADDRESS is set
     if address and address != "local":
@@ -109,7 +129,8 @@ def run(args: argparse.Namespace) -> dict:
     retrain = train_config_from_trial(chosen, base)
     retrain = retrain.__class__(**{**retrain.__dict__, "epochs": args.retrain_epochs or args.epochs})
     full_train = data_config.__class__(**{**data_config.__dict__, "val_fraction": 0.0})
-    final = train(retrain, full_train, out / "retrained", progress=False)
+    # A resumed search retrains again: the folder's retrained run is replaced, not resumed.
+    final = train(retrain, full_train, out / "retrained", progress=False, overwrite=True)
 
     columns = ["beta", "threshold", "num_steps", "val_accuracy", "activation_sparsity", "synops", "epoch"]
     write_json(out / "trials.json", trials)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from scnn.registry import Registry
+
 
 @dataclass(frozen=True)
 class Recording:
@@ -48,7 +50,7 @@ class DatasetListing:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-DATASETS: dict[str, Callable] = {}
+DATASETS: Registry = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable:
@@ -67,9 +69,7 @@ def list_datasets() -> list[str]:
 
 def dataset_listing(config) -> DatasetListing:
     """The listing of ``config.dataset`` (a :class:`scnn.data.prepare.DataConfig`)."""
-    if config.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {config.dataset!r}; registered: {', '.join(list_datasets())}")
-    return DATASETS[config.dataset](config)
+    return DATASETS.lookup(config.dataset)(config)
 
 
 

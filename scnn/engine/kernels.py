@@ -52,8 +52,31 @@ def available() -> bool:
     return numba is not None
 
 
+_POOL = {"started": False}
+
+
 def _use_torch_threads() -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    """Run the next parallel kernel on torch's thread count.
+
+    numba's OpenMP threading layer shares the OpenMP runtime with torch, and starting its thread
+    pool (the first parallel call in a process) sets OpenMP's thread count to every core: torch
+    then silently ran on all cores after ``--threads 1``, and two same-seed trainings in one process
+    differed (the first switched thread count mid-run). So the pool is started here once, on a
+    trivial kernel, and torch's count put back.
+    """
+    threads = torch.get_num_threads()
+    if not _POOL["started"]:
+        _start_pool(np.zeros(2))
+        _POOL["started"] = True
+        torch.set_num_threads(threads)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+if numba is not None:
+    @njit(parallel=True, cache=False)
+    def _start_pool(values):  # pragma: no cover - compiled
+        for index in prange(values.shape[0]):
+            values[index] += 0.0
 
 
 def _per_neuron(value: torch.Tensor, neuron_shape: torch.Size) -> np.ndarray:

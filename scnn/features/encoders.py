@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from scnn.registry import Registry
+
 ENCODER_KINDS = ("static", "sequence")
 
 
@@ -32,7 +34,7 @@ class Encoder:
     encode: Callable[[torch.Tensor, int], torch.Tensor]
 
 
-ENCODERS: dict[str, Encoder] = {}
+ENCODERS: Registry = Registry("encoding")
 
 
 def register_encoder(name: str, kind: str) -> Callable:
@@ -47,9 +49,7 @@ def register_encoder(name: str, kind: str) -> Callable:
 
 
 def get_encoder(name: str) -> Encoder:
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoding {name!r}; registered: {', '.join(sorted(ENCODERS))}")
-    return ENCODERS[name]
+    return ENCODERS.lookup(name)
 
 
 @register_encoder("direct", kind="static")

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from snntorch import surrogate as snn_surrogate
 
+from scnn.registry import Registry
+
 SURROGATES = ("fast_sigmoid", "atan", "sigmoid")
 RESET_MECHANISMS = ("subtract", "zero")
 
@@ -131,7 +133,7 @@ def reset_net(model: nn.Module) -> None:
 
 # --------------------------------------------------------------------------- registry
 
-NEURONS: dict[str, type] = {}
+NEURONS: Registry = Registry("neuron")
 
 
 def register_neuron(name: str) -> Callable[[type], type]:
@@ -153,6 +155,4 @@ def list_neurons() -> list[str]:
 
 def create_neuron(name: str, **options) -> SpikingNeuron:
     """Build a registered neuron; options are its constructor's keyword arguments."""
-    if name not in NEURONS:
-        raise ValueError(f"unknown neuron {name!r}; registered: {', '.join(list_neurons())}")
-    return NEURONS[name](**options)
+    return NEURONS.lookup(name)(**options)

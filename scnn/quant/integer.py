@@ -23,7 +23,6 @@ It reproduces the fake-quantised Brevitas model exactly (tested); the arithmetic
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 

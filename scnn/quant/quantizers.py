@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from scnn.registry import Registry
+
 
 @dataclass(frozen=True)
 class WeightQuantizer:
@@ -24,7 +26,7 @@ class WeightQuantizer:
     integer_exact: bool
 
 
-WEIGHT_QUANTIZERS: dict[str, WeightQuantizer] = {}
+WEIGHT_QUANTIZERS: Registry = Registry("weight quantiser")
 
 
 def register_weight_quantizer(name: str, integer_exact: bool) -> Callable:
@@ -36,9 +38,7 @@ def register_weight_quantizer(name: str, integer_exact: bool) -> Callable:
 
 
 def get_weight_quantizer(name: str) -> WeightQuantizer:
-    if name not in WEIGHT_QUANTIZERS:
-        raise ValueError(f"unknown weight quantiser {name!r}; registered: {', '.join(sorted(WEIGHT_QUANTIZERS))}")
-    return WEIGHT_QUANTIZERS[name]
+    return WEIGHT_QUANTIZERS.lookup(name)
 
 
 @register_weight_quantizer("fixed_point", integer_exact=True)

@@ -33,9 +33,8 @@ integer program could not reproduce it bit for bit.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,7 +42,7 @@ from scnn.models.outputs import NetOutput
 from scnn.models.registry import model_from_dict, model_to_dict
 from scnn.models.spec_net import SpecNet
 from scnn.neurons.base import SpikingNeuron
-from scnn.quant.config import ACT_BITS, LEAK_MODES, STATE_BITS, WEIGHT_BITS, QuantConfig
+from scnn.quant.config import QuantConfig
 from scnn.quant.quantizers import get_weight_quantizer
 
 MAX_LEAK_SHIFT = 15

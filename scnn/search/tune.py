@@ -10,18 +10,21 @@ it was given: two trials each using every core were measured 30x slower.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from scnn.metrics import profile_model
 from scnn.data.prepare import DataConfig, PreparedData
+from scnn.io import write_json
+from scnn.metrics import profile_model
 from scnn.train.config import TrainConfig
-from scnn.train.loop import train
+from scnn.train.loop import RESULT_NEUTRAL_DATA_FIELDS, RESULT_NEUTRAL_TRAIN_FIELDS, notice, train
+from scnn.train.run import RunFolderError, SettingsMismatch, check_output_folder, same_folder, setting_differences
 
 SEARCH_ALGORITHMS = ("random", "optuna", "hyperopt", "bayesopt")
 VALIDATION_SAMPLES_FOR_COST = 200  # sparsity and SynOps are measured on this many validation samples
@@ -111,6 +114,73 @@ def trainable(config: dict, data: PreparedData, base: TrainConfig, data_config: 
               epoch_callback=report)
     finally:  # also when the scheduler stops the trial (Ray raises inside report); Ray keeps its own copies
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the search folder
+
+SEARCH_RECORD = "search.json"
+SEARCH_KIND = "scnn Ray Tune search"
+SEARCH_FILES = ("search.json", "trials.json", "pareto.json", "pareto.md", "pareto.png", "summary.json")
+SEARCH_FOLDERS = ("ray", "retrained")  # Ray's experiment state and trials; the final retraining
+
+
+def search_record(settings: dict, base: TrainConfig, data_config: DataConfig) -> dict:
+    """What a search is: ``settings`` (the search's own choices: model, space, algorithm, samples,
+    epochs, seed, ...; leave out what does not change results, such as CPUs per trial or the
+    cluster address), the base training config and the data config, less the fields that do
+    not change results (threads, device, cache_dir, download)."""
+    return {"kind": SEARCH_KIND, "version": 1, "settings": dict(settings),
+            "train_config": {k: v for k, v in asdict(base).items() if k not in RESULT_NEUTRAL_TRAIN_FIELDS},
+            "data_config": {k: v for k, v in asdict(data_config).items() if k not in RESULT_NEUTRAL_DATA_FIELDS}}
+
+
+def holds_search(out_dir: str | Path) -> list[str]:
+    """What in ``out_dir`` says it holds a search (its record, Ray's state, results); empty if nothing."""
+    out_dir = Path(out_dir)
+    return [name for name in (SEARCH_RECORD, "ray", "trials.json", "summary.json") if (out_dir / name).exists()]
+
+
+def claim_search_folder(out_dir: str | Path, record: dict, resume: bool = False, overwrite: bool = False) -> Path:
+    """Make ``out_dir`` the folder of the search ``record`` (:func:`search_record`), or refuse.
+
+    The folder is checked writable first. A folder that holds a search needs ``resume`` (the
+    record must then equal the folder's: each differing field is named, old -> new) or
+    ``overwrite`` (the old search's files and folders are removed, nothing else). The record is
+    written as ``search.json``. Hold :func:`scnn.train.run.folder_lock` around the search so
+    that a second driver on the same folder is refused.
+    """
+    out_dir = check_output_folder(out_dir)
+    if resume and overwrite:
+        raise RunFolderError(f"resume and overwrite exclude each other: resume continues the search in {out_dir}, "
+                             "overwrite replaces it")
+    present = holds_search(out_dir)
+    if present and not (resume or overwrite):
+        raise RunFolderError(f"{out_dir} already holds a search ({', '.join(present)}); pass --resume to continue "
+                             "it, --overwrite to replace it, or choose another --out")
+    if present and overwrite:
+        for name in SEARCH_FILES:  # the record and the results first, then Ray's state and the retraining
+            (out_dir / name).unlink(missing_ok=True)
+        for name in SEARCH_FOLDERS:
+            shutil.rmtree(out_dir / name, ignore_errors=True)
+        notice(f"--overwrite: removed the previous search ({', '.join(present)}) from {out_dir}")
+    elif present and (out_dir / SEARCH_RECORD).exists():
+        old = json.loads((out_dir / SEARCH_RECORD).read_text())
+        lines = setting_differences(old.get("settings", {}), record["settings"], "")
+        lines += setting_differences(old.get("train_config", {}), record["train_config"], "train_config.")
+        lines += setting_differences(old.get("data_config", {}), record["data_config"], "data_config.",
+                                     ignore=("data_dir",))
+        before, after = old.get("data_config", {}).get("data_dir"), record["data_config"].get("data_dir")
+        if not same_folder(before, after):
+            lines.append(f"data_config.data_dir: {before!r} -> {after!r}")
+        if lines:
+            raise SettingsMismatch(f"cannot resume the search in {out_dir} with other settings (old -> new): "
+                                   f"{'; '.join(lines)}. Resume with its own settings, pass --overwrite to replace "
+                                   "it, or choose another --out")
+    elif present:
+        notice(f"--resume: {out_dir} has no {SEARCH_RECORD} (an older version's search); its settings cannot be "
+               "checked, and are recorded now")
+    write_json(out_dir / SEARCH_RECORD, record)
+    return out_dir
 
 
 def make_search_algorithm(name: str, seed: int, multi_objective: bool = False):

@@ -10,6 +10,7 @@ QAT (:func:`scnn.quant.workflow.fine_tune`) and the Ray Tune trainable call :fun
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,16 +20,19 @@ import torch
 from torch import nn
 
 from scnn.train.run_config import RunConfig
-from scnn.data.prepare import DataConfig, PreparedData, prepare_data
+from scnn.data.prepare import DataConfig, PreparedData, compare_test_sets, prepare_data
 from scnn.features.augment import augment_batch
 from scnn.features.normalize import Normalizer
 from scnn.io import load_checkpoint, save_checkpoint, write_json
 from scnn.metrics import profile_model
-from scnn.models.registry import count_parameters, create_model, model_to_dict
+from scnn.models.registry import count_parameters, create_model, model_config, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import CHECKPOINT_VERSION, evaluate
 from scnn.train.losses import make_loss
-from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions, write_history
+from scnn.train.run import (RESULTS_SCHEMA_VERSION, SettingsMismatch, check_output_folder, claim_run_folder,
+                             folder_lock, library_versions, remove_run_files, remove_stale_temporaries, same_folder,
+                             setting_differences, write_history)
+
 
 
 
@@ -109,6 +113,8 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
     optimizer, scheduler, loss_fn, shuffle, augmentation = parts
     state = state if state is not None else FitState()
     num_classes = len(data.class_names)
+    if config.patience and state.history and state.next_epoch - state.best["epoch"] >= config.patience:
+        return state  # a resumed run that had stopped early stays stopped (one more epoch would change it)
     for epoch in range(state.next_epoch, config.epochs):
         epoch_start = time.perf_counter()
         order = torch.randperm(len(train_y), generator=shuffle)
@@ -146,22 +152,59 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
     return state
 
 
+RESULT_NEUTRAL_TRAIN_FIELDS = ("threads", "device")  # where it runs, not what it computes: may change on resume
+RESULT_NEUTRAL_DATA_FIELDS = ("cache_dir", "download")  # where features are cached, whether FSDD may be fetched
+DATA_DERIVED_MODEL_FIELDS = ("input_shape", "num_classes")  # set from the data, compared once it is prepared
+
+
+def notice(message: str) -> None:
+    """A line the user must see whatever ``progress`` says (stderr, so a redirected stdout does not hide it)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Path, resume: bool = False,
           progress: bool = True, stop_after_epochs: int | None = None, data: PreparedData | None = None,
-          epoch_callback=None) -> dict:
+          epoch_callback=None, overwrite: bool = False, extend_epochs: bool = False) -> dict:
     """Train, checkpoint every epoch, evaluate the best-validation weights on test, write results.
 
     out_dir receives: ``last.pt`` (resumable checkpoint), ``best.pt`` (best validation
     weights, what ``evaluate.py`` loads), ``metrics.csv`` and ``metrics.jsonl`` (one row
     per epoch), ``results.json``, ``training_curves.png``, ``confusion_matrix.png``.
+
+    The folder is checked writable before any work and locked (``out_dir/.lock``) for the
+    whole call; a second process training into it is refused. A folder that already holds
+    a run is never reused silently:
+
+    - resume: continue from ``last.pt``. The settings given must be the checkpoint's (every
+      field of train_config, data_config and the model's config, except threads, device,
+      cache_dir and download, which do not change the result); any difference is refused
+      with a :class:`~scnn.train.run.SettingsMismatch` naming each field (old -> new). With
+      no ``last.pt`` in an empty folder, it starts from scratch and says so.
+    - extend_epochs: with resume, allow a larger ``train_config.epochs`` than the run was
+      planned with; the learning-rate schedule then continues from where it stands and ends
+      at the new last epoch (see :func:`extend_schedule`), which is printed and recorded in
+      ``results.json`` (``schedule_extensions``).
+    - overwrite: start afresh; the old run's files are removed once the data are prepared
+      and the model is built, before the first epoch writes.
+
     stop_after_epochs: return after this many epochs of this call (a deliberate
     interruption; ``resume=True`` continues). epoch_callback(row, model) is called after
     each epoch, once the checkpoint is written, with the metrics row and the model (the
     Ray Tune trainable reports from it).
     Returns the results dict (``test_accuracy`` is a fraction).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_folder(out_dir)
+    with folder_lock(out_dir):
+        claim_run_folder(out_dir, resume, overwrite)
+        remove_stale_temporaries(out_dir)
+        return _train_in_folder(train_config, data_config, out_dir, resume, progress, stop_after_epochs, data,
+                                epoch_callback, overwrite, extend_epochs)
+
+
+def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir: Path, resume: bool, progress: bool,
+                     stop_after_epochs: int | None, data: PreparedData | None, epoch_callback, overwrite: bool,
+                     extend_epochs: bool) -> dict:
+    """:func:`train` once its folder is checked, locked and claimed."""
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     device = resolve_device(train_config.device, train_config.tf32)
@@ -171,8 +214,11 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         keep_freed_memory()  # large activation buffers reused, not page-faulted in every step
     last_path = out_dir / "last.pt"
     checkpoint = load_checkpoint(last_path) if resume and last_path.exists() else None
+    extension = None
     if resume and checkpoint is None:
-        print(f"--resume: no checkpoint at {last_path}, starting from scratch")
+        notice(f"--resume: no checkpoint at {last_path}, starting from scratch")
+    if checkpoint is not None:  # refused here, before the data are prepared
+        extension = check_resume_settings(checkpoint, train_config, data_config, extend_epochs, last_path)
 
     if data is None:
         normalizer = Normalizer.from_state_dict(checkpoint["normalizer"]) if checkpoint else None
@@ -180,10 +226,13 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     torch.manual_seed(train_config.seed)
     model = create_model(train_config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
                          **train_config.model_overrides)
+    if checkpoint is not None:
+        check_resumed_model(checkpoint, model, data, last_path)
     model.to(device)
     parts = training_parts(train_config, model, len(data.train[1]))
     optimizer, scheduler, loss_fn, shuffle, augmentation = parts
     state = FitState()
+    extensions = []
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -192,6 +241,22 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
         augmentation.set_state(checkpoint["rng"]["augmentation"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         state = FitState(checkpoint["history"], checkpoint["best"], checkpoint["elapsed_s"])
+        extensions = list(checkpoint.get("schedule_extensions", []))
+    if extension is not None:
+        old_epochs, new_epochs = extension
+        steps_per_epoch = (len(data.train[1]) + train_config.batch_size - 1) // train_config.batch_size
+        lr = optimizer.param_groups[0]["lr"]
+        extend_schedule(scheduler, new_epochs * steps_per_epoch)
+        extensions.append({"after_epoch": state.next_epoch, "from_epochs": old_epochs, "to_epochs": new_epochs,
+                           "schedule": train_config.schedule, "lr": lr})
+        notice(f"--extend-epochs: {out_dir} planned for {old_epochs} epochs now runs {new_epochs}; after epoch "
+               f"{state.next_epoch} the {train_config.schedule} learning rate continues from {lr:.3g} and ends "
+               f"with epoch {new_epochs} (no restart)")
+        remove_run_files(out_dir, ("results.json", "confusion_matrix.png", "training_curves.png"))
+    if overwrite:
+        removed = remove_run_files(out_dir)
+        if removed:
+            notice(f"--overwrite: removed the previous run's {', '.join(removed)} from {out_dir}")
 
     run_config = RunConfig(model={"name": train_config.model, **train_config.model_overrides}, data=data_config,
                            train=train_config)
@@ -205,35 +270,139 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     if progress and state.next_epoch == 0:
         print(f"run config ({out_dir}):\n{run_config.dump()}", end="")
 
+    def save_best_and_history(state: FitState) -> None:
+        save_checkpoint(out_dir / "best.pt", {**description, "epoch": state.best["epoch"] - 1,
+                                              "model_state": state.best["state"]})
+        write_history(out_dir, state.history)
+
     def save_epoch(row: dict, state: FitState, parts: tuple) -> None:
         checkpoint = {
             **description, "epoch": row["epoch"] - 1, "elapsed_s": state.elapsed_s, "history": state.history,
             "best": state.best, "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
-            "scheduler_state": scheduler.state_dict(),
+            "scheduler_state": scheduler.state_dict(), "schedule_extensions": extensions,
             "rng": {"shuffle": shuffle.get_state(), "augmentation": augmentation.get_state(),
                     "torch": torch.get_rng_state()},
         }
         save_checkpoint(last_path, checkpoint)
-        save_checkpoint(out_dir / "best.pt", {**description, "epoch": state.best["epoch"] - 1,
-                                              "model_state": state.best["state"]})
-        write_history(out_dir, state.history)
+        save_best_and_history(state)
         if epoch_callback is not None:
             epoch_callback(row, model)
 
     state = fit(model, data, train_config, parts, state, save_epoch, progress, stop_after_epochs)
     if state.interrupted:
         return {"interrupted_after_epoch": state.next_epoch}
+    # Again, in case a kill fell between the last epoch's last.pt and best.pt: a resume with no
+    # epoch left to train must not leave an older best.pt beside the results of the newer one.
+    save_best_and_history(state)
     model.load_state_dict(state.best["state"])
     results = _final_evaluation(model, data, loss_fn, state.history, state.best, state.elapsed_s, description,
-                                device, out_dir)
+                                device, out_dir, extensions)
     if progress:
         print(f"test accuracy {results['test_accuracy']:.4f} (best validation epoch {state.best['epoch']}); "
               f"results in {out_dir}")
     return results
 
 
+def check_resume_settings(checkpoint: dict, train_config: TrainConfig, data_config: DataConfig, extend_epochs: bool,
+                          path: Path) -> tuple[int, int] | None:
+    """Refuse a resume whose settings differ from the checkpoint's; returns (old, new) epochs when
+    ``extend_epochs`` grows the budget, else None.
+
+    Compared: every TrainConfig field but threads and device (model_overrides through the
+    model's effective config, so restating a default is no change), every DataConfig field but
+    cache_dir and download (data_dir by the folder it resolves to), and the model's config.
+    One SettingsMismatch names every differing field. Fields a checkpoint of an older version
+    lacks are taken at today's defaults.
+    """
+    old_train = {**asdict(TrainConfig()), **checkpoint.get("train_config", {})}
+    new_train = asdict(train_config)
+    lines = setting_differences(old_train, new_train, "train_config.",
+                                ignore=RESULT_NEUTRAL_TRAIN_FIELDS + ("epochs", "model_overrides"))
+    if old_train["model"] == new_train["model"] and "model" in checkpoint:
+        family, config = model_config(train_config.model, **train_config.model_overrides)
+        old_model = {"family": checkpoint["model"].get("family"), **checkpoint["model"].get("config", {})}
+        lines += setting_differences(old_model, {"family": family, **asdict(config)}, "model.",
+                                     ignore=DATA_DERIVED_MODEL_FIELDS)
+    old_data = {**asdict(DataConfig()), **checkpoint.get("data_config", {})}
+    if "layout" in old_data:  # the first version's name of ``dataset``
+        old_data["dataset"] = old_data.pop("layout")
+    new_data = asdict(data_config)
+    lines += setting_differences(old_data, new_data, "data_config.", ignore=RESULT_NEUTRAL_DATA_FIELDS + ("data_dir",))
+    if not same_folder(old_data.get("data_dir"), new_data["data_dir"]):
+        lines.append(f"data_config.data_dir: {old_data.get('data_dir')!r} -> {new_data['data_dir']!r}")
+
+    old_epochs, new_epochs, extension = old_train["epochs"], train_config.epochs, None
+    if new_epochs > old_epochs and extend_epochs:
+        done = len(checkpoint.get("history", []))
+        if train_config.schedule != "constant" and done >= old_epochs:
+            raise SettingsMismatch(
+                f"cannot extend {path}: its {train_config.schedule} learning-rate schedule ended with epoch "
+                f"{old_epochs} (learning rate ~0), so more epochs would not train; start a new run with "
+                f"{new_epochs} epochs (--overwrite, or another --out)")
+        extension = (old_epochs, new_epochs)
+    elif new_epochs != old_epochs:
+        hint = " (to train longer, pass --extend-epochs)" if new_epochs > old_epochs else ""
+        lines.append(f"train_config.epochs: {old_epochs} -> {new_epochs}{hint}")
+    if lines:
+        raise SettingsMismatch(f"cannot resume {path} with other settings (old -> new): {'; '.join(sorted(lines))}. "
+                               "Resume with the run's own settings, or start a new run (--overwrite, or another --out)")
+    return extension
+
+
+def check_resumed_model(checkpoint: dict, model: nn.Module, data: PreparedData, path: Path) -> None:
+    """Refuse a resume whose model, features or test set (known once the data are prepared: files and
+    content digests) differ from the checkpoint's."""
+    lines = []
+    if "model" in checkpoint:
+        old = checkpoint["model"]
+        new = model_to_dict(model)
+        lines += setting_differences({"family": old.get("family"), **old.get("config", {})},
+                                     {"family": new["family"], **new["config"]}, "model.")
+    if "feature_config" in checkpoint:
+        lines += setting_differences(checkpoint["feature_config"], asdict(data.feature_config), "feature_config.")
+    lines += [f"test set: {line}" for line in compare_test_sets(checkpoint.get("test_set") or {}, data.test_set)]
+    if lines:
+        raise SettingsMismatch(f"cannot resume {path} with other settings (old -> new): {'; '.join(lines)}. "
+                               "Resume with the run's own settings, or start a new run (--overwrite, or another --out)")
+
+
+def extend_schedule(scheduler, total_steps: int) -> None:
+    """Stretch a resumed per-batch learning-rate schedule to ``total_steps``, continuing from where it stands.
+
+    cosine: torch's CosineAnnealingLR is chainable: each step scales ``lr - eta_min`` by
+    ``(1 + cos(pi t / T)) / (1 + cos(pi (t - 1) / T))``; with ``T`` = the new total the rest of
+    the run follows the new total's cosine, scaled to start at today's rate, so it falls
+    monotonically to eta_min at the new last step (never back up, as a warm restart would).
+    onecycle: still warming up, the peak stays where it was and the annealing phase ends at
+    the new last step; already annealing, the rate (and momentum) anneal from today's values
+    to the schedule's final ones at the new last step. (OneCycleLR keeps its phases in
+    ``_schedule_phases``, saved and loaded with its state, so the change survives resumes.)
+    constant: nothing to change. Not for a schedule that has already ended (``check_resume_settings``
+    refuses those: its rate is ~0).
+    """
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.T_max = total_steps
+    elif isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        step = scheduler.last_epoch
+        phases = scheduler._schedule_phases
+        if step <= phases[0]["end_step"]:
+            phases[-1]["end_step"] = float(total_steps - 1)
+        else:
+            for group in scheduler.optimizer.param_groups:
+                group["extension_lr"] = group["lr"]
+                if scheduler.cycle_momentum:
+                    group["extension_momentum"] = group["betas"][0] if "betas" in group else group["momentum"]
+            scheduler._schedule_phases = [
+                {"end_step": float(step), "start_lr": "extension_lr", "end_lr": "extension_lr",
+                 "start_momentum": "extension_momentum", "end_momentum": "extension_momentum"},
+                {"end_step": float(total_steps - 1), "start_lr": "extension_lr", "end_lr": "min_lr",
+                 "start_momentum": "extension_momentum", "end_momentum": "max_momentum"},
+            ]
+        scheduler.total_steps = total_steps
+
+
 def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], best: dict, elapsed: float,
-                      description: dict, device, out_dir: Path) -> dict:
+                      description: dict, device, out_dir: Path, extensions: list[dict]) -> dict:
     """Test accuracy and per-sample cost of the best weights; writes results.json and the figures."""
     from scnn.viz.plots import plot_confusion_matrix, plot_training_curves
 
@@ -251,6 +420,7 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "best_epoch": best["epoch"],
         "val_accuracy": best["val_accuracy"],
         "epochs_run": len(history),
+        "schedule_extensions": extensions,
         "wall_time_s": elapsed,
         "seconds_per_epoch": elapsed / max(len(history), 1),
         "split_sizes": {"train": len(data.train[1]), "val": len(data.val[1]), "test": len(data.test[1])},
@@ -303,12 +473,3 @@ def train_epoch(model, optimizer, scheduler, loss_fn, config: TrainConfig, train
         if hasattr(batches, "set_postfix"):
             batches.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     return total_loss / len(train_y), correct / len(train_y)
-
-
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-
-

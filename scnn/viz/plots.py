@@ -66,8 +66,9 @@ def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "
     """Test accuracy (left axis) and activation sparsity (right axis) against a swept parameter.
 
     summary: rows of :func:`scnn.search.sweep.summarize_sweep`; error bars are one standard
-    deviation over seeds.
+    deviation over seeds. Rows of another parameter (a folder of mixed sweeps) are left out.
     """
+    summary = [row for row in summary if row.get("param", param) == param]
     values = [row["value"] for row in summary]
     figure, accuracy_axis = plt.subplots(figsize=(6.5, 4))
     accuracy_axis.errorbar(values, [100 * row["test_accuracy_mean"] for row in summary],
