@@ -44,6 +44,11 @@ BAD_ARGUMENTS = [
     (["stream", "x.wav"], "the following arguments are required: --checkpoint"),
     (["stream", "missing.wav", "--checkpoint", "x.pt"], "audio file missing.wav does not exist"),
     (["stream", "x.wav", "--checkpoint", "x.pt", "--chunk-ms", "0"], "argument --chunk-ms: must be > 0.0, got 0"),
+    (["export-c", "missing/integer", "--out", "c"], "missing/integer.json: no integer artefact"),
+    (["export-c", "missing/integer"], "the following arguments are required: --out"),
+    (["export-nir", "missing.pt", "out.nir"], "checkpoint missing.pt does not exist"),
+    (["neurobench", "missing.pt"], "checkpoint missing.pt does not exist"),
+    (["neurobench", "x.pt", "--max-samples", "0"], "argument --max-samples: must be >= 1, got 0"),
     (["fly"], "invalid choice: 'fly'"),
 ]
 

@@ -229,7 +229,7 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
     assert results["onnx"]["prediction_agreement"] == 1.0 and results["qonnx"]["prediction_agreement"] == 1.0
     assert results["float"]["size_bytes"] == 4 * 692_678
     assert results["quantized"]["size_bytes"] == (54 + 691_200 + 1_280) // 2 + 4 * (6 + 128 + 10)
-    for name in ("quantized.pt", "integer.npz", "integer.json", "model.onnx", "model.qonnx.onnx"):
+    for name in ("quantized.pt", "integer.npz", "integer.json", "integer.vectors.npz", "model.onnx", "model.qonnx.onnx"):
         assert (out / name).stat().st_size > 0, name
     compare = tmp_path / "compare"
     subprocess.run([sys.executable, str(EXPERIMENTS / "compare.py"), str(run), "--quantized", f"{run}={out}",

@@ -29,6 +29,9 @@ COMMANDS = {
     "tune": ("scnn.cli.tune", "Ray Tune search over neuron (or SSM) parameters"),
     "plot": ("scnn.cli.plot", "regenerate the figures from saved results"),
     "stream": ("scnn.cli.stream", "listen to a recording chunk by chunk; words detected over time"),
+    "neurobench": ("scnn.cli.neurobench", "NeuroBench's own Benchmark on a checkpoint, next to scnn's metrics"),
+    "export-nir": ("scnn.cli.export_nir", "a spec net with Leaky neurons as a NIR graph (snntorch, Norse, Sinabs...)"),
+    "export-c": ("scnn.cli.export_c", "C99 integer inference (host and Cortex-M4) of an integer artefact"),
 }
 
 # Errors a user can cause and fix: printed as one line. Anything else is a bug: traceback.

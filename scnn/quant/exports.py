@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from scnn.models.outputs import LogitsOnly
-from scnn.quant.integer import export_integer, quantize_input, run_integer, save_integer
+from scnn.quant.integer import export_integer, make_test_vectors, quantize_input, run_integer, save_integer
 from scnn.quant.twin import QuantSpecNet
 from scnn.registry import Registry
 
@@ -147,13 +147,24 @@ def run_exports(names, quantized, test_x: torch.Tensor, out_dir: str | Path) -> 
     return {name: EXPORTS[name](quantized, test_x, predictions, Path(out_dir)) for name in names}
 
 
+TEST_VECTOR_SAMPLES = 16  # test recordings written as test vectors beside every integer artefact
+
+
 @register_export("integer")
 def integer_export(quantized, test_x, predictions, out_dir: Path) -> dict:
-    """``integer.npz`` + ``integer.json`` (:mod:`scnn.quant.integer`), with the numpy integer reference's
-    agreement with the quantised model on every test recording (predictions, spike counts, logits)."""
+    """``integer.npz`` + ``integer.json`` + ``integer.vectors.npz`` (docs/integer_format.md), with the numpy
+    integer reference's agreement with the quantised model on every test recording (predictions, spike
+    counts, logits). The front end and normaliser come from ``quantized.front_end`` (FeatureConfig,
+    Normalizer), which :func:`scnn.quant.workflow.run_quantization` sets; without it they are null."""
     agreement = integer_agreement(quantized, test_x)
-    save_integer(*export_integer(quantized), out_dir / "integer")
-    return agreement  # the files: integer.npz + integer.json
+    feature_config, normalizer = getattr(quantized, "front_end", (None, None))
+    description, arrays = export_integer(quantized, feature_config, normalizer)
+    vectors = None
+    if description["spiking"]:  # the first test recordings, as codes, with what the reference computes
+        codes = quantize_input(description, test_x[:TEST_VECTOR_SAMPLES].cpu().numpy())
+        vectors = make_test_vectors(description, arrays, codes)
+    save_integer(description, arrays, out_dir / "integer", vectors=vectors)
+    return agreement
 
 
 @register_export("onnx")

@@ -3,7 +3,12 @@
 :func:`export_integer` turns a :class:`~scnn.quant.QuantSpecNet` into plain arrays: int8
 weights, int32 biases, base-2 exponents (every scale is ``2**e``), integer thresholds and
 leak shifts. :func:`save_integer` writes them as ``.npz`` plus a JSON description that a
-microcontroller or FPGA port can read; :func:`load_integer` reads them back.
+microcontroller or FPGA port can read; :func:`load_integer` reads them back. The format is
+specified in ``docs/integer_format.md``: the JSON names the arithmetic (rounding, LIF update
+order, leak formula, flatten order, convolution geometry), the integer widths every stage needs
+(:func:`integer_widths`), the feature front end and the normaliser (``input.norm_mean`` /
+``input.norm_std``), and ``<stem>.vectors.npz`` holds test vectors (:func:`make_test_vectors`)
+that any port is checked against (:func:`check_test_vectors`).
 
 :func:`run_integer` is the reference inference in numpy: int8 inputs, int64 accumulators,
 integer LIF with shift-based leak, no floating point after the input has been quantised.
@@ -27,7 +32,35 @@ from torch import nn
 
 from scnn.io import atomic_write, write_text
 
-FORMAT = "scnn-integer-v1"
+FORMAT = "scnn-integer-v2"
+# v1 (before the spec) has the same arrays and arithmetic, without front end, normaliser, widths and vectors
+READABLE_FORMATS = ("scnn-integer-v1", FORMAT)
+
+# The arithmetic every port must reproduce, written into each artefact (docs/integer_format.md explains each).
+ARITHMETIC = {
+    "requantisation": "I = round_half_even(acc * 2**(acc_exponent - state_exponent)): an arithmetic right shift by "
+                      "s = state_exponent - acc_exponent (per output channel) rounding ties to the even result; "
+                      "s <= 0 is an exact left shift. Half-up rounding is NOT equivalent.",
+    "lif_update": "kept = U[t-1] (subtract reset) or U[t-1] * (1 - S[t-1]) (zero reset); U = leak(kept) + I[t]; "
+                  "subtract reset: U -= S[t-1] * threshold (after the leak: the reset is not leaked); "
+                  "U[t] = clip(U, state_min, state_max) once, after the whole sum; S[t] = U[t] > threshold (strict).",
+    "leak": {"shift": "leak(U) = U - floor(U / 2**leak_shift) = U - (U >> k) with an arithmetic (flooring) shift; "
+                      "on negative U, floor(U / 2**k) rounds toward -infinity (e.g. k=1, U=-3: -3 - (-2) = -1)",
+             "fixed": "leak(U) = floor(U * leak_multiplier / 2**leak_bits), flooring toward -infinity "
+                      "(e.g. multiplier 128, leak_bits 8, U=-3: floor(-1.5) = -2)"},
+    "initial_state": "U[-1] = 0, S[-1] = 0 for every neuron at the start of each sample",
+    "flatten_order": "C,H,W (row-major [C, H, W], as torch.flatten of NCHW); channels-last is NOT equivalent",
+    "convolution": {"padding": 0, "stride": 1, "dilation": 1, "groups": 1, "kernel": "square, weight [O, C, k, k]",
+                    "output": "H - k + 1, W - k + 1 (valid)"},
+    "pooling": "max pooling of the accumulators (bias added, before requantisation), kernel = stride = pool, "
+               "floor (trailing rows/columns dropped)",
+    "first_layer": "its input is static: the accumulator and current are computed once and fed at every step",
+    "hidden_input": "layers after the first take the previous layer's spikes (0/1) of the same step",
+    "readout": "membrane: logits = sum over steps of the last layer's saturated membrane U[t] (units 2**state_exponent);"
+               " spike_count: logits = sum of its spikes; prediction = first index of the largest logit",
+    "input_quantiser": "codes = clip(round_half_even(float32(x) * float32(2**-input.exponent)), -2**(bits-1), "
+                       "2**(bits-1) - 1) on normalised features x; the only floating-point step",
+}
 
 
 def _exponent(scale: torch.Tensor, what: str) -> np.ndarray:
@@ -43,8 +76,13 @@ def _exponent(scale: torch.Tensor, what: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def export_integer(quantized) -> tuple[dict, dict[str, np.ndarray]]:
-    """(description, arrays) of a quantised model in eval mode. See the module docstring."""
+def export_integer(quantized, feature_config=None, normalizer=None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(description, arrays) of a quantised model in eval mode. See the module docstring.
+
+    feature_config (:class:`scnn.features.mfcc.FeatureConfig`) and normalizer
+    (:class:`scnn.features.normalize.Normalizer`): the front end that made the model's input;
+    stored so that a port can go from audio to codes (without them the artefact says ``null``).
+    """
     from scnn.quant.quantizers import get_weight_quantizer
     from scnn.quant.twin import QuantLIF
 
@@ -59,9 +97,20 @@ def export_integer(quantized) -> tuple[dict, dict[str, np.ndarray]]:
         "format": FORMAT, "spiking": bool(config.spiking), "num_steps": int(quantized.num_steps),
         "readout": config.readout, "input_shape": list(config.input_shape),
         "input": {"exponent": input_exponent, "bits": quantized.quant_config.act_bits, "signed": True},
-        "quant_config": dict(vars(quantized.quant_config)), "layers": [],
+        "quant_config": dict(vars(quantized.quant_config)), "arithmetic": ARITHMETIC, "layers": [],
+        "front_end": None, "normalizer": None,
     }
     arrays: dict[str, np.ndarray] = {}
+    if feature_config is not None:
+        from dataclasses import asdict
+
+        description["front_end"] = {"type": "scnn.features.mfcc.FeatureConfig", **asdict(feature_config)}
+    if normalizer is not None:
+        arrays["input.norm_mean"] = np.asarray(normalizer.mean, np.float32)
+        arrays["input.norm_std"] = np.asarray(normalizer.std, np.float32)
+        description["normalizer"] = {
+            "enabled": bool(normalizer.enabled), "mean": "input.norm_mean", "std": "input.norm_std",
+            "formula": "x[c, row, frame] = float32((features[row, frame] - mean[row]) / std[row]) when enabled"}
     in_exponent = input_exponent
     for index, block in enumerate(quantized.blocks):
         layer = block.synapse
@@ -75,6 +124,8 @@ def export_integer(quantized) -> tuple[dict, dict[str, np.ndarray]]:
         arrays[f"{prefix}.bias"] = bias_int.numpy().astype(np.int32)
         arrays[f"{prefix}.acc_exponent"] = acc_exponent
         entry = {"type": "conv" if layer.weight.dim() == 4 else "fc", "flatten": bool(block.flatten),
+                 **({"padding": 0, "stride": 1, "kernel": int(layer.weight.shape[-1])} if layer.weight.dim() == 4
+                    else {}),
                  "pool": int(block.pool.kernel_size) if isinstance(block.pool, nn.MaxPool2d) else 0,
                  "weight_bits": quantized.quant_config.weight_bits}
         activation = block.activation
@@ -88,7 +139,48 @@ def export_integer(quantized) -> tuple[dict, dict[str, np.ndarray]]:
             entry["activation"] = {"type": "relu", "bits": quantized.quant_config.act_bits, "exponent": exponent}
             in_exponent = exponent
         description["layers"].append(entry)
+    description["widths"] = integer_widths(description, arrays)
     return description, arrays
+
+
+def _signed_bits(bound: int) -> int:
+    """Bits of the smallest two's-complement integer type range that holds [-bound, bound]."""
+    return int(bound).bit_length() + 1
+
+
+def integer_widths(description: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
+    """Worst-case magnitudes (over every possible input) of each stage, per layer, and the signed bits they need.
+
+    acc: ``sum |W| * max|x| + |b|`` per output channel (x: input codes for the first layer, 0/1
+    spikes or ReLU codes after); current: acc after requantisation; membrane_sum: the LIF sum before
+    saturation (``max|leak(U)| + |I| + threshold``); logits: what the readout sums over the steps.
+    """
+    widths = []
+    bits = description["input"]["bits"]
+    in_max = 2 ** (bits - 1)  # |code| <= 2**(bits-1)
+    for index, entry in enumerate(description["layers"]):
+        prefix = f"layer{index}"
+        weight = np.abs(arrays[f"{prefix}.weight"].astype(np.int64)).reshape(len(arrays[f"{prefix}.weight"]), -1)
+        acc = weight.sum(1) * in_max + np.abs(arrays[f"{prefix}.bias"].astype(np.int64))
+        row = {"layer": index, "input_max": int(in_max), "acc_max": int(acc.max()), "acc_bits": _signed_bits(acc.max())}
+        activation = entry["activation"]
+        if activation["type"] == "lif":
+            shift = activation["state_exponent"] - arrays[f"{prefix}.acc_exponent"]
+            current = shift_round(acc, np.broadcast_to(shift, acc.shape), channel_axis=0)  # monotonic: exact bound
+            state = max(-activation["state_min"], activation["state_max"])
+            threshold = int(arrays[f"{prefix}.threshold"].max())
+            row.update(current_max=int(current.max()), current_bits=_signed_bits(current.max()),
+                       membrane_sum_max=int(state + current.max() + threshold),
+                       membrane_sum_bits=_signed_bits(state + current.max() + threshold),
+                       state_bits=activation["bits"])
+            if index == len(description["layers"]) - 1:
+                logits = description["num_steps"] * (state if description["readout"] == "membrane" else 1)
+                row.update(logits_max=int(logits), logits_bits=_signed_bits(logits))
+            in_max = 1
+        elif activation["type"] == "relu":
+            in_max = 2 ** activation["bits"] - 1
+        widths.append(row)
+    return widths
 
 
 def _lif_entry(lif, prefix: str, arrays: dict) -> dict:
@@ -101,11 +193,17 @@ def _lif_entry(lif, prefix: str, arrays: dict) -> dict:
             "reset": "zero" if lif.reset_to_zero else "subtract"}
 
 
-def save_integer(description: dict, arrays: dict[str, np.ndarray], path_stem: str | Path) -> tuple[Path, Path]:
-    """Write ``<stem>.npz`` and ``<stem>.json`` atomically; returns both paths."""
+def save_integer(description: dict, arrays: dict[str, np.ndarray], path_stem: str | Path,
+                 vectors: dict[str, np.ndarray] | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.npz`` and ``<stem>.json`` atomically (and ``<stem>.vectors.npz`` with test
+    vectors from :func:`make_test_vectors`, if given); returns the first two paths."""
     stem = Path(path_stem)
     npz_path, json_path = stem.with_suffix(".npz"), stem.with_suffix(".json")
     atomic_write(npz_path, lambda handle: np.savez(handle, **arrays))
+    if vectors is not None:
+        atomic_write(vectors_path(stem), lambda handle: np.savez(handle, **vectors))
+        description = {**description, "test_vectors": {"file": vectors_path(stem).name,
+                                                       "samples": int(len(vectors["input_codes"]))}}
     sizes = {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in arrays.items()}
     write_text(json_path, json.dumps({**description, "arrays": sizes}, indent=1) + "\n")
     return npz_path, json_path
@@ -115,11 +213,26 @@ def load_integer(path_stem: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read what :func:`save_integer` wrote (no pickles: ``allow_pickle=False``)."""
     stem = Path(path_stem)
     description = json.loads(stem.with_suffix(".json").read_text())
-    if description.get("format") != FORMAT:
+    if description.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{stem.with_suffix('.json')}: not an scnn integer model (format {description.get('format')!r})")
     with np.load(stem.with_suffix(".npz"), allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
     return description, arrays
+
+
+def vectors_path(path_stem: str | Path) -> Path:
+    """``<stem>.vectors.npz``: where :func:`save_integer` writes the test vectors."""
+    stem = Path(path_stem)
+    return stem.with_name(stem.with_suffix("").name + ".vectors.npz")
+
+
+def load_test_vectors(path_stem: str | Path) -> dict[str, np.ndarray]:
+    """The test vectors saved beside an artefact (FileNotFoundError naming the file if there are none)."""
+    path = vectors_path(path_stem)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no test vectors beside the integer artefact (re-export it with scnn quantize)")
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
 
 
 # --------------------------------------------------------------------------- integer arithmetic
@@ -160,6 +273,20 @@ def max_pool_int(x: np.ndarray, kernel: int) -> np.ndarray:
     return x[:, :, :h, :w].reshape(n, c, h // kernel, kernel, w // kernel, kernel).max(axis=(3, 5))
 
 
+def normalize_features(description: dict, arrays: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """Front-end features ``[B, rows, frames]`` (or ``[B, 1, rows, frames]``) to the model's float32 input
+    ``[B, 1, rows, frames]`` with the artefact's normaliser (ValueError if the artefact has none)."""
+    normalizer = description.get("normalizer")
+    if normalizer is None:
+        raise ValueError("this integer artefact has no normaliser (exported without the data's front end)")
+    x = np.asarray(features, np.float32)
+    x = x[:, None] if x.ndim == 3 else x
+    if normalizer["enabled"]:
+        mean, std = arrays[normalizer["mean"]], arrays[normalizer["std"]]
+        x = ((x - mean[:, None]) / std[:, None]).astype(np.float32)
+    return x
+
+
 def quantize_input(description: dict, x: np.ndarray) -> np.ndarray:
     """The only float step: features ``[B, C, H, W]`` to int8 codes, as the Brevitas input quantiser does."""
     bits = description["input"]["bits"]
@@ -177,6 +304,7 @@ class IntegerOutput:
     logits: np.ndarray
     logit_exponent: int = 0
     spike_counts: list[np.ndarray] = field(default_factory=list)
+    membranes: list[np.ndarray] = field(default_factory=list)  # per LIF layer [T, B, ...] (record_membranes=True)
 
     @property
     def real_logits(self) -> np.ndarray:
@@ -231,15 +359,19 @@ def _lif(entry: dict, arrays: dict, prefix: str, current: np.ndarray) -> tuple[n
     return np.stack(spikes), np.stack(membranes)
 
 
-def run_integer(description: dict, arrays: dict[str, np.ndarray], x_int: np.ndarray) -> IntegerOutput:
-    """Integer-only inference: x_int ``[B, C, H, W]`` int8 codes (see :func:`quantize_input`)."""
-    if description.get("format") != FORMAT:
+def run_integer(description: dict, arrays: dict[str, np.ndarray], x_int: np.ndarray,
+                record_membranes: bool = False) -> IntegerOutput:
+    """Integer-only inference: x_int ``[B, C, H, W]`` int8 codes (see :func:`quantize_input`).
+
+    record_membranes: keep every LIF layer's saturated membranes ``[T, B, ...]`` (int64, state units).
+    """
+    if description.get("format") not in READABLE_FORMATS:
         raise ValueError(f"not an scnn integer model: format {description.get('format')!r}")
     x = np.asarray(x_int)
     if not np.issubdtype(x.dtype, np.integer):
         raise ValueError(f"run_integer takes integer input codes, got dtype {x.dtype}; use quantize_input first")
     steps, batch = description["num_steps"], len(x)
-    spike_counts = []
+    spike_counts, recorded = [], []
     for index, entry in enumerate(description["layers"]):
         prefix = f"layer{index}"
         activation = entry["activation"]
@@ -255,6 +387,8 @@ def run_integer(description: dict, arrays: dict[str, np.ndarray], x_int: np.ndar
             if index == 0:  # static input: the same current at every step
                 current = np.broadcast_to(current, (steps, *current.shape))
             x, membranes = _lif(activation, arrays, prefix, current)
+            if record_membranes:
+                recorded.append(membranes)
             spike_counts.append(x.reshape(steps, batch, -1).sum(axis=(0, 2)))
         elif activation["type"] == "relu":
             codes = shift_round(np.maximum(acc, 0), activation["exponent"] - acc_exponent, channel_axis=channel_axis)
@@ -263,5 +397,53 @@ def run_integer(description: dict, arrays: dict[str, np.ndarray], x_int: np.ndar
             return IntegerOutput(logits=acc << (acc_exponent - acc_exponent.min())[None, :],
                                  logit_exponent=int(acc_exponent.min()))
     if description["readout"] == "membrane":
-        return IntegerOutput(membranes.sum(0), activation["state_exponent"], spike_counts)
-    return IntegerOutput(x.astype(np.int64).sum(0), 0, spike_counts)
+        return IntegerOutput(membranes.sum(0), activation["state_exponent"], spike_counts, recorded)
+    return IntegerOutput(x.astype(np.int64).sum(0), 0, spike_counts, recorded)
+
+
+# --------------------------------------------------------------------------- test vectors
+
+
+def make_test_vectors(description: dict, arrays: dict[str, np.ndarray], codes: np.ndarray,
+                      trace_samples: int = 2, trace_neurons: int = 8) -> dict[str, np.ndarray]:
+    """Test vectors of a spiking artefact on input codes ``[N, C, H, W]`` (int8), from :func:`run_integer`.
+
+    input_codes [N, C, H, W] int8; logits [N, classes] int64 (units 2**logit_exponent); predictions [N];
+    spike_counts [N, LIF layers] int64 (spikes per sample over all steps and neurons of each layer);
+    logit_exponent (scalar); trace.layerI [T, trace_samples, trace_neurons] int64: the saturated
+    membrane of the first neurons (flattened C,H,W order) of LIF layer I for the first samples.
+    """
+    codes = np.asarray(codes)
+    if codes.dtype != np.int8:
+        raise ValueError(f"test vectors take int8 input codes, got dtype {codes.dtype}; use quantize_input first")
+    if not description["spiking"]:
+        raise ValueError("test vectors are written for spiking artefacts; this one is the ReLU control CNN")
+    result = run_integer(description, arrays, codes, record_membranes=True)
+    vectors = {"input_codes": codes, "logits": result.logits.astype(np.int64),
+               "predictions": result.predictions.astype(np.int64),
+               "spike_counts": np.stack(result.spike_counts, axis=1).astype(np.int64),
+               "logit_exponent": np.asarray(result.logit_exponent, np.int64)}
+    lif_layers = [i for i, entry in enumerate(description["layers"]) if entry["activation"]["type"] == "lif"]
+    for layer, membranes in zip(lif_layers, result.membranes):
+        flat = membranes.reshape(membranes.shape[0], membranes.shape[1], -1)
+        vectors[f"trace.layer{layer}"] = flat[:, :trace_samples, :trace_neurons].astype(np.int64)
+    return vectors
+
+
+def check_test_vectors(description: dict, arrays: dict[str, np.ndarray], vectors: dict[str, np.ndarray]) -> int:
+    """Run the numpy reference on the vectors' input codes; ValueError listing every mismatching quantity.
+
+    Returns the number of samples checked.
+    """
+    expected = make_test_vectors(description, arrays, vectors["input_codes"],
+                                 trace_samples=_trace_shape(vectors)[0], trace_neurons=_trace_shape(vectors)[1])
+    wrong = [name for name in sorted(set(vectors) | set(expected))
+             if name not in vectors or name not in expected or not np.array_equal(vectors[name], expected[name])]
+    if wrong:
+        raise ValueError(f"test vectors disagree with the integer reference in: {', '.join(wrong)}")
+    return len(vectors["input_codes"])
+
+
+def _trace_shape(vectors: dict) -> tuple[int, int]:
+    traces = [value for name, value in vectors.items() if name.startswith("trace.")]
+    return (traces[0].shape[1], traces[0].shape[2]) if traces else (0, 0)

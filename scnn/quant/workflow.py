@@ -112,7 +112,8 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     """PTQ, QAT or QAT from scratch; evaluate float and quantised models on test; export; write results.json.
 
     out_dir receives ``results.json``, ``quantized.pt`` (rebuild with
-    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json``, ``model.onnx``
+    :func:`scnn.quant.quantized_from_dict`), ``integer.npz`` + ``integer.json`` + ``integer.vectors.npz``
+    (docs/integer_format.md), ``model.onnx``
     (QCDQ, checked with onnxruntime on the whole test split) and ``model.qonnx.onnx`` (QONNX,
     checked with qonnx's executor on 100 test samples: it is a slow reference interpreter).
     """
@@ -159,6 +160,7 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
                                                "normalizer": data.normalizer.state_dict(),
                                                "class_names": data.class_names})
     if config.export:
+        quantized.front_end = (data.feature_config, data.normalizer)  # the integer export writes them down
         exported = run_exports(config.exports, quantized, data.test[0], out_dir)
         # results.json keeps the first version's key for the integer reference's agreement
         results.update({("integer_reference" if name == "integer" else name): entry for name, entry in exported.items()})

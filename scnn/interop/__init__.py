@@ -1,0 +1,1 @@
+"""Interoperability: NIR graphs (nir.py) and NeuroBench."""
