@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from scnn.search.tune import claim_search_folder, search_record
-    from scnn.train.run import folder_lock
+    from scnn.train.run import check_output_folder, folder_lock
 
     out = Path(args.out).resolve()
     config = base_run_config(args, {"name": args.model},
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     data_config, base = config.data, config.train
     settings = {key: getattr(args, key) for key in SEARCH_SETTINGS}
     settings["model"] = base.model
+    check_output_folder(out, "--out")  # created and writable before the lock file goes in
     with folder_lock(out):
         claim_search_folder(out, search_record(settings, base, data_config), resume=args.resume,
                             overwrite=args.overwrite)
