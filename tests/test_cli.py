@@ -122,3 +122,16 @@ def test_print_config_shows_the_layers(capsys):
                    "train.epochs=40", "--print-config"])
     assert config["model"]["beta"] == 0.7 and config["train"]["epochs"] == 40
     assert "beta: 0.7" in capsys.readouterr().out
+
+
+def test_the_installed_command_exits_0_after_a_run(tmp_path):
+    """The console script's return value is its exit status: a results dict would print and exit 1."""
+    import configparser
+
+    entry = configparser.ConfigParser()
+    entry.read(REPO / "setup.cfg")
+    assert "scnn = scnn.cli:console_main" in entry["options.entry_points"]["console_scripts"]
+    code = f"import sys; from scnn.cli import console_main; sys.argv = ['scnn', 'train', '--print-config']; " \
+           f"sys.exit(console_main())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "name: model_b" in result.stdout and result.stderr == "", result.stderr

@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None):
         raise SystemExit(2) from None
 
 
+def console_main() -> int:
+    """The installed ``scnn`` command: run, then exit 0 (a console script's return value becomes the
+    exit status, and ``main`` returns results dicts, which Python would print and turn into status 1)."""
+    main()
+    return 0
+
+
 def script_main(command: str, argv: list[str] | None = None):
     """What ``experiments/NAME.py`` runs: ``scnn COMMAND ARGV``."""
     return main([command, *(sys.argv[1:] if argv is None else argv)])
