@@ -2,15 +2,13 @@
 train and evaluate through the public API; no import cycles; run configs; old checkpoints."""
 
 import ast
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 import torch
 
 from scnn.data import DATASETS, DataConfig, DatasetListing, Recording, register_dataset
+from scnn.data.fixtures import write_tone
 from scnn.io import load_checkpoint, save_checkpoint
 from scnn.neurons import NEURONS, SpikingNeuron, make_surrogate, register_neuron
 from scnn.train import TrainConfig, evaluate_checkpoint, load_trained_model, train
@@ -98,12 +96,6 @@ def test_the_engine_and_the_registries_import_no_neuron_and_no_model():
 # --------------------------------------------------------------------------- extension points
 
 
-def write_tone(path: Path, frequency: float, seconds: float = 0.4, rate: int = 8000, seed: int = 0) -> None:
-    t = np.arange(int(rate * seconds)) / rate
-    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
-    soundfile.write(str(path), 0.3 * np.sin(2 * math.pi * frequency * t) + noise, rate)
-
-
 @pytest.fixture
 def toy_dataset(tmp_path):
     """A dataset registered from the test: tones of three pitches, four speakers, an official split."""
@@ -114,7 +106,7 @@ def toy_dataset(tmp_path):
         for speaker in ("ann", "bob", "cy", "dee"):
             for take in range(8):
                 path = folder / f"{label}_{speaker}_{take}.wav"
-                write_tone(path, frequency * (1 + 0.02 * take), seed=take)
+                write_tone(path, frequency * (1 + 0.02 * take), seed=take, seconds=0.4)
                 recordings.append(Recording(path, label, speaker, take, "test" if take < 2 else "train"))
 
     @register_dataset("toy_tones")

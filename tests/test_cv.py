@@ -3,15 +3,13 @@ the summary adds up, a rerun with other settings is refused, and a CV interrupte
 gives the summary of an uninterrupted one."""
 
 import json
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from scnn.cli import main
 from scnn.data import DATASETS, DatasetListing, Recording, register_dataset
+from scnn.data.fixtures import write_tone
 from scnn.io import load_checkpoint
 from scnn.result_tables import read_table
 from scnn.train.cv import cross_validate, plan_cv
@@ -19,12 +17,6 @@ from scnn.train.run import RunFolderError, SettingsMismatch
 from scnn.train.run_config import RunConfig
 
 SPEAKERS = ("ann", "bob", "cy", "dee")
-
-
-def write_tone(path: Path, frequency: float, seed: int, seconds: float = 0.3, rate: int = 8000) -> None:
-    t = np.arange(int(rate * seconds)) / rate
-    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
-    soundfile.write(str(path), 0.3 * np.sin(2 * math.pi * frequency * t) + noise, rate)
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 name, or a CSV manifest; any sample rate (resampled once, cached by rate); any length (FeatureConfig.fit);
 bad files named, or left out with skip_bad."""
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 
 from scnn.data import DataConfig, prepare_data
+from scnn.data.fixtures import write_tone
 from scnn.data.recordings import class_names_of
 from scnn.features.mfcc import AudioFileError, FeatureConfig, cache_key, extract_features
 
@@ -17,11 +16,7 @@ PITCH = {"one": 300.0, "two": 700.0, "three": 1500.0}
 
 
 def tone(path: Path, frequency: float, rate: int = 8000, seconds: float = 0.3, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(rate * seconds)) / rate
-    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
-    soundfile.write(str(path), 0.3 * np.sin(2 * math.pi * frequency * t) + noise, rate)
-    return path
+    return write_tone(path, frequency, seed=seed, seconds=seconds, rate=rate)
 
 
 def prepare(tmp_path, **data):

@@ -15,6 +15,19 @@ from scnn.data.speech_commands import (NOISE_FOLDER, SAMPLE_RATE, WORDS_35, offi
 from scnn.io import write_text
 
 
+def write_tone(path: Path, frequency: float, seed: int = 0, seconds: float = 0.3, rate: int = 8000) -> Path:
+    """A sine of ``frequency`` Hz at amplitude 0.3 with seeded white noise (std 0.01) as a WAV file
+    (folders created); the recordings of the tests' toy datasets."""
+    import soundfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(rate * seconds)) / rate
+    noise = np.random.default_rng(seed).normal(0, 0.01, t.size)
+    soundfile.write(str(path), 0.3 * np.sin(2 * np.pi * frequency * t) + noise, rate)
+    return path
+
+
 def speaker_ids(per_part: dict[str, int]) -> dict[str, list[str]]:
     """Eight-hex-digit speaker IDs (as the release's ``0a7c2a8d``), ``per_part[part]`` of them per official
     part, found by hashing as the release did (:func:`official_part_of`)."""
