@@ -310,9 +310,9 @@ def membrane_percentiles(model: SpecNet, x: torch.Tensor, percentile: float = 99
                          batch_size: int = 128, max_values: int = 2_000_000) -> list[float]:
     """Per LIF layer of the float model: the ``percentile`` of |membrane| over neurons, steps, samples."""
     model.eval()
-    collected: list[list[torch.Tensor]] = [[] for _ in model.lif_layers()]
+    collected: list[list[torch.Tensor]] = [[] for _ in model.neurons()]
     hooks = [lif.register_forward_hook(lambda module, args, output, index=index: collected[index].append(
-        output[1].detach().abs().flatten())) for index, lif in enumerate(model.lif_layers())]
+        output[1].detach().abs().flatten())) for index, lif in enumerate(model.neurons())]
     try:
         for start in range(0, len(x), batch_size):
             model(x[start:start + batch_size], record=True)  # record: hidden layers return their membranes
