@@ -117,9 +117,13 @@ def _search(args: argparse.Namespace, out: Path, base, data_config) -> dict:
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     grid = tuner.fit()
     search_seconds = time.perf_counter() - start
-    trials = [{**result.config, **{k: result.metrics.get(k) for k in
-                                   ("val_accuracy", "activation_sparsity", "synops", "epoch", "node_ip")},
-               "error": str(result.error) if result.error else ""} for result in grid]
+    # Ray lists a restored experiment's results in no fixed order; sorting by trial id (its suffix is
+    # the trial's creation index) keeps trials.json and the tie-break among equal trials stable.
+    trials = sorted(({**result.config, **{k: result.metrics.get(k) for k in
+                                          ("val_accuracy", "activation_sparsity", "synops", "epoch",
+                                           "node_ip", "trial_id")},
+                      "error": str(result.error) if result.error else ""} for result in grid),
+                    key=lambda trial: str(trial["trial_id"]))
     finished = [t for t in trials if t["val_accuracy"] is not None and t["synops"] is not None]
     front = pareto_front(finished)
     ray.shutdown()
