@@ -160,13 +160,14 @@ def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tu
     return np.concatenate(pieces), spans
 
 
-@pytest.mark.parametrize("chunk_ms", [16.0, 7.0, 100.0])
-def test_the_streamer_equals_the_offline_pass(chunk_ms):
+@pytest.mark.parametrize("chunk_ms, engine", [(16.0, "numpy"), (7.0, "numpy"), (100.0, "numpy"), (16.0, "torch")])
+def test_the_streamer_equals_the_offline_pass(chunk_ms, engine):
     from scnn.stream import Streamer, offline_evidence
 
     model, features, normalizer = _streaming_setup()
     audio = np.concatenate([_speech_like(5000, seed=5), np.zeros(2000, np.float32), _speech_like(3000, seed=6)])
-    streamer = Streamer(model, features, normalizer)
+    streamer = Streamer(model, features, normalizer, engine=engine)
+    assert streamer.engine == engine
     evidence, levels = streamer.run(audio, chunk_ms=chunk_ms)
     offline = offline_evidence(model, features, normalizer, audio)
     assert evidence.shape == offline.shape == (len(audio) // 128, 10) and levels.shape == (len(audio) // 128,)
