@@ -429,3 +429,32 @@ def test_export_nir_command_writes_a_streaming_model(tmp_path):
     graph = nir.read(path)
     assert graph.metadata["encoding"] == "frames"
     assert {"membrane1", "spike1", "reset1", "recurrent1"} <= set(graph.nodes)
+
+
+def test_graphs_scnn_cannot_import_are_refused_naming_the_node():
+    """Hand-written graphs: a LI + Threshold neuron without its reset edge, a nested subgraph (snntorch's
+    RLeaky export), a non-spiking LI readout, a branching graph."""
+    n = 4
+
+    def graph(nodes, edges):
+        head = {"in": nir.Input(input_type={"input": np.array([3])}),
+                "fc": nir.Affine(weight=np.ones((n, 3), np.float32), bias=np.zeros(n, np.float32)),
+                "out": nir.Output(output_type={"output": np.array([n])})}
+        return nir.NIRGraph(nodes={**head, **nodes}, edges=[("in", "fc")] + edges, type_check=False)
+
+    li = nir.LI(tau=np.full(n, 2 * DT), r=np.full(n, 2.0), v_leak=np.zeros(n))
+    spike = nir.Threshold(threshold=np.full(n, 0.5))
+    no_reset = graph({"mem": li, "spk": spike, "rec": nir.Scale(scale=np.full(n, 0.2))},
+                     [("fc", "mem"), ("mem", "spk"), ("spk", "rec"), ("rec", "mem"), ("spk", "out")])
+    with pytest.raises(ValueError, match="neuron 'mem' has no Scale\\(-threshold\\) reset edge from 'spk'"):
+        import_nir(no_reset, num_steps=3)
+    nested = graph({"sub": nir.NIRGraph(nodes={}, edges=[], type_check=False)}, [("fc", "sub"), ("sub", "out")])
+    with pytest.raises(ValueError, match="node 'sub' is a nested NIRGraph"):
+        import_nir(nested, num_steps=3)
+    readout = graph({"mem": li}, [("fc", "mem"), ("mem", "out")])
+    with pytest.raises(ValueError, match="the graph must end in a neuron"):
+        import_nir(readout, num_steps=3)
+    branching = graph({"a": nir.Threshold(threshold=np.ones(n)), "b": nir.Threshold(threshold=np.ones(n))},
+                      [("fc", "a"), ("fc", "b"), ("a", "out"), ("b", "out")])
+    with pytest.raises(ValueError, match="feed 2 separate nodes"):
+        import_nir(branching, num_steps=3)

@@ -110,12 +110,12 @@ def _li(nir, decay: np.ndarray, what: str):
 def _recurrent_node(nir, index: int, recurrent: nn.Module, shape: tuple[int, ...]):
     """RLeaky's recurrent weights as a NIR node (Affine, Conv2d or Scale)."""
     if isinstance(recurrent, nn.Linear):
-        return nir.Affine(weight=recurrent.weight.detach().numpy().astype(np.float32),
-                          bias=recurrent.bias.detach().numpy().astype(np.float32))
+        return nir.Affine(weight=recurrent.weight.detach().cpu().numpy().astype(np.float32),
+                          bias=recurrent.bias.detach().cpu().numpy().astype(np.float32))
     if isinstance(recurrent, nn.Conv2d):
-        return nir.Conv2d(input_shape=shape[1:], weight=recurrent.weight.detach().numpy().astype(np.float32),
+        return nir.Conv2d(input_shape=shape[1:], weight=recurrent.weight.detach().cpu().numpy().astype(np.float32),
                           stride=1, padding=tuple(recurrent.padding), dilation=1, groups=1,
-                          bias=recurrent.bias.detach().numpy().astype(np.float32))
+                          bias=recurrent.bias.detach().cpu().numpy().astype(np.float32))
     if hasattr(recurrent, "V"):  # snntorch's RecurrentOneToOne: S * V
         return nir.Scale(scale=_values(recurrent.V, shape).astype(np.float32))
     raise ValueError(f"NIR export: layer {index} RLeaky has recurrent weights {type(recurrent).__name__}")
@@ -236,8 +236,8 @@ def export_nir(model: nn.Module):
             source = graph.add(f"flatten{index}", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
                                                               end_dim=-1), source)
             shape = (int(np.prod(shape)),)
-        weight = layer.weight.detach().numpy().astype(np.float32)
-        bias = layer.bias.detach().numpy().astype(np.float32)
+        weight = layer.weight.detach().cpu().numpy().astype(np.float32)
+        bias = layer.bias.detach().cpu().numpy().astype(np.float32)
         if isinstance(layer, nn.Conv2d):
             if layer.stride != (1, 1) or layer.dilation != (1, 1) or layer.groups != 1 or \
                     not isinstance(layer.padding, tuple):
@@ -259,7 +259,8 @@ def export_nir(model: nn.Module):
     graph.add("output", nir.Output(output_type={"output": np.array(shape)}), source)
     metadata = {"producer": "scnn", "dt": DT, "num_steps": int(steps), "readout": readout, "encoding": encoding,
                 "input": input_note, "time": TIME_CONVENTION,
-                "logits": f"sum over the {int(steps)} steps of the Output ({'membrane' if readout == 'membrane' else 'spikes'})"}
+                "logits": f"sum over the {int(steps)} steps of the Output "
+                          f"({'membrane' if readout == 'membrane' else 'spikes'})"}
     if isinstance(model, SpecNet):
         metadata["spec"] = config.spec
     return nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=metadata)
@@ -408,6 +409,9 @@ def _parse(graph, dt: float) -> tuple[tuple[int, ...], list[dict], str]:
         if len(members) == 1 and kind == "LI" and synaptic is None:
             synaptic = (name, graph.nodes[name])  # a synaptic current: the next component must be its neuron
             continue
+        if kind == "NIRGraph":
+            raise ValueError(f"NIR import: node {name!r} is a nested NIRGraph (snntorch's export of RLeaky/"
+                             "RSynaptic wraps them so); scnn imports flat graphs (see scnn.interop.nir)")
         if len(members) == 1 and kind not in ("LIF", "CubaLIF", "CubaLI", "IF", "I"):
             raise ValueError(f"NIR import: node {name!r} is a {kind}; scnn imports Conv2d, Affine, Linear, Flatten, "
                              "LIF, and LI + Threshold neurons (see scnn.interop.nir)")
