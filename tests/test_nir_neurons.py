@@ -351,6 +351,36 @@ def test_streaming_rleaky_preset_exports_exactly_and_imports_back(recordings, tm
     assert imported.config.readout_beta == pytest.approx(model.config.readout_beta)
 
 
+@pytest.mark.parametrize("inputs", ["frames", "sequence"])
+def test_spec_nets_fed_step_by_step_export_and_import_back(recordings, tmp_path, inputs):
+    """A spec net fed frame by frame (encoding "frames") or given a sequence (input_kind "sequence"): the
+    graph's Input is one step's input; rate encoding (random) is refused."""
+    if inputs == "frames":
+        model = seeded("24FC-10FC", input_shape=(1, 32, 1), encoding="frames", neuron="rleaky", threshold=0.5)
+        x, steps = recordings, recordings.shape[-1]
+        sequence = recordings.permute(3, 0, 1, 2).unsqueeze(-1)
+    else:
+        model = seeded("4C5-24FC-10FC", input_shape=(1, 32, 32), input_kind="sequence", num_steps=5,
+                       neuron="synaptic", threshold=0.3)
+        sequence = x = torch.stack([recordings * (0.6 + 0.2 * t) for t in range(5)])
+        steps = 5
+    graph = export_nir(model)
+    assert graph.metadata["encoding"] == inputs and graph.metadata["model"] == "spec_net"
+    ran = run_nir(graph, sequence)
+    output = scnn_run(model, x)
+    for name, mine in zip(spike_nodes(graph), output.layer_spikes):
+        torch.testing.assert_close(ran[name], mine.float(), rtol=0, atol=0)
+        assert int(mine.sum()) > 0
+    assert ran["output"].shape[0] == steps
+    torch.testing.assert_close(ran["output"].sum(0), output.logits, rtol=1e-5, atol=1e-4)
+    nir.write(tmp_path / "model.nir", graph)
+    imported = import_nir(nir.read(tmp_path / "model.nir"))
+    assert (imported.config.encoding, imported.config.input_kind) == (model.config.encoding, model.config.input_kind)
+    torch.testing.assert_close(scnn_run(imported, x).logits, output.logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="encoding 'rate' is not deterministic"):
+        export_nir(seeded("model_b", encoding="rate"))
+
+
 def test_alif_is_refused_naming_the_layer():
     with pytest.raises(ValueError, match="layer 1 is an ALIF .*NIR has no adaptive threshold"):
         export_nir(seeded("streaming", input_shape=(1, 32, 32), channels=4, hidden=(16,)))

@@ -48,6 +48,10 @@ What NIR cannot express, refused naming the layer:
   their own membrane, so no NIR graph computes ALIF exactly.
 * Max pooling (NIR has sum and average pooling only), a membrane readout of a zero-reset Leaky
   (NIR's LIF state is the membrane after the reset), rate encoding (random), non-spiking nets.
+
+Inputs: direct encoding (the static ``[C, H, W]`` map at every step), frames (frame t, ``[C, F, 1]``, at
+step t: the streaming presets and spec nets with ``encoding="frames"``) and sequence inputs
+(``input_kind="sequence"``: the caller's input of each step).
 """
 
 from __future__ import annotations
@@ -213,11 +217,17 @@ def export_nir(model: nn.Module):
         if not config.spiking:
             raise ValueError("NIR export: the model is not spiking (ReLU control CNN); NIR graphs here hold "
                              "spiking neurons")
-        if config.input_kind != "static" or config.encoding != "direct":
-            raise ValueError(f"NIR export: input {config.input_kind!r} with encoding {config.encoding!r}; the "
-                             "graph feeds the static input at every step (direct encoding) only")
-        shape, steps, readout, encoding = tuple(config.input_shape), config.num_steps, config.readout, "direct"
-        input_note = "direct: the input is fed unchanged at every step"
+        shape, steps, readout = tuple(config.input_shape), config.num_steps, config.readout
+        if config.input_kind == "sequence":
+            encoding, input_note = "sequence", "one [C, H, W] input per step, given by the caller"
+        elif config.encoding == "direct":
+            encoding, input_note = "direct", "direct: the input is fed unchanged at every step"
+        elif config.encoding == "frames":  # the model's input_shape is then one frame's, [C, F, 1]
+            encoding = "frames"
+            input_note = "frame t of the [C, F, W] features at step t: input [C, F, 1], as many steps as frames"
+        else:
+            raise ValueError(f"NIR export: encoding {config.encoding!r} is not deterministic; a NIR graph takes "
+                             "the input of each step (direct, frames or a given sequence)")
     else:
         raise ValueError(f"NIR export takes spec nets (Model A/B, spec strings) and streaming models, got "
                          f"{type(model).__name__}")
@@ -262,6 +272,7 @@ def export_nir(model: nn.Module):
                 "input": input_note, "time": TIME_CONVENTION,
                 "logits": f"sum over the {int(steps)} steps of the Output "
                           f"({'membrane' if readout == 'membrane' else 'spikes'})"}
+    metadata["model"] = "spec_net" if isinstance(model, SpecNet) else "streaming"
     if isinstance(model, SpecNet):
         metadata["spec"] = config.spec
     return nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata=metadata)
@@ -515,8 +526,10 @@ def import_nir(graph, num_steps: int | None = None, readout: str | None = None):
         raise ValueError(f"NIR import: the layers mix resets {sorted(resets)}; scnn uses one per net")
     reset = resets.pop()
     first = layers[0]["synapse"][1]
-    streaming = (graph.metadata.get("encoding") == "frames" or
-                 (type(first).__name__ == "Conv2d" and np.any(np.asarray(first.padding) != 0)))
+    family = graph.metadata.get("model")  # scnn's exports say; other graphs: a padded convolution is streaming
+    streaming = family == "streaming" or (family is None and type(first).__name__ == "Conv2d"
+                                          and np.any(np.asarray(first.padding) != 0))
+    encoding = graph.metadata.get("encoding", "direct")
     per_channel = any(not np.all(layer[key] == layer[key].reshape(-1)[0])
                       for layer in layers for key in ("beta", "threshold", "alpha") if key in layer)
     if streaming:
@@ -539,7 +552,8 @@ def import_nir(graph, num_steps: int | None = None, readout: str | None = None):
                 spec.append(f"{weight.shape[0]}FC")
         kind = kinds.pop()
         options = _neuron_options(layers) if kind == "rleaky" else {}
-        model = create_model("-".join(spec), input_shape=shape, num_steps=int(steps), neuron=kind,
+        inputs = {"sequence": {"input_kind": "sequence"}, "frames": {"encoding": "frames"}}.get(encoding, {})
+        model = create_model("-".join(spec), input_shape=shape, num_steps=int(steps), neuron=kind, **inputs,
                              reset_mechanism=reset, readout=readout, per_channel_beta=per_channel,
                              beta=_common(layers, "beta", 0.5), threshold=_common(layers, "threshold", 1.0),
                              neuron_options=options)
