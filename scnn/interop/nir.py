@@ -538,8 +538,8 @@ def import_nir(graph, num_steps: int | None = None, readout: str | None = None):
         kinds = {layer["kind"] for layer in layers}
         if len(kinds) != 1:
             raise ValueError(f"NIR import: the layers mix neurons {sorted(kinds)}; a spec net has one kind")
-        spec, current = [], shape
-        for index, layer in enumerate(layers):
+        spec = []
+        for layer in layers:
             name, node = layer["synapse"]
             weight = np.asarray(node.weight)
             if type(node).__name__ == "Conv2d":
