@@ -20,13 +20,13 @@ from tests.test_integer_format import toy_artefact
 warnings.filterwarnings("ignore", module="brevitas")
 
 NEURON_VARIANTS = [
-    ("rleaky", {}),  # all-to-all (a Linear on dense layers, a padded Conv2d on conv maps)
-    ("rleaky", {"neuron_options": {"all_to_all": False, "V": 0.7}}),  # one-to-one
-    ("rleaky", {"reset_mechanism": "zero", "per_channel_beta": True}),
-    ("synaptic", {"neuron_options": {"alpha": 0.8}}),
-    ("synaptic", {"reset_mechanism": "zero", "per_channel_beta": True}),
-    ("alif", {"neuron_options": {"rho": 0.9, "adaptation": 0.5}}),
-    ("alif", {"reset_mechanism": "zero", "per_channel_beta": True}),
+    ("rleaky", {}, {}),  # all-to-all (a Linear on dense layers, a padded Conv2d on conv maps)
+    ("rleaky", {"neuron_options": {"all_to_all": False, "V": 0.7}}, {"weight_bits": 4}),  # one-to-one
+    ("rleaky", {"reset_mechanism": "zero", "per_channel_beta": True}, {"per_channel": True}),
+    ("synaptic", {"neuron_options": {"alpha": 0.8}}, {"per_channel": True}),
+    ("synaptic", {"reset_mechanism": "zero", "per_channel_beta": True}, {"leak": "fixed", "state_bits": 10}),
+    ("alif", {"neuron_options": {"rho": 0.9, "adaptation": 0.5}}, {}),
+    ("alif", {"reset_mechanism": "zero", "per_channel_beta": True}, {"leak": "fixed", "leak_bits": 6}),
 ]
 QUANT_TYPES = {"rleaky": QuantRLeaky, "synaptic": QuantSynaptic, "alif": QuantALIF}
 
@@ -81,13 +81,13 @@ def assert_streams(description, arrays, codes, result):
     np.testing.assert_array_equal(first, result.membranes[-1][0])
 
 
-@pytest.mark.parametrize("neuron,overrides", NEURON_VARIANTS)
-def test_each_neuron_quantised_equals_its_integer_reference(neuron, overrides):
+@pytest.mark.parametrize("neuron,overrides,quant_options", NEURON_VARIANTS)
+def test_each_neuron_quantised_equals_its_integer_reference(neuron, overrides, quant_options):
     torch.manual_seed(0)
     model = louder(create_model("4C3-24FC-10FC", neuron=neuron, num_steps=6, input_shape=(1, 10, 10), beta=0.8,
                                 **overrides))
     x = torch.randn(12, 1, 10, 10) * 1.5
-    quantized = quantize(model, calibration_data=x, per_channel=neuron == "synaptic")
+    quantized = quantize(model, calibration_data=x, **quant_options)
     assert all(type(q) is QUANT_TYPES[neuron] for q in quantized.quant_lif_layers())
     description, arrays, result = assert_bit_exact(quantized, x)
     assert {entry["activation"]["type"] for entry in description["layers"]} == \

@@ -20,6 +20,13 @@ Data flow of a quantised spiking model (``e_*`` are base-2 exponents of scales):
         S[t] = U[t] > thr
     spikes (0/1, scale 1) feed the next synapse; logits = sum_t U[t] * 2**e_u of the classifier.
 
+The recurrent (:class:`QuantRLeaky`: quantised recurrent weights, their current requantised on
+its own), second-order (:class:`QuantSynaptic`: a saturating synaptic-current state) and adaptive
+(:class:`QuantALIF`: a saturating threshold-increase state) neurons extend this update on the same
+grid; docs/integer_format.md gives each update order. Streaming models
+(:class:`~scnn.models.streaming.StreamingNet`) are quantised the same way: the input quantiser
+runs on the whole feature map, frame t feeds the (zero-padded) frequency convolution at step t.
+
 In training, rounding, flooring and saturation pass gradients straight through and the
 spike uses the float model's surrogate on ``(U - thr) * 2**e_u``. The ReLU control CNN
 quantises its activations with Brevitas's unsigned fixed-point quantiser (act_bits).
@@ -506,8 +513,8 @@ class QuantSpecNet(nn.Module):
 
     def forward(self, x: torch.Tensor, record: bool = False) -> NetOutput:
         if x.dim() != 4:
-            raise ValueError(f"quantised models take feature maps [B, C, H, W] (static input, or frames encoded "
-                             f"inside a streaming model), got shape {tuple(x.shape)}")
+            raise ValueError(f"quantised models take static input [B, C, H, W] (a streaming model cuts it into "
+                             f"frames itself), got shape {tuple(x.shape)}")
         q = self.input_quant(x)
         if not self.config.spiking:
             for block in self.blocks:
