@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from scnn.models import create_model
-from scnn.quant import QuantConfig, quantize
+from scnn.quant import QuantConfig, quantize, quantized_from_dict, quantized_to_dict
 from scnn.quant.integer import (FORMAT, IntegerStreamer, check_test_vectors, export_integer, integer_widths,
                                 load_integer, make_test_vectors, quantize_input, run_integer, save_integer)
 from scnn.quant.twin import QuantALIF, QuantLIF, QuantRLeaky, QuantSynaptic, quant_neuron
@@ -121,6 +121,10 @@ def test_streaming_presets_quantised_equal_the_integer_reference_and_stream(name
     assert check_test_vectors(loaded, loaded_arrays, vectors) == 4
     assert loaded["widths"] == integer_widths(description, arrays)
     assert np.abs(result.logits).max() <= loaded["widths"][-1]["logits_max"]
+    # the quantised checkpoint's description rebuilds the same model (neuron buffers included)
+    rebuilt = quantized_from_dict(quantized_to_dict(quantized), quantized.state_dict())
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x).logits, quantized(x).logits)
 
 
 def fsdd_features(fsdd_dir, count=8):
