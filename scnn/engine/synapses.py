@@ -12,10 +12,10 @@ Model A's and B's training steps at T = 10, batch 16, 4 % slower with bool).
 
 Sparse training of a spike-fed dense layer (:class:`SpikeLinearFunction`): when at most
 ``SPARSE_TRAINING["max_density"]`` of its input spikes are 1 (CPU float32, numba, a layer of at
-least ``min_weights`` weights), the forward product and the weight gradient are computed from the
-active spikes only: the spikes are indexed once as CSR (row starts, column indices: two passes of
-a compiled kernel over the 0/1 matrix) and kept as that index for the backward pass instead of a
-bool copy, and::
+least ``min_weights`` weights, at least ``min_rows`` rows T * B), the forward product and the weight
+gradient are computed from the active spikes only: the spikes are indexed once as CSR (row starts,
+column indices: one pass of a compiled kernel over the 0/1 matrix) and kept as that index for the
+backward pass instead of a bool copy, and::
 
     forward          y = S @ W.T + b        CSR S [R, N] times dense W.T: M values per spike
     weight gradient  dL/dW = (S.T @ G).T    CSR of S.T [N, R] (the same index, counting-sorted by
