@@ -69,7 +69,9 @@ def _use_torch_threads() -> None:
         _start_pool(np.zeros(2))
         _POOL["started"] = True
         torch.set_num_threads(threads)
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    wanted = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != wanted:  # setting it is not free: a call into every worker's OpenMP state
+        numba.set_num_threads(wanted)
 
 
 if numba is not None:
