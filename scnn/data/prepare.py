@@ -13,7 +13,8 @@ import torch
 
 from scnn.data.registry import dataset_listing, default_cache_dir
 from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, split_recordings
-from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, extract_features, feature_config
+from scnn.features.cache import cached_features
+from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import Normalizer
 from scnn.validate import check_choice, check_number
@@ -161,8 +162,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     else:
         # In path order, so that another split of the same files (a CV fold, another holdout speaker)
         # finds the same cache entry.
-        extracted = extract_features(sorted(str(r.path) for r in everything), features_config, cache_dir=cache_dir,
-                                     skip_bad=True, progress=progress)
+        # Lists of more than 4,096 files go through the sharded, memory-mapped cache (scnn.features.cache).
+        extracted = cached_features(sorted(str(r.path) for r in everything), features_config, cache_dir=cache_dir,
+                                    skip_bad=True, progress=progress)
     problems = listing.skipped + extracted.skipped
     # Named relative to the data folder, which the message states once.
     shown = [(os.path.relpath(path, root), reason) for path, reason in problems]
