@@ -125,6 +125,7 @@ class PreparedData:
     test_files: list[str] = field(default_factory=list)
     test_set: dict = field(default_factory=dict)
     train_waveforms: torch.Tensor | None = None  # [N_train, samples], fitted (keep_waveforms=True only)
+    train_files: list[str] = field(default_factory=list)  # what train[0][i] came from (Recording.key)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -198,7 +199,7 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests),
-                        train_waveforms=train_waveforms)
+                        train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of])
 
 
 def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:

@@ -118,6 +118,10 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
     num_classes = len(data.class_names)
     current_world().broadcast_parameters(model)  # data-parallel: every process starts from rank 0's weights
     batch_source = waveform_batches(data, config)
+    if config.event_augmentation:  # spike events jittered and dropped, then binned, per batch (SHD, SSC)
+        from scnn.data.heidelberg import event_batches
+
+        batch_source = event_batches(data, config)
     if config.patience and state.history and state.next_epoch - state.best["epoch"] >= config.patience:
         return state  # a resumed run that had stopped early stays stopped (one more epoch would change it)
     for epoch in range(state.next_epoch, config.epochs):
