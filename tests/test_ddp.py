@@ -85,6 +85,7 @@ def test_two_processes_reach_the_weights_of_one_and_resume(events, tmp_path):
     # continues unchanged), then resumed by two new processes to the second epoch.
     first = _train(events, tmp_path / "ddp", "--epochs", "1", "--ddp", "2")
     assert first["epochs_run"] == 1 and first["split_sizes"]["train"] == 36
+    assert first["world_size"] == 2 and single["world_size"] == 1
     resumed = _train(events, tmp_path / "ddp", "--epochs", "2", "--ddp", "2", "--resume", "--extend-epochs")
     assert resumed["epochs_run"] == 2
 

@@ -464,6 +464,7 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "world_size": current_world().world_size,
         "run_config": description["run_config"],
         "config": {k: description[k] for k in ("model", "train_config", "data_config", "feature_config")},
         "versions": library_versions(),
