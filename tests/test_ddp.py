@@ -110,6 +110,7 @@ def test_two_processes_reach_the_weights_of_one_and_resume(events, tmp_path):
 
 def test_ddp_refuses_an_occupied_folder_in_every_process(events, tmp_path):
     _train(events, tmp_path / "run", "--epochs", "1")
-    with pytest.raises(Exception) as error:  # rank 0's refusal, raised by the launcher
-        _train(events, tmp_path / "run", "--epochs", "1", "--ddp", "2")
-    assert "run" in str(error.value)
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(RuntimeError, match=r"RunFolderError: .*run already holds a run .*pass --resume"):
+        _train(events, tmp_path / "run", "--epochs", "1", "--ddp", "2")  # rank 0 refuses, rank 1 stops too
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before  # nothing overwritten

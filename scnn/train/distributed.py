@@ -183,9 +183,15 @@ def _local_worker(rank: int, world_size: int, port: int, job: Callable, args: tu
 def launch_local(world_size: int, job: Callable, *args) -> None:
     """Run ``job(*args)`` in ``world_size`` new processes on this machine (torch.multiprocessing spawn),
     each with the environment torchrun would give it; the job calls :func:`init_from_environment`.
-    A process that fails stops the others and raises here. ``job`` must be importable (module level)."""
+    A process that fails stops the others; its error's last line is raised here as a RuntimeError.
+    ``job`` must be importable (module level)."""
     import torch.multiprocessing as mp
 
     if world_size < 1:
         raise ValueError(f"--ddp needs at least 1 process, got {world_size}")
-    mp.spawn(_local_worker, args=(world_size, free_port(), job, args), nprocs=world_size, join=True)
+    try:
+        mp.spawn(_local_worker, args=(world_size, free_port(), job, args), nprocs=world_size, join=True)
+    except mp.ProcessRaisedException as error:
+        # The child's traceback ends with "module.ErrorType: message": the line a user needs.
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        raise RuntimeError(f"data-parallel training failed: {lines[-1] if lines else error}") from error
