@@ -9,7 +9,8 @@ once under --work; the Speech Commands recipes' features (40 MFCCs x 50 frames, 
 Prints one JSON object: build_files_per_s (extraction and shard writing, cold), warm_start_s (a second
 call: every file's SHA-256 plus opening the memory-mapped shards) and hash_s (the digests alone),
 read_s_per_10k (an epoch's random-order batches of 64 gathered from the shards and normalised, per 10,000
-samples), train_s_per_10k (gsc35_cnn forward, backward and AdamW step on such batches, from
+samples), split_file_s and mapped_read_s_per_10k (prepare_data's way for such sets: the split normalised once
+into a memory-mapped file, then an epoch's random batches indexed from that tensor), train_s_per_10k (gsc35_cnn forward, backward and AdamW step on such batches, from
 --train-batches batches; 0 skips it), peak_rss_mb_before_training (this process's peak resident memory
 while building, hashing and reading: the features are not all held), cache_mb.
 """
@@ -29,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scnn.data.fixtures import write_tone  # noqa: E402
-from scnn.features.cache import SHARD_FILES, content_digests, sharded_features  # noqa: E402
+from scnn.features.cache import SHARD_FILES, content_digests, mapped_rows, sharded_features  # noqa: E402
+from scnn.features.normalize import Normalizer  # noqa: E402
 from scnn.features.mfcc import feature_config  # noqa: E402
 
 GSC_FEATURES = dict(sample_rate=16000, n_fft=640, hop_length=320, n_mels=40, n_mfcc=40, num_frames=50, top_db=None)
@@ -90,6 +92,17 @@ def main(argv=None) -> dict:
         batch = torch.from_numpy((features[order[start:start + args.batch_size]] - mean) / std).unsqueeze(1)
         checksum += float(batch[:, 0, 0, 0].sum())
     read_s = time.perf_counter() - started
+    # What prepare_data does for such sets: the split normalised once into a mapped file, then an epoch of
+    # random batches read from that tensor (as fit() reads train_x[index]).
+    normalizer = Normalizer(np.zeros(config.shape[0], np.float32), np.ones(config.shape[0], np.float32))
+    started = time.perf_counter()
+    mapped = mapped_rows(features, order, normalizer)
+    split_s = time.perf_counter() - started
+    index = torch.from_numpy(np.random.default_rng(1).permutation(len(mapped)))
+    started = time.perf_counter()
+    for start in range(0, len(index), args.batch_size):
+        checksum += float(mapped[index[start:start + args.batch_size]][:, 0, 0, 0].sum())
+    mapped_read_s = time.perf_counter() - started
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak so far: building, hashing, reading
 
     train_s_per_10k = None
@@ -119,6 +132,7 @@ def main(argv=None) -> dict:
         "build_s": round(build_s, 2), "build_files_per_s": round(len(paths) / build_s, 1),
         "hash_s": round(hash_s, 2), "warm_start_s": round(warm_s, 2),
         "read_s_per_10k": round(read_s / len(paths) * 10_000, 3),
+        "split_file_s": round(split_s, 2), "mapped_read_s_per_10k": round(mapped_read_s / len(paths) * 10_000, 3),
         "train_s_per_10k": None if train_s_per_10k is None else round(train_s_per_10k, 1),
         "peak_rss_mb_before_training": round(rss_mb, 1),
         "cache_mb": round(sum(p.stat().st_size for p in cache.rglob("*")) / 2**20, 1),

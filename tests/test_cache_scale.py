@@ -24,7 +24,7 @@ def tones(tmp_path):
 
 
 def _shard_files(cache):
-    return sorted(p.name for p in shard_folder(cache, CONFIG).glob("*.npy"))
+    return sorted(p.name for p in shard_folder(cache, CONFIG).glob("*.npy") if not p.name.startswith("split-"))
 
 
 def _count_extractions(monkeypatch):
@@ -149,8 +149,25 @@ def test_short_lists_keep_the_single_file_cache_and_prepare_data_uses_shards(tmp
     whole = prepare_data(DataConfig(**config, cache_dir=str(tmp_path / "whole")), progress=False)
     monkeypatch.setattr(prepare, "cached_features", partial(cached_features, shard_size=5, workers=1))
     in_shards = prepare_data(DataConfig(**config, cache_dir=str(tmp_path / "shards")), progress=False)
-    assert len(list(shard_folder(tmp_path / "shards", DataConfig(**config).features()).glob("*.npy"))) == 4
+    assert len(list(shard_folder(tmp_path / "shards", DataConfig(**config).features()).glob("*.json"))) == 4
     for part in ("train", "val", "test"):
         for mine, theirs in zip(getattr(in_shards, part), getattr(whole, part)):
             assert mine.equal(theirs)
     assert in_shards.test_set == whole.test_set
+    # Each split is a tensor mapped from a file beside the shards (not a copy in memory), reused next time.
+    splits = sorted(shard_folder(tmp_path / "shards", DataConfig(**config).features()).glob("split-*.npy"))
+    assert len(splits) == 3
+    maps = Path("/proc/self/maps").read_text()
+    assert all(str(path) in maps for path in splits)
+    stamps = [path.stat().st_mtime_ns for path in splits]
+    again = prepare_data(DataConfig(**config, cache_dir=str(tmp_path / "shards")), progress=False)
+    assert [path.stat().st_mtime_ns for path in splits] == stamps and again.train[0].equal(whole.train[0])
+    again.train[0][0] += 1.0  # copy-on-write: the file keeps its values
+    assert prepare_data(DataConfig(**config, cache_dir=str(tmp_path / "shards")), progress=False).train[0].equal(
+        whole.train[0])
+    del again
+    for path in splits:
+        path.write_bytes(path.read_bytes()[:100])  # damaged: named and rebuilt
+    with pytest.warns(UserWarning, match=f"split file {splits[0]} is unusable"):
+        rebuilt = prepare_data(DataConfig(**config, cache_dir=str(tmp_path / "shards")), progress=False)
+    assert rebuilt.train[0].equal(whole.train[0]) and rebuilt.test[0].equal(whole.test[0])

@@ -13,7 +13,7 @@ import torch
 
 from scnn.data.registry import dataset_listing, default_cache_dir
 from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, split_recordings
-from scnn.features.cache import cached_features
+from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import Normalizer
@@ -188,8 +188,16 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
                          + (" and --skip-bad" if config.skip_bad else ""))
     if normalizer is None:
         normalizer = Normalizer.fit(train_x, enabled=features_config.normalize)
-    parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
-    parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
+    if isinstance(extracted.features, ShardedFeatures):
+        # 100k-file sets: each split normalised once into a memory-mapped file beside the shards, so training
+        # reads its batches from the page cache instead of holding every feature in memory.
+        del train_x
+        parts = [(mapped_rows(extracted.features, [row_of[r.key] for r in part if r.key in row_of], normalizer),
+                  torch.tensor([r.label for r in part if r.key in row_of], dtype=torch.long))
+                 for part in (split.train, split.val, split.test)]
+    else:
+        parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
+        parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
     test_files = [r.key for r in split.test if r.key in row_of]
     train_waveforms = None
     if keep_waveforms:

@@ -18,6 +18,9 @@ complete exactly when its index exists and agrees with it; an interrupted build 
 and resumes with the next. Loading opens each ``.npy`` with ``np.load(mmap_mode="r")``: nothing is read
 until rows are asked for (:class:`ShardedFeatures`), and extraction holds one shard in memory at a time.
 
+For such sets :func:`scnn.data.prepare.prepare_data` also keeps each normalised split in a file beside the
+shards, mapped as a tensor (:func:`mapped_rows`): training indexes its batches from the page cache.
+
 What stays the same cost: the content digests read every file's bytes once per call (hashed in parallel
 threads here), the price of keys that notice changed content (benchmarks/cache_scale.py measures it).
 """
@@ -52,8 +55,11 @@ class ShardedFeatures:
     (rows in the order asked); ``np.asarray(features)`` reads them all.
     """
 
-    def __init__(self, shards: Sequence[np.ndarray], row_shape: tuple[int, int]):
+    def __init__(self, shards: Sequence[np.ndarray], row_shape: tuple[int, int], keys: Sequence[str] = (),
+                 folder: Path | None = None):
         self.shards = list(shards)
+        self.keys = list(keys)  # each shard's content key: what the rows are
+        self.folder = folder  # where the shards live (mapped_rows writes beside them)
         self.offsets = np.cumsum([0] + [len(shard) for shard in self.shards])
         self.shape = (int(self.offsets[-1]), *row_shape)
         self.dtype = np.dtype(np.float32)
@@ -156,7 +162,7 @@ def sharded_features(paths: Sequence[str | Path], config: FeatureConfig, cache_d
     skipped = [(as_given[p], reason) for shard in opened for p, reason in shard[2]]
     if not kept:
         raise AudioFileError(f"none of the {len(paths)} files could be read: {describe_problems(skipped)}", skipped)
-    result = FeatureSet(ShardedFeatures([shard[0] for shard in opened], config.shape), kept, skipped,
+    result = FeatureSet(ShardedFeatures([shard[0] for shard in opened], config.shape, keys, folder), kept, skipped,
                         from_cache=not missing, digests=dict(zip(paths, digests)))
     if skipped and not skip_bad:
         raise AudioFileError(f"cannot use {describe_problems(skipped)} (of {len(paths)} files; "
@@ -243,3 +249,49 @@ def _write_shard(folder: Path, key: str, features: np.ndarray, kept: list[str], 
                                                                allow_pickle=False))
     write_json(folder / f"{key}.json", {"key": key, "rows": len(kept), "shape": list(features.shape),
                                         "paths": kept, "skipped": skipped})
+
+
+def mapped_rows(features: ShardedFeatures, rows: Sequence[int], normalizer, chunk: int = SHARD_FILES):
+    """``normalizer(features[rows])`` as a tensor ``[len(rows), 1, *row shape]`` float32 backed by a file.
+
+    The file, ``split-<key>.npy`` beside the shards (key: the shards' keys, the rows and the normaliser's
+    state), is written ``chunk`` rows at a time through a temporary name and renamed into place, then mapped
+    copy-on-write: reading a batch pages in only its rows, the kernel may drop them again, and nothing
+    written to the tensor reaches the file. A later call with the same rows reuses it; a damaged one is
+    rebuilt with a warning naming it. normalizer: :class:`scnn.features.normalize.Normalizer` (or any
+    ``[n, rows, frames] -> same`` function with a ``state_dict()``).
+    """
+    import torch
+
+    rows = [int(row) for row in rows]
+    shape = (len(rows), 1, *features.shape[1:])
+    if not rows or features.folder is None:
+        values = normalizer(features[rows]) if rows else np.zeros((0, *features.shape[1:]), np.float32)
+        return torch.from_numpy(np.ascontiguousarray(values, np.float32)).unsqueeze(1)
+    identity = json.dumps({"shards": features.keys, "normalizer": normalizer.state_dict()}, sort_keys=True)
+    digest = hashlib.sha256(identity.encode())
+    digest.update(np.asarray(rows, np.int64).tobytes())
+    path = features.folder / f"split-{digest.hexdigest()[:32]}.npy"
+    if path.exists():
+        try:
+            mapped = np.load(path, mmap_mode="c", allow_pickle=False)
+            if mapped.dtype != np.float32 or mapped.shape != shape:
+                raise ValueError(f"holds {mapped.dtype} {mapped.shape}, expected float32 {shape}")
+            return torch.from_numpy(mapped)
+        except Exception as error:  # noqa: BLE001  rebuilt below
+            warnings.warn(f"feature split file {path} is unusable ({type(error).__name__}: {error}); rebuilding it",
+                          stacklevel=2)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
+        for start in range(0, len(rows), chunk):
+            out[start:start + chunk, 0] = normalizer(features[rows[start:start + chunk]])
+        out.flush()
+        del out
+        with open(temporary, "rb+") as handle:  # on disk before the name says it is complete
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return torch.from_numpy(np.load(path, mmap_mode="c", allow_pickle=False))
