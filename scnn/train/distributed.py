@@ -58,17 +58,21 @@ class World:
 
     def sum_gradients(self, model: torch.nn.Module) -> None:
         """Replace every parameter's gradient by its sum over the processes (one all-reduce of one flat
-        buffer; a parameter without a gradient here counts as zeros, so every process sends the same sizes)."""
+        buffer; a parameter without a gradient here counts as zeros, so every process sends the same sizes).
+        A parameter that has a gradient in no process keeps None, as in a single process, where the
+        optimiser then leaves it alone (a zero gradient would still move it through momentum and decay)."""
         if not self.distributed:
             return
         parameters = [p for p in model.parameters() if p.requires_grad]
+        present = torch.tensor([float(p.grad is not None) for p in parameters], dtype=torch.float64)
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
         flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(present, op=torch.distributed.ReduceOp.SUM)
         torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
         offset = 0
-        for parameter in parameters:
+        for parameter, anywhere in zip(parameters, present.tolist()):
             size = parameter.numel()
-            parameter.grad = flat[offset:offset + size].view_as(parameter).clone()
+            parameter.grad = flat[offset:offset + size].view_as(parameter).clone() if anywhere else None
             offset += size
 
     def sum_values(self, *values: float) -> list[float]:
