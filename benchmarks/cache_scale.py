@@ -12,7 +12,9 @@ read_s_per_10k (an epoch's random-order batches of 64 gathered from the shards a
 samples), split_file_s and mapped_read_s_per_10k (prepare_data's way for such sets: the split normalised once
 into a memory-mapped file, then an epoch's random batches indexed from that tensor), train_s_per_10k (gsc35_cnn forward, backward and AdamW step on such batches, from
 --train-batches batches; 0 skips it), peak_rss_mb_before_training (this process's peak resident memory
-while building, hashing and reading: the features are not all held), cache_mb.
+while building, hashing and reading, mapped file pages included), rss_anon_mb_after_reading and
+rss_file_mb_after_reading (/proc/self/status: memory the process holds itself, and mapped file pages the
+kernel may drop), cache_mb.
 """
 
 from __future__ import annotations
@@ -46,6 +48,21 @@ def write_set(folder: Path, count: int, seconds: float) -> list[str]:
             write_tone(path, 200.0 + 40.0 * (i % 35) + (i // 35) % 50, seed=i, seconds=seconds, rate=16000)
         paths.append(str(path))
     return sorted(paths)
+
+
+def memory_now() -> dict[str, float]:
+    """This process's resident memory now, in MB: RssAnon (its own, what holding features costs) and RssFile
+    (pages of mapped files: the page cache, which the kernel may drop); Linux only, else empty."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    values = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            values[name] = round(int(rest.split()[0]) / 1024, 1)
+    return values
 
 
 def main(argv=None) -> dict:
@@ -104,6 +121,7 @@ def main(argv=None) -> dict:
         checksum += float(mapped[index[start:start + args.batch_size]][:, 0, 0, 0].sum())
     mapped_read_s = time.perf_counter() - started
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # peak so far: building, hashing, reading
+    memory = memory_now()
 
     train_s_per_10k = None
     if args.train_batches:
@@ -135,6 +153,7 @@ def main(argv=None) -> dict:
         "split_file_s": round(split_s, 2), "mapped_read_s_per_10k": round(mapped_read_s / len(paths) * 10_000, 3),
         "train_s_per_10k": None if train_s_per_10k is None else round(train_s_per_10k, 1),
         "peak_rss_mb_before_training": round(rss_mb, 1),
+        "rss_anon_mb_after_reading": memory.get("RssAnon"), "rss_file_mb_after_reading": memory.get("RssFile"),
         "cache_mb": round(sum(p.stat().st_size for p in cache.rglob("*")) / 2**20, 1),
     }
     print(json.dumps(report, indent=1))
