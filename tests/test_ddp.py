@@ -108,6 +108,7 @@ def test_two_processes_reach_the_weights_of_one_and_resume(events, tmp_path):
     assert not list((tmp_path / "ddp").glob("*.tmp")) and not list((tmp_path / "ddp").glob(".*.tmp"))
 
 
+@pytest.mark.slow  # two processes started for a refusal, 8-20 s on the shared machine
 def test_ddp_refuses_an_occupied_folder_in_every_process(events, tmp_path):
     _train(events, tmp_path / "run", "--epochs", "1")
     before = (tmp_path / "run" / "last.pt").read_bytes()

@@ -91,7 +91,6 @@ def _run(shd, folder, epochs, **changes):
                                                                            if (folder / "last.pt").exists() else {}))
 
 
-@pytest.mark.slow  # five short trainings with their test evaluations and figures, about 30 s on the shared machine
 def test_training_uses_it_for_training_batches_only_and_resumes_it(shd, tmp_path):
     _, data = shd
     val_before, test_before = data.val[0].clone(), data.test[0].clone()
