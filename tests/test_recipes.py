@@ -23,12 +23,12 @@ def fixture_data(tmp_path_factory):
 
 
 def test_every_benchmark_has_a_spiking_and_an_ssm_recipe():
-    # Named <benchmark>_<model> (test_architecture: the model's name is in the file's): spec strings until
-    # the spiking CNNs get preset names.
-    assert RECIPES == ["gsc12_16C3-P2-32C3-P2-128FC-12FC", "gsc12_ssm_small",
-                       "gsc35_16C3-P2-32C3-P2-128FC-35FC", "gsc35_ssm_small",
-                       "shd_16C3-P4-32C3-P2-128FC-20FC", "shd_ssm_small",
-                       "ssc_16C3-P4-32C3-P2-128FC-35FC", "ssc_ssm_small"]
+    # Named <benchmark>_<model> (test_architecture: the model's name is in the file's); the spiking CNNs are
+    # presets of their spec strings (scnn/models/spec_net.py).
+    assert RECIPES == ["gsc12_cnn", "gsc12_ssm_small",
+                       "gsc35_cnn", "gsc35_ssm_small",
+                       "shd_cnn", "shd_ssm_small",
+                       "ssc_cnn", "ssc_ssm_small"]
 
 
 @pytest.mark.slow  # eight one-epoch trainings, about 40 s together on a free core
@@ -43,12 +43,28 @@ def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
     assert len(results["confusion_matrix"]) == CLASSES[benchmark]
     assert (tmp_path / "run" / "results.json").is_file()
     # A checkpoint alone rebuilds its data: the silence clips, the binned events.
-    if recipe in ("gsc12_ssm_small", "shd_16C3-P4-32C3-P2-128FC-20FC"):
+    if recipe in ("gsc12_ssm_small", "shd_cnn"):
         from scnn.train.evaluate import evaluate_checkpoint
 
         again = evaluate_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "eval", progress=False)
         assert again["test_accuracy"] == results["test_accuracy"] and again["test_set"]["differences"] == []
         assert again["test_set"]["digest"] == again["test_set"]["recorded_digest"] is not None
+
+
+@pytest.mark.parametrize("preset, spec, shape, parameters", [
+    ("gsc35_cnn", "16C3-P2-32C3-P2-128FC-35FC", (1, 40, 50), 369_891),
+    ("gsc12_cnn", "16C3-P2-32C3-P2-128FC-12FC", (1, 40, 50), 366_924),
+    ("shd_cnn", "16C3-P4-32C3-P2-128FC-20FC", (1, 140, 100), 728_404),
+    ("ssc_cnn", "16C3-P4-32C3-P2-128FC-35FC", (1, 140, 100), 730_339)])
+def test_recipe_cnn_presets_are_their_spec_strings(preset, spec, shape, parameters):
+    from scnn.models import count_parameters, create_model, model_config
+
+    family, config = model_config(preset)
+    assert (family, config.spec, config.num_steps, config.beta) == ("spec_net", spec, 5, 0.5)
+    model = create_model(preset, input_shape=shape)
+    assert count_parameters(model) == parameters  # the README's recipe table
+    recipe = load_run_config(CONFIGS / f"{preset}.yaml")
+    assert recipe.model["name"] == preset
 
 
 def test_recipe_cost_counts_the_recipe_model_and_extrapolates():

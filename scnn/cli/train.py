@@ -8,6 +8,8 @@ Examples:
     scnn train --config configs/fsdd_model_b.yaml --data-dir ../shared/data/fsdd/recordings
     scnn train --config configs/fsdd_model_b.yaml train.epochs=40 model.beta=0.7 --out runs/b_beta07
     scnn train --model model_a --num-steps 10 --epochs 30 --seed 0 --out runs/model_a   # flags only
+    scnn train --config configs/gsc35_cnn.yaml --ddp 2 ...                # data-parallel, 2 local processes
+    torchrun --nproc_per_node 2 -m scnn train --config configs/gsc35_cnn.yaml ...   # the same, by torchrun
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ NEURON_SWITCHES = {"learn_beta": "learn_beta", "learn_threshold": "learn_thresho
                    "per_channel_beta": "per_channel_beta"}
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "grad_clip", "loss",
                "time_shift", "time_mask", "freq_mask", "patience", "seed", "device", "threads",
-               "noise_prob", "noise_colours", "noise_dir", "gain_db", "speed", "mixup")
+               "noise_prob", "noise_colours", "noise_dir", "gain_db", "speed", "mixup",
+               "event_channel_jitter", "event_time_jitter", "event_drop")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     optim.add_argument("--tf32", action="store_true",
                        help="allow TF32 on CUDA: faster, but spikes then differ from float32 (default off)")
     optim.add_argument("--threads", type=nonnegative_int, help="torch CPU threads (0 = torch default)")
+    optim.add_argument("--ddp", type=positive_int, metavar="N",
+                       help="data-parallel over N local processes (gloo on CPU, nccl on GPUs), the same results as "
+                            "one process with the same --batch-size (the global batch); each process gets --threads "
+                            "threads, or its share of the cores. Under torchrun, leave it out (scnn.train.distributed)")
 
     robust = parser.add_argument_group("robust training: waveform augmentation on the fly (docs/robustness.md)")
     robust.add_argument("--noise-prob", type=_probability, help="share of training samples given noise (0 = off)")
@@ -97,6 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     robust.add_argument("--gain-db", type=nonnegative_float, help="random gain within +-DB (0 = off)")
     robust.add_argument("--speed", type=_probability, help="random speed factor within 1 +- F (0 = off)")
     robust.add_argument("--mixup", type=nonnegative_float, help="mixup with Beta(ALPHA, ALPHA) (0 = off)")
+    events = parser.add_argument_group("event augmentation of spike datasets (shd, ssc): each training batch, "
+                                       "each epoch, before binning")
+    events.add_argument("--event-channel-jitter", type=nonnegative_float, metavar="CHANNELS",
+                        help="shift each spike's channel by N(0, CHANNELS), rounded (0 = off)")
+    events.add_argument("--event-time-jitter", type=nonnegative_float, metavar="SECONDS",
+                        help="shift each spike's time by N(0, SECONDS) (0 = off)")
+    events.add_argument("--event-drop", type=_probability, metavar="P", help="drop each spike with probability P (0 = off)")
 
 
 def _probability(text: str) -> float:
@@ -159,12 +173,31 @@ def run_config_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from scnn.train import train
-
     config = run_config_from(args)
     if args.print_config:
         print(config.dump(), end="")
         return config.to_dict()
+    if args.ddp and args.ddp > 1:
+        import json
+        from pathlib import Path
+
+        from scnn.train.distributed import environment_world_size, launch_local
+
+        if environment_world_size() > 1:
+            raise ValueError("--ddp starts its own processes: leave it out under torchrun (WORLD_SIZE is set)")
+        launch_local(args.ddp, _train_process, config, args)
+        results_file = Path(args.out) / "results.json"
+        return json.loads(results_file.read_text()) if results_file.is_file() else {"interrupted": True}
+    return _train_process(config, args)
+
+
+def _train_process(config, args: argparse.Namespace) -> dict:
+    """One process of the run: joins the process group when launched by torchrun or --ddp, then trains."""
+    from scnn.train import train
+    from scnn.train.distributed import init_from_environment
+    from scnn.train.config import resolve_device
+
+    init_from_environment(str(resolve_device(config.train.device)), config.train.threads)
     return train(config.train, config.data, args.out, resume=args.resume, progress=not args.no_progress,
                  overwrite=args.overwrite, extend_epochs=args.extend_epochs)
 

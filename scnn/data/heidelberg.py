@@ -240,3 +240,46 @@ def shd_listing(config) -> DatasetListing:
 def ssc_listing(config) -> DatasetListing:
     """Spiking Speech Commands: 35 classes; the official train / valid / test files."""
     return event_listing("ssc", config)
+
+
+def event_batches(data, config):
+    """The training batches of a spike-event dataset, augmented as events: a function
+    ``(index [B] long tensor, generator torch.Generator) -> features [B, 1, rows, frames]`` float32 (CPU).
+
+    data: :class:`scnn.data.prepare.PreparedData` of an "events" feature config, whose ``train_files``
+    name each training row's sample (``<file>#<row>``); config: a TrainConfig with ``event_channel_jitter``,
+    ``event_time_jitter`` and ``event_drop`` (:func:`augment_events`). Each call draws one seed from
+    ``generator`` (the loop's augmentation generator, seeded by ``train.seed`` and saved in checkpoints),
+    so the augmentation is the same for the same seed, differs from epoch to epoch, and a resumed run
+    continues it. The rows are binned as the features were (:func:`bin_events`) and normalised with
+    ``data.normalizer``; only the training loop calls this, so validation and test samples are never
+    augmented.
+    """
+    import torch
+
+    features = data.feature_config
+    if features.representation != "events":
+        raise ValueError("train.event_channel_jitter / event_time_jitter / event_drop augment spike events: they "
+                         f"need an events dataset (shd, ssc) and feature preset 'events', not representation "
+                         f"{features.representation!r}")
+    if len(data.train_files) != len(data.train[1]):
+        raise ValueError(f"event augmentation needs the sample of each training row: {len(data.train_files)} "
+                         f"names for {len(data.train[1])} rows (prepare the data with scnn.data.prepare_data)")
+    samples = [key.rsplit("#", 1) for key in data.train_files]
+    bad = [key for key, parts in zip(data.train_files, samples) if len(parts) != 2 or not parts[1].isdigit()]
+    if bad:
+        raise ValueError(f"event augmentation: training rows not named <file>#<row>: {', '.join(bad[:3])}")
+    files = {path: read_event_file(path) for path in sorted({path for path, _ in samples})}
+    events = [(files[path].times[int(row)], files[path].units[int(row)]) for path, row in samples]
+    time_step = features.hop_length / features.sample_rate
+    options = {"channel_jitter": config.event_channel_jitter, "time_jitter": config.event_time_jitter,
+               "drop": config.event_drop}
+    normalizer = data.normalizer
+
+    def batch(index, generator):
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
+        rows = np.stack([bin_events(*augment_events(*events[int(i)], rng, **options), time_step,
+                                    features.num_frames, features.num_rows) for i in index])
+        return torch.from_numpy(normalizer(rows)).unsqueeze(1)
+
+    return batch

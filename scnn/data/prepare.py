@@ -13,7 +13,8 @@ import torch
 
 from scnn.data.registry import dataset_listing, default_cache_dir
 from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, split_recordings
-from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, extract_features, feature_config
+from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
+from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import Normalizer
 from scnn.validate import check_choice, check_number
@@ -124,6 +125,7 @@ class PreparedData:
     test_files: list[str] = field(default_factory=list)
     test_set: dict = field(default_factory=dict)
     train_waveforms: torch.Tensor | None = None  # [N_train, samples], fitted (keep_waveforms=True only)
+    train_files: list[str] = field(default_factory=list)  # what train[0][i] came from (Recording.key)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -161,8 +163,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     else:
         # In path order, so that another split of the same files (a CV fold, another holdout speaker)
         # finds the same cache entry.
-        extracted = extract_features(sorted(str(r.path) for r in everything), features_config, cache_dir=cache_dir,
-                                     skip_bad=True, progress=progress)
+        # Lists of more than 4,096 files go through the sharded, memory-mapped cache (scnn.features.cache).
+        extracted = cached_features(sorted(str(r.path) for r in everything), features_config, cache_dir=cache_dir,
+                                    skip_bad=True, progress=progress)
     problems = listing.skipped + extracted.skipped
     # Named relative to the data folder, which the message states once.
     shown = [(os.path.relpath(path, root), reason) for path, reason in problems]
@@ -185,8 +188,16 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
                          + (" and --skip-bad" if config.skip_bad else ""))
     if normalizer is None:
         normalizer = Normalizer.fit(train_x, enabled=features_config.normalize)
-    parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
-    parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
+    if isinstance(extracted.features, ShardedFeatures):
+        # 100k-file sets: each split normalised once into a memory-mapped file beside the shards, so training
+        # reads its batches from the page cache instead of holding every feature in memory.
+        del train_x
+        parts = [(mapped_rows(extracted.features, [row_of[r.key] for r in part if r.key in row_of], normalizer),
+                  torch.tensor([r.label for r in part if r.key in row_of], dtype=torch.long))
+                 for part in (split.train, split.val, split.test)]
+    else:
+        parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
+        parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
     test_files = [r.key for r in split.test if r.key in row_of]
     train_waveforms = None
     if keep_waveforms:
@@ -196,7 +207,7 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests),
-                        train_waveforms=train_waveforms)
+                        train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of])
 
 
 def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:

@@ -330,6 +330,12 @@ register_family("spec_net", SpecNetConfig, SpecNet)
 register_model("model_a", "spec_net", spec="6C3-16C3-128FC-64FC-10FC")
 register_model("model_b", "spec_net", spec="6C3-128FC-10FC")
 register_model("control_cnn", "spec_net", spec="6C3-P2-16C3-P2-128FC-64FC-10FC", spiking=False, num_steps=1)
+# The benchmark recipes' spiking CNNs (configs/gsc*_cnn.yaml, shd_cnn.yaml, ssc_cnn.yaml), T = 5, beta 0.5:
+# on 40x50 MFCC maps of Speech Commands (two 2x2 poolings) and on 140x100 SHD/SSC spike counts (4x4 then 2x2).
+register_model("gsc35_cnn", "spec_net", spec="16C3-P2-32C3-P2-128FC-35FC", num_steps=5, beta=0.5)
+register_model("gsc12_cnn", "spec_net", spec="16C3-P2-32C3-P2-128FC-12FC", num_steps=5, beta=0.5)
+register_model("shd_cnn", "spec_net", spec="16C3-P4-32C3-P2-128FC-20FC", num_steps=5, beta=0.5)
+register_model("ssc_cnn", "spec_net", spec="16C3-P4-32C3-P2-128FC-35FC", num_steps=5, beta=0.5)
 
 
 

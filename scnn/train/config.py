@@ -30,6 +30,10 @@ class TrainConfig:
         Any of them on makes the trainer keep the training waveforms and compute MFCCs per batch in torch.
     noise_dir: a folder of noise recordings (*.wav) drawn as one more noise kind beside the colours ("": none).
     mixup: Beta(mixup, mixup) mixup of the training batch's features and losses (0: off).
+    event_channel_jitter, event_time_jitter, event_drop: event-level augmentation of spike-event datasets
+        (SHD, SSC; :func:`scnn.data.heidelberg.augment_events`), drawn afresh for every training batch of every
+        epoch, before binning: channel shift std in channels, spike time shift std in seconds, share of spikes
+        dropped (0 switches each off). Validation and test samples are never augmented.
     """
 
     model: str = "model_b"
@@ -58,6 +62,9 @@ class TrainConfig:
     speed: float = 0.0
     mixup: float = 0.0
     noise_dir: str = ""
+    event_channel_jitter: float = 0.0
+    event_time_jitter: float = 0.0
+    event_drop: float = 0.0
 
     def __post_init__(self):
         check_number("train.epochs", self.epochs, 1, integer=True)
@@ -84,6 +91,14 @@ class TrainConfig:
         check_number("train.gain_db", self.gain_db, 0.0)
         check_number("train.speed", self.speed, 0.0, 0.5)
         check_number("train.mixup", self.mixup, 0.0)
+        check_number("train.event_channel_jitter", self.event_channel_jitter, 0.0)
+        check_number("train.event_time_jitter", self.event_time_jitter, 0.0)
+        check_number("train.event_drop", self.event_drop, 0.0, 1.0)
+        if self.event_drop >= 1.0:
+            raise ValueError(f"train.event_drop must be < 1 (the share of spikes dropped); got {self.event_drop}")
+        if self.event_augmentation and self.waveform_augmentation:
+            raise ValueError("train.event_* (spike events) and train.noise_prob / gain_db / speed (waveforms) "
+                             "exclude each other: a dataset holds one or the other")
         if not isinstance(self.noise_dir, str):
             raise ValueError(f"train.noise_dir must be a folder path; got {self.noise_dir!r}")
         if self.noise_dir and not self.noise_prob:
@@ -97,6 +112,11 @@ class TrainConfig:
     def waveform_augmentation(self) -> bool:
         """Whether training batches are augmented as waveforms (features then computed per batch)."""
         return bool(self.noise_prob or self.gain_db or self.speed)
+
+    @property
+    def event_augmentation(self) -> bool:
+        """Whether training batches of spike events are augmented as events (and binned per batch)."""
+        return bool(self.event_channel_jitter or self.event_time_jitter or self.event_drop)
 
     def wave_augment_options(self) -> dict:
         """Keyword arguments of :func:`scnn.features.wave_augment.augment_waveforms`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from scnn.io import load_checkpoint, save_checkpoint, write_json
 from scnn.metrics import profile_model
 from scnn.models.registry import count_parameters, create_model, model_config, model_to_dict
 from scnn.train.config import TrainConfig, resolve_device
+from scnn.train.distributed import current_world
 from scnn.train.evaluate import CHECKPOINT_VERSION, evaluate
 from scnn.train.losses import make_loss
 from scnn.train.run import (RESULTS_SCHEMA_VERSION, SettingsMismatch, check_output_folder, claim_run_folder,
@@ -114,7 +116,12 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
     optimizer, scheduler, loss_fn, shuffle, augmentation = parts
     state = state if state is not None else FitState()
     num_classes = len(data.class_names)
+    current_world().broadcast_parameters(model)  # data-parallel: every process starts from rank 0's weights
     batch_source = waveform_batches(data, config)
+    if config.event_augmentation:  # spike events jittered and dropped, then binned, per batch (SHD, SSC)
+        from scnn.data.heidelberg import event_batches
+
+        batch_source = event_batches(data, config)
     if config.patience and state.history and state.next_epoch - state.best["epoch"] >= config.patience:
         return state  # a resumed run that had stopped early stays stopped (one more epoch would change it)
     for epoch in range(state.next_epoch, config.epochs):
@@ -194,19 +201,30 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
     each epoch, once the checkpoint is written, with the metrics row and the model (the
     Ray Tune trainable reports from it).
     Returns the results dict (``test_accuracy`` is a fraction).
+
+    Data-parallel (:mod:`scnn.train.distributed`, a process group already initialised): rank 0 alone
+    checks, locks and writes the folder, prints, and evaluates on test; the other processes train
+    beside it and return ``{"rank": r, "epochs_run": n}``.
     """
-    out_dir = check_output_folder(out_dir)
-    with folder_lock(out_dir):
-        claim_run_folder(out_dir, resume, overwrite)
-        remove_stale_temporaries(out_dir)
-        return _train_in_folder(train_config, data_config, out_dir, resume, progress, stop_after_epochs, data,
-                                epoch_callback, overwrite, extend_epochs)
+    world = current_world()
+    with ExitStack() as held:
+        def claim() -> Path:
+            folder = check_output_folder(out_dir)
+            held.enter_context(folder_lock(folder))
+            claim_run_folder(folder, resume, overwrite)
+            remove_stale_temporaries(folder)
+            return folder
+
+        folder = world.main_first(claim, others=lambda: Path(out_dir))
+        return _train_in_folder(train_config, data_config, folder, resume, progress and world.is_main,
+                                stop_after_epochs, data, epoch_callback, overwrite, extend_epochs)
 
 
 def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir: Path, resume: bool, progress: bool,
                      stop_after_epochs: int | None, data: PreparedData | None, epoch_callback, overwrite: bool,
                      extend_epochs: bool) -> dict:
-    """:func:`train` once its folder is checked, locked and claimed."""
+    """:func:`train` once its folder is checked, locked and claimed (by rank 0, where data-parallel)."""
+    world = current_world()
     if train_config.threads:
         torch.set_num_threads(train_config.threads)
     device = resolve_device(train_config.device, train_config.tf32)
@@ -224,8 +242,9 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
 
     if data is None:
         normalizer = Normalizer.from_state_dict(checkpoint["normalizer"]) if checkpoint else None
-        data = prepare_data(data_config, normalizer=normalizer, progress=progress,
-                            keep_waveforms=train_config.waveform_augmentation)
+        # Rank 0 first: it fills the feature cache, the others then read it.
+        data = world.main_first(lambda: prepare_data(data_config, normalizer=normalizer, progress=progress,
+                                                     keep_waveforms=train_config.waveform_augmentation))
     torch.manual_seed(train_config.seed)
     model = create_model(train_config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
                          **train_config.model_overrides)
@@ -255,8 +274,9 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
         notice(f"--extend-epochs: {out_dir} planned for {old_epochs} epochs now runs {new_epochs}; after epoch "
                f"{state.next_epoch} the {train_config.schedule} learning rate continues from {lr:.3g} and ends "
                f"with epoch {new_epochs} (no restart)")
-        remove_run_files(out_dir, ("results.json", "confusion_matrix.png", "training_curves.png"))
-    if overwrite:
+        if world.is_main:
+            remove_run_files(out_dir, ("results.json", "confusion_matrix.png", "training_curves.png"))
+    if overwrite and world.is_main:
         removed = remove_run_files(out_dir)
         if removed:
             notice(f"--overwrite: removed the previous run's {', '.join(removed)} from {out_dir}")
@@ -274,11 +294,15 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
         print(f"run config ({out_dir}):\n{run_config.dump()}", end="")
 
     def save_best_and_history(state: FitState) -> None:
+        if not world.is_main:  # data-parallel: one writer
+            return
         save_checkpoint(out_dir / "best.pt", {**description, "epoch": state.best["epoch"] - 1,
                                               "model_state": state.best["state"]})
         write_history(out_dir, state.history)
 
     def save_epoch(row: dict, state: FitState, parts: tuple) -> None:
+        if not world.is_main:
+            return
         checkpoint = {
             **description, "epoch": row["epoch"] - 1, "elapsed_s": state.elapsed_s, "history": state.history,
             "best": state.best, "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
@@ -294,6 +318,8 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
     state = fit(model, data, train_config, parts, state, save_epoch, progress, stop_after_epochs)
     if state.interrupted:
         return {"interrupted_after_epoch": state.next_epoch}
+    if not world.is_main:
+        return {"rank": world.rank, "epochs_run": len(state.history)}
     # Again, in case a kill fell between the last epoch's last.pt and best.pt: a resume with no
     # epoch left to train must not leave an older best.pt beside the results of the newer one.
     save_best_and_history(state)
@@ -438,6 +464,7 @@ def _final_evaluation(model, data: PreparedData, loss_fn, history: list[dict], b
         "data_dir": data.data_dir,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "world_size": current_world().world_size,
         "run_config": description["run_config"],
         "config": {k: description[k] for k in ("model", "train_config", "data_config", "feature_config")},
         "versions": library_versions(),
@@ -486,29 +513,40 @@ def train_epoch(model, optimizer, scheduler, loss_fn, config: TrainConfig, train
     batch_source: :func:`waveform_batches` (features of augmented waveforms), else the rows of train_x.
     Mixup (config.mixup) mixes the batch after the feature augmentation; the accuracy counts the
     prediction against the first label of each mixed pair.
+
+    Data-parallel (:mod:`scnn.train.distributed`): every process draws and augments the whole global
+    batch (so the generators stay alike), runs the model on its slice only, scales that slice's mean
+    loss by its share of the batch, and the gradients are summed over the processes before the step.
     """
     model.train()
+    world = current_world()
     total_loss, correct = 0.0, 0
     for start in batches:
         index = order[start:start + config.batch_size]
         xb = batch_source(index, augmentation) if batch_source is not None else train_x[index]
         xb = augment_batch(xb, augmentation, config.time_shift, config.time_mask, config.freq_mask)
-        yb = train_y[index].to(device)
+        yb = train_y[index]
         if config.mixup:
             xb, partner, lam = mixup_batch(xb, augmentation, config.mixup)
-            output = model(xb.to(device))
-            loss = lam * loss_fn(output, yb) + (1 - lam) * loss_fn(output, yb[partner.to(device)])
-        else:
-            output = model(xb.to(device))
-            loss = loss_fn(output, yb)
+            other_yb = yb[partner]
+        mine = world.local_slice(len(index))  # the whole batch in a single process
+        xb, yb = xb[mine], yb[mine].to(device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if len(yb):  # a batch smaller than the world leaves some processes without samples
+            output = model(xb.to(device))
+            if config.mixup:
+                loss = lam * loss_fn(output, yb) + (1 - lam) * loss_fn(output, other_yb[mine].to(device))
+            else:
+                loss = loss_fn(output, yb)
+            (loss * (len(yb) / len(index)) if world.distributed else loss).backward()
+            total_loss += loss.item() * len(yb)
+            correct += int((output.logits.argmax(1) == yb).sum())
+        world.sum_gradients(model)
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(yb)
-        correct += int((output.logits.argmax(1) == yb).sum())
-        if hasattr(batches, "set_postfix"):
+        if hasattr(batches, "set_postfix") and len(yb):
             batches.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    total_loss, correct = world.sum_values(total_loss, correct)
     return total_loss / len(train_y), correct / len(train_y)
