@@ -200,3 +200,27 @@ def test_the_all_to_all_recurrence_refuses_a_current_of_the_wrong_rank():
     neuron = _build("rleaky_all_to_all", "subtract", "fused")
     with pytest.raises(ValueError, match=r"current \[T, B, N\]"):
         neuron(torch.zeros(2, 3, DENSE, 1))
+
+
+@pytest.mark.parametrize("learn", ["input_only", "parameters_only"])
+@pytest.mark.parametrize("kind", ["rleaky_all_to_all", "rleaky_one_to_one", "synaptic", "alif"])
+def test_gradients_when_only_some_inputs_need_them(kind, learn):
+    """A fixed neuron (only the input learns) and a first layer (the input is data): the same gradients."""
+    fused, loop = _build(kind, "zero", "fused"), _build(kind, "zero", "loop")
+    loop.load_state_dict(fused.state_dict())
+    current = _current(kind, 25)
+    if learn == "input_only":
+        for neuron in (fused, loop):
+            neuron.requires_grad_(False)
+    else:
+        current = current.detach()
+    results = []
+    for neuron in (fused, loop):
+        spikes, membranes = neuron(current)
+        leaves = [current] if learn == "input_only" else list(neuron.parameters())
+        loss = (membranes * torch.linspace(-1, 1, membranes.numel()).reshape(membranes.shape)).sum() + spikes.sum()
+        results.append((spikes, torch.autograd.grad(loss, leaves)))
+    (spikes, grads), (ref_spikes, ref_grads) = results
+    assert torch.equal(spikes, ref_spikes) and len(grads) == len(ref_grads) >= 1
+    for grad, ref in zip(grads, ref_grads):
+        assert torch.allclose(grad, ref, atol=1e-4, rtol=0)

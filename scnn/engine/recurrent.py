@@ -100,22 +100,29 @@ class FusedSynapticSequence(torch.autograd.Function):
         alpha_c, beta_c = alpha.clamp(0, 1), beta.clamp(0, 1)
         synaptic, membranes, spikes = _sequence_buffers(current, alpha, beta, threshold, count=3)
         synaptic[0].copy_(current[0])  # a * 0 + I[0]
+        # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
+        synaptic_t = synaptic.unbind(0)
+        current_t = current.unbind(0)
         for step in range(1, current.shape[0]):  # the filter first: no spike enters it
-            torch.mul(synaptic[step - 1], alpha_c, out=synaptic[step])
-            synaptic[step].add_(current[step])
+            torch.mul(synaptic_t[step - 1], alpha_c, out=synaptic_t[step])
+            synaptic_t[step].add_(current_t[step])
         membranes[0].copy_(synaptic[0])  # b * 0 + Syn[0] - 0 * thr
         torch.gt(membranes[0], threshold, out=spikes[0])
+        # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
+        membranes_t = membranes.unbind(0)
+        spikes_t = spikes.unbind(0)
         for step in range(1, current.shape[0]):
-            membrane = membranes[step]
-            torch.mul(membranes[step - 1], beta_c, out=membrane)
-            membrane.add_(synaptic[step])
+            membrane = membranes_t[step]
+            torch.mul(membranes_t[step - 1], beta_c, out=membrane)
+            membrane.add_(synaptic_t[step])
             if reset_to_zero:
-                membrane.addcmul_(membrane, spikes[step - 1], value=-1)  # x - x * S: 0 or x, exactly
+                membrane.addcmul_(membrane, spikes_t[step - 1], value=-1)  # x - x * S: 0 or x, exactly
             else:
-                membrane.addcmul_(spikes[step - 1], threshold, value=-1)
-            torch.gt(membrane, threshold, out=spikes[step])
-        ctx.save_for_backward(membranes, spikes.to(torch.bool),
-                              synaptic if ctx.needs_input_grad[1] else None, alpha, beta, threshold)
+                membrane.addcmul_(spikes_t[step - 1], threshold, value=-1)
+            torch.gt(membrane, threshold, out=spikes_t[step])
+        if any(ctx.needs_input_grad[:4]):  # (inference: nothing to keep)
+            ctx.save_for_backward(membranes, spikes.to(torch.bool),
+                                  synaptic if ctx.needs_input_grad[1] else None, alpha, beta, threshold)
         return spikes, membranes
 
     @staticmethod
@@ -185,27 +192,35 @@ class FusedALIFSequence(torch.autograd.Function):
         beta_c, rho_c, gain = beta.clamp(0, 1), rho.clamp(0, 1), adaptation.clamp(min=0)
         one_minus_rho = 1 - rho_c
         membranes, spikes, adapt, thresholds = _sequence_buffers(current, beta, threshold, rho, adaptation, count=4)
+        # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
+        membranes_t = membranes.unbind(0)
+        adapt_t = adapt.unbind(0)
+        thresholds_t = thresholds.unbind(0)
+        spikes_t = spikes.unbind(0)
+        current_t = current.unbind(0)
         for step in range(current.shape[0]):
-            membrane, level, limit = membranes[step], adapt[step], thresholds[step]
+            membrane, level, limit = membranes_t[step], adapt_t[step], thresholds_t[step]
             if step == 0:
                 level.zero_()  # r * 0 + (1 - r) * 0
                 membrane.copy_(current[0])  # b * 0 + I[0] - 0 * B[0]
             else:
-                previous = spikes[step - 1]
-                torch.mul(adapt[step - 1], rho_c, out=level)
+                previous = spikes_t[step - 1]
+                torch.mul(adapt_t[step - 1], rho_c, out=level)
                 level.addcmul_(previous, one_minus_rho)  # (1 - r) * S: exact
             torch.mul(level, gain, out=limit)
             limit.add_(threshold)  # thr + k * A
             if step > 0:
-                torch.mul(membranes[step - 1], beta_c, out=membrane)
+                torch.mul(membranes_t[step - 1], beta_c, out=membrane)
                 if reset_to_zero:
                     membrane.addcmul_(membrane, previous, value=-1)  # x - x * S: 0 or x, exactly
-                    membrane.add_(current[step])
+                    membrane.add_(current_t[step])
                 else:
-                    membrane.add_(current[step])
+                    membrane.add_(current_t[step])
                     membrane.addcmul_(previous, limit, value=-1)  # - S * B: exact
-            torch.gt(membrane, limit, out=spikes[step])
-        ctx.save_for_backward(membranes, spikes.to(torch.bool), adapt, thresholds, beta, rho, adaptation, threshold)
+            torch.gt(membrane, limit, out=spikes_t[step])
+        if any(ctx.needs_input_grad[:5]):  # (inference: nothing to keep)
+            ctx.save_for_backward(membranes, spikes.to(torch.bool), adapt, thresholds, beta, rho, adaptation,
+                                  threshold)
         return spikes, membranes
 
     @staticmethod
@@ -222,17 +237,25 @@ class FusedALIFSequence(torch.autograd.Function):
         grad_u = grad_membranes.clone() if grad_membranes is not None else torch.zeros_like(membranes)
         decay = (1 - spikes[:-1]).mul_(beta_c) if zero else None  # dec[t + 1] = b * (1 - S[t])
         grad_limit, grad_adapt = torch.empty_like(membranes), torch.empty_like(membranes)
+        # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
+        grad_h_t = grad_h.unbind(0)
+        adapt_factor_t = adapt_factor.unbind(0)
+        grad_adapt_t = grad_adapt.unbind(0)
+        grad_u_t = grad_u.unbind(0)
+        decay_t = decay.unbind(0) if decay is not None else None
+        grad_limit_t = grad_limit.unbind(0)
+        spikes_t = spikes.unbind(0)
         for step in range(steps - 1, -1, -1):
             if step < steps - 1:
-                grad_h[step].addcmul_(adapt_factor[step], grad_adapt[step + 1])
-                grad_u[step].addcmul_(grad_u[step + 1], decay[step] if zero else beta_c)
-            grad_u[step].add_(grad_h[step])
-            torch.neg(grad_h[step], out=grad_limit[step])
+                grad_h_t[step].addcmul_(adapt_factor_t[step], grad_adapt_t[step + 1])
+                grad_u_t[step].addcmul_(grad_u_t[step + 1], decay_t[step] if zero else beta_c)
+            grad_u_t[step].add_(grad_h_t[step])
+            torch.neg(grad_h_t[step], out=grad_limit_t[step])
             if step > 0 and not zero:
-                grad_limit[step].addcmul_(spikes[step - 1], grad_u[step], value=-1)
-            torch.mul(grad_limit[step], gain, out=grad_adapt[step])
+                grad_limit_t[step].addcmul_(spikes_t[step - 1], grad_u_t[step], value=-1)
+            torch.mul(grad_limit_t[step], gain, out=grad_adapt_t[step])
             if step < steps - 1:
-                grad_adapt[step].addcmul_(grad_adapt[step + 1], rho_c)
+                grad_adapt_t[step].addcmul_(grad_adapt_t[step + 1], rho_c)
         grad_beta = grad_threshold = grad_rho = grad_adaptation = None
         if need_beta:
             kept = membranes[:-1] * (1 - spikes[:-1]) if zero else membranes[:-1]
@@ -312,16 +335,20 @@ class FusedRLeakySequence(torch.autograd.Function):
         extra = (weight,) if kind == "one_to_one" else ()
         membranes, spikes = _sequence_buffers(current, beta, threshold, *extra, count=2)
         scratch = torch.empty_like(membranes[0]) if kind == "linear" else None
+        # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
+        membranes_t = membranes.unbind(0)
+        spikes_t = spikes.unbind(0)
+        current_t = current.unbind(0)
         for step in range(current.shape[0]):
-            membrane = membranes[step]
+            membrane = membranes_t[step]
             if step == 0:
                 membrane.copy_(current[0])  # b * 0 + I[0]
                 if kind != "one_to_one" and bias is not None:  # W(0) = bias
                     membrane.add_(bias.view(-1, 1, 1) if kind == "conv2d" else bias)
             else:
-                previous = spikes[step - 1]
-                torch.mul(membranes[step - 1], beta_c, out=membrane)
-                membrane.add_(current[step])
+                previous = spikes_t[step - 1]
+                torch.mul(membranes_t[step - 1], beta_c, out=membrane)
+                membrane.add_(current_t[step])
                 if kind == "one_to_one":
                     membrane.addcmul_(previous, weight)  # S * V: exact
                 else:
@@ -330,8 +357,9 @@ class FusedRLeakySequence(torch.autograd.Function):
                     membrane.addcmul_(membrane, previous, value=-1)  # x - x * S: 0 or x, exactly
                 else:
                     membrane.addcmul_(previous, threshold, value=-1)
-            torch.gt(membrane, threshold, out=spikes[step])
-        ctx.save_for_backward(membranes, spikes.to(torch.bool), beta, threshold, weight)
+            torch.gt(membrane, threshold, out=spikes_t[step])
+        if any(ctx.needs_input_grad[:5]):  # (inference: nothing to keep)
+            ctx.save_for_backward(membranes, spikes.to(torch.bool), beta, threshold, weight)
         return spikes, membranes
 
     @staticmethod
@@ -361,16 +389,23 @@ class FusedRLeakySequence(torch.autograd.Function):
             grad_u = grad_membranes.clone() if grad_membranes is not None else torch.zeros_like(membranes)
             grad_base = torch.empty_like(membranes) if zero else grad_u
             scratch = torch.empty_like(membranes[0]) if kind == "linear" else None
+            # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
+            grad_base_t = grad_base.unbind(0)
+            spikes_t = spikes.unbind(0)
+            grad_h_t = grad_h.unbind(0)
+            surrogate_t = surrogate.unbind(0)
+            grad_u_t = grad_u.unbind(0)
+            kept_t = kept.unbind(0)
             for step in range(steps - 1, -1, -1):
                 if step < steps - 1:
-                    later = grad_base[step + 1]
-                    recurrent = _recurrent_input_gradient(kind, later, weight, spikes[step].shape, ctx.padding, scratch)
-                    grad_h[step].addcmul_(surrogate[step], recurrent)
-                    grad_u[step].addcmul_(later, beta_c)
-                grad_u[step].add_(grad_h[step])
+                    later = grad_base_t[step + 1]
+                    recurrent = _recurrent_input_gradient(kind, later, weight, spikes_t[step].shape, ctx.padding, scratch)
+                    grad_h_t[step].addcmul_(surrogate_t[step], recurrent)
+                    grad_u_t[step].addcmul_(later, beta_c)
+                grad_u_t[step].add_(grad_h_t[step])
                 if zero:
                     if step > 0:
-                        torch.mul(grad_u[step], kept[step - 1], out=grad_base[step])
+                        torch.mul(grad_u_t[step], kept_t[step - 1], out=grad_base_t[step])
                     else:
                         grad_base[0].copy_(grad_u[0])
         grad_beta = grad_threshold = grad_weight = grad_bias = None
