@@ -224,3 +224,14 @@ def test_gradients_when_only_some_inputs_need_them(kind, learn):
     assert torch.equal(spikes, ref_spikes) and len(grads) == len(ref_grads) >= 1
     for grad, ref in zip(grads, ref_grads):
         assert torch.allclose(grad, ref, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["rleaky_all_to_all", "rleaky_one_to_one", "synaptic", "alif"])
+def test_fused_equals_the_step_loop_on_cuda(kind):
+    fused, loop = _build(kind, "subtract", "fused").cuda(), _build(kind, "subtract", "loop").cuda()
+    loop.load_state_dict(fused.state_dict())
+    current = _current(kind, 25).detach().cuda().requires_grad_(True)
+    ours = _run(fused, current)
+    assert "Fused" in type(ours[0].grad_fn).__name__
+    _assert_same(ours, _run(loop, current))
