@@ -174,7 +174,7 @@ class FusedALIFSequence(torch.autograd.Function):
         S[t] = H(U[t] - B[t])
 
     Backward: the adaptation carries gradient from each spike to every later threshold, so
-    gU, gA and the spike gradient form one coupled reverse recurrence: six in-place
+    gU, gA and the spike gradient form one coupled reverse recurrence: six (subtract) or five (zero) in-place
     operations a step, on precomputed surrogate factors (h = U - B)::
 
         gh[t] = dS/dh[t] * (dL/dS[t] + (1 - r) * gA[t+1])
@@ -236,26 +236,28 @@ class FusedALIFSequence(torch.autograd.Function):
         adapt_factor = surrogate.mul_(1 - rho_c)  # dS/dh * (1 - r), in the surrogate's buffer
         grad_u = grad_membranes.clone() if grad_membranes is not None else torch.zeros_like(membranes)
         decay = (1 - spikes[:-1]).mul_(beta_c) if zero else None  # dec[t + 1] = b * (1 - S[t])
-        grad_limit, grad_adapt = torch.empty_like(membranes), torch.empty_like(membranes)
+        # The loop keeps -gB = gh + S[t-1] gU (subtract) or gh itself (zero): one operation a step
+        # fewer than gB; gA[t] = -k (-gB[t]) + r gA[t+1].
+        negated_limit = grad_h if zero else torch.empty_like(membranes)
+        grad_adapt, negative_gain = torch.empty_like(membranes), -gain
         # views by step: a tuple lookup instead of a tensor index (~1 us) at every use
-        grad_h_t = grad_h.unbind(0)
-        adapt_factor_t = adapt_factor.unbind(0)
-        grad_adapt_t = grad_adapt.unbind(0)
-        grad_u_t = grad_u.unbind(0)
-        decay_t = decay.unbind(0) if decay is not None else None
-        grad_limit_t = grad_limit.unbind(0)
-        spikes_t = spikes.unbind(0)
+        grad_h_t, grad_u_t, grad_adapt_t = grad_h.unbind(0), grad_u.unbind(0), grad_adapt.unbind(0)
+        adapt_factor_t, negated_limit_t, spikes_t = adapt_factor.unbind(0), negated_limit.unbind(0), spikes.unbind(0)
+        decay_t = decay.unbind(0) if zero else None
         for step in range(steps - 1, -1, -1):
             if step < steps - 1:
                 grad_h_t[step].addcmul_(adapt_factor_t[step], grad_adapt_t[step + 1])
                 grad_u_t[step].addcmul_(grad_u_t[step + 1], decay_t[step] if zero else beta_c)
             grad_u_t[step].add_(grad_h_t[step])
-            torch.neg(grad_h_t[step], out=grad_limit_t[step])
-            if step > 0 and not zero:
-                grad_limit_t[step].addcmul_(spikes_t[step - 1], grad_u_t[step], value=-1)
-            torch.mul(grad_limit_t[step], gain, out=grad_adapt_t[step])
+            if not zero:
+                if step > 0:
+                    torch.addcmul(grad_h_t[step], spikes_t[step - 1], grad_u_t[step], out=negated_limit_t[step])
+                else:
+                    negated_limit_t[0].copy_(grad_h_t[0])
+            torch.mul(negated_limit_t[step], negative_gain, out=grad_adapt_t[step])
             if step < steps - 1:
                 grad_adapt_t[step].addcmul_(grad_adapt_t[step + 1], rho_c)
+        grad_limit = negated_limit.neg() if need_threshold or need_adaptation else None  # gB = dL/dB
         grad_beta = grad_threshold = grad_rho = grad_adaptation = None
         if need_beta:
             kept = membranes[:-1] * (1 - spikes[:-1]) if zero else membranes[:-1]
