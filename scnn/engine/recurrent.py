@@ -401,7 +401,8 @@ class FusedRLeakySequence(torch.autograd.Function):
             for step in range(steps - 1, -1, -1):
                 if step < steps - 1:
                     later = grad_base_t[step + 1]
-                    recurrent = _recurrent_input_gradient(kind, later, weight, spikes_t[step].shape, ctx.padding, scratch)
+                    recurrent = _recurrent_input_gradient(kind, later, weight, spikes_t[step].shape, ctx.padding,
+                                                          scratch)
                     grad_h_t[step].addcmul_(surrogate_t[step], recurrent)
                     grad_u_t[step].addcmul_(later, beta_c)
                 grad_u_t[step].add_(grad_h_t[step])
