@@ -666,6 +666,23 @@ register_table(Table(
     "sparse against dense training products of a spike-fed dense layer by spike density"))
 
 register_table(Table(
+    "neuron_speed", 1, (
+        Column("case", "str", "name", "one layer of a neuron (rleaky_all_to_all, ...) or a streaming preset"),
+        Column("reference", "str", "text", "what the fused engine is timed against: snntorch loop or step loop"),
+        Column("num_steps", "int", "steps", "time steps T"),
+        Column("batch_size", "int", "samples", "batch size"),
+        Column("train_ref_samples_s", "float", _SPEED, "training throughput of the step loop (SGD step included)"),
+        Column("train_fused_samples_s", "float", _SPEED, "training throughput of the fused engine"),
+        Column("train_speedup", "float", "ratio", "median per-repetition ratio of step-loop to fused time"),
+        Column("infer_ref_samples_s", "float", _SPEED, "inference throughput of the step loop"),
+        Column("infer_fused_samples_s", "float", _SPEED, "inference throughput of the fused engine"),
+        Column("infer_speedup", "float", "ratio", "step-loop time / fused time, inference"),
+        Column("spike_density", "floats", "fraction", "spikes / neuron-steps of each spiking layer, in order"),
+        Column("same_spikes", "bool", "flag", "both forms gave identical spikes in every layer"),
+    ), "OUT/bench_neurons.csv, bench_neurons.json (machine, threads, load average)",
+    "python benchmarks/bench_neurons.py --out OUT", "fused RLeaky, Synaptic, ALIF against their step loops"))
+
+register_table(Table(
     "noise", 1, (
         Column("checkpoint", "str", "path", "the checkpoint evaluated"),
         Column("noise", "str", "name", "none (clean), white, pink, brown or babble (other test recordings)"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scnn.engine.recurrent import FusedALIFSequence, check_engine, fused_sequence_applies
 from scnn.neurons.base import (RESET_MECHANISMS, SpikingNeuron, check_range, make_surrogate, per_channel,
                                register_neuron)
 
@@ -40,13 +41,16 @@ class ALIF(SpikingNeuron):
         learn_adaptation: train rho and b.
         num_channels, channel_dims: if num_channels is given, one beta, threshold, rho and b per
             channel (dimension 1 of ``[B, C, ...]``; channel_dims trailing dimensions after it).
+        engine: "fused" runs a whole sequence in :class:`scnn.engine.recurrent.FusedALIFSequence`
+            (fast-sigmoid surrogate, CPU/CUDA floats; otherwise the loop); "loop" steps :meth:`step`'s equations.
     """
 
     def __init__(self, beta: float = 0.5, threshold: float = 1.0, surrogate: str = "fast_sigmoid",
                  slope: float = 25.0, reset_mechanism: str = "subtract", learn_beta: bool = False,
                  learn_threshold: bool = False, num_channels: int | None = None, channel_dims: int = 0,
-                 rho: float = 0.9, adaptation: float = 1.0, learn_adaptation: bool = False):
+                 rho: float = 0.9, adaptation: float = 1.0, learn_adaptation: bool = False, engine: str = "fused"):
         super().__init__()
+        self.engine = check_engine(engine, surrogate)
         if reset_mechanism not in RESET_MECHANISMS:
             raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
         check_range("beta", beta, 0.0, 1.0)
@@ -84,7 +88,12 @@ class ALIF(SpikingNeuron):
     def forward(self, current: torch.Tensor, return_membrane: bool = True,
                 overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current ``[T, B, ...]`` from a zero state -> (spikes, membranes) ``[T, B, ...]`` (membranes None
-        unless ``return_membrane``); ``overwrite_current`` is not used."""
+        unless ``return_membrane``); the fused engine when it applies, else the step loop;
+        ``overwrite_current`` is not used."""
+        if fused_sequence_applies(self.engine, current):
+            spikes, membranes = FusedALIFSequence.apply(current, self.beta, self.threshold, self.rho, self.adaptation,
+                                                        self.slope, self.reset_to_zero)
+            return spikes, membranes if return_membrane else None
         membrane = adaptation = spike = torch.zeros_like(current[0])
         spikes, membranes = [], []
         for current_t in current:

@@ -20,6 +20,7 @@ from torch import nn
 
 import snntorch
 
+from scnn.engine.recurrent import FusedRLeakySequence, check_engine, fused_sequence_applies
 from scnn.neurons.base import (RESET_MECHANISMS, SpikingNeuron, check_range, make_surrogate, per_channel,
                                register_neuron)
 
@@ -38,6 +39,8 @@ class RLeaky(SpikingNeuron):
         all_to_all: recurrent weights between every pair (True) or one weight V per neuron to itself.
         V: the one-to-one recurrent weight (initial value); learn_recurrent: train the recurrent weights.
         recurrent_kernel: kernel of the all-to-all recurrent convolution on conv maps (odd).
+        engine: "fused" runs a whole sequence in :class:`scnn.engine.recurrent.FusedRLeakySequence`
+            (fast-sigmoid surrogate, CPU/CUDA floats; otherwise the loop); "loop" steps snntorch's module.
     """
 
     takes_layer_size = True
@@ -46,8 +49,9 @@ class RLeaky(SpikingNeuron):
                  slope: float = 25.0, reset_mechanism: str = "subtract", learn_beta: bool = False,
                  learn_threshold: bool = False, num_channels: int | None = None, channel_dims: int = 0,
                  size: int | None = None, all_to_all: bool = True, V: float = 1.0, learn_recurrent: bool = True,
-                 recurrent_kernel: int = 3):
+                 recurrent_kernel: int = 3, engine: str = "fused"):
         super().__init__()
+        self.engine = check_engine(engine, surrogate)
         if reset_mechanism not in RESET_MECHANISMS:
             raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
         check_range("beta", beta, 0.0, 1.0)
@@ -86,7 +90,20 @@ class RLeaky(SpikingNeuron):
     def forward(self, current: torch.Tensor, return_membrane: bool = True,
                 overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current ``[T, B, ...]`` from a zero state -> (spikes, membranes) ``[T, B, ...]`` (membranes None
-        unless ``return_membrane``). Steps snntorch's module; ``overwrite_current`` is not used."""
+        unless ``return_membrane``). The fused engine when it applies, else steps snntorch's module;
+        ``overwrite_current`` is not used."""
+        if fused_sequence_applies(self.engine, current):
+            source = self.rleaky
+            if source.all_to_all:
+                recurrent = source.recurrent
+                kind = "linear" if isinstance(recurrent, nn.Linear) else "conv2d"
+                weight, bias = recurrent.weight, recurrent.bias
+                padding = recurrent.padding[0] if kind == "conv2d" else 0
+            else:
+                kind, weight, bias, padding = "one_to_one", source.recurrent.V, None, 0
+            spikes, membranes = FusedRLeakySequence.apply(current, source.beta, source.threshold, weight, bias,
+                                                          self.slope, source.reset_mechanism == "zero", kind, padding)
+            return spikes, membranes if return_membrane else None
         spike, membrane = torch.zeros_like(current[0]), torch.zeros_like(current[0])
         spikes, membranes = [], []
         for current_t in current:
@@ -116,13 +133,11 @@ class RLeaky(SpikingNeuron):
 
         source = self.rleaky
         twin = snntorch.RLeaky(beta=source.beta.detach().clone(), threshold=source.threshold.detach().clone(),
-                               V=1.0,
+                               V=1.0 if source.all_to_all else source.recurrent.V.detach().clone(),
                                all_to_all=source.all_to_all, linear_features=source.linear_features,
                                conv2d_channels=source.conv2d_channels, kernel_size=source.kernel_size,
                                spike_grad=source.spike_grad, reset_mechanism=source.reset_mechanism,
                                init_hidden=init_hidden, output=output)
         if source.all_to_all:
             twin.recurrent = copy.deepcopy(source.recurrent)
-        else:
-            twin.recurrent.V = source.recurrent.V.detach().clone()
         return twin

@@ -18,6 +18,7 @@ from torch import nn
 
 import snntorch
 
+from scnn.engine.recurrent import FusedSynapticSequence, check_engine, fused_sequence_applies
 from scnn.neurons.base import (RESET_MECHANISMS, SpikingNeuron, check_range, make_surrogate, per_channel,
                                register_neuron)
 
@@ -32,13 +33,16 @@ class Synaptic(SpikingNeuron):
             :class:`scnn.neurons.Leaky` (beta in [0, 1], threshold > 0).
         num_channels, channel_dims: if num_channels is given, one alpha, beta and threshold per
             channel (dimension 1 of ``[B, C, ...]``; channel_dims trailing dimensions after it).
+        engine: "fused" runs a whole sequence in :class:`scnn.engine.recurrent.FusedSynapticSequence`
+            (fast-sigmoid surrogate, CPU/CUDA floats; otherwise the loop); "loop" steps snntorch's module.
     """
 
     def __init__(self, beta: float = 0.5, threshold: float = 1.0, surrogate: str = "fast_sigmoid",
                  slope: float = 25.0, reset_mechanism: str = "subtract", learn_beta: bool = False,
                  learn_threshold: bool = False, num_channels: int | None = None, channel_dims: int = 0,
-                 alpha: float = 0.5, learn_alpha: bool = False):
+                 alpha: float = 0.5, learn_alpha: bool = False, engine: str = "fused"):
         super().__init__()
+        self.engine = check_engine(engine, surrogate)
         if reset_mechanism not in RESET_MECHANISMS:
             raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
         check_range("alpha", alpha, 0.0, 1.0)
@@ -68,7 +72,13 @@ class Synaptic(SpikingNeuron):
     def forward(self, current: torch.Tensor, return_membrane: bool = True,
                 overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current ``[T, B, ...]`` from a zero state -> (spikes, membranes) ``[T, B, ...]`` (membranes None
-        unless ``return_membrane``). Steps snntorch's module; ``overwrite_current`` is not used."""
+        unless ``return_membrane``). The fused engine when it applies, else steps snntorch's module;
+        ``overwrite_current`` is not used."""
+        if fused_sequence_applies(self.engine, current):
+            source = self.synaptic
+            spikes, membranes = FusedSynapticSequence.apply(current, source.alpha, source.beta, source.threshold,
+                                                            self.slope, source.reset_mechanism == "zero")
+            return spikes, membranes if return_membrane else None
         synaptic, membrane = torch.zeros_like(current[0]), torch.zeros_like(current[0])
         spikes, membranes = [], []
         for current_t in current:
