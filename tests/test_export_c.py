@@ -67,6 +67,11 @@ def test_c_is_bit_exact_with_the_reference_on_fsdd_test_recordings(fsdd_export):
     # layer-0 current int16 x 5400, hidden current int32 x 128, logits, counts, n_active, step (4 x 15),
     # membranes int8 x 5538, spikes uint8 x 5538, active list uint16 x 5400
     assert "state bytes 33248" in done.stdout and "#define SCNN_STATE_BYTES 33248" in (c_dir / "scnn_model.h").read_text()
+    # timing passes (the benchmark's REPEATS): the state is reset per sample, the printed results are the same
+    again = subprocess.run([str(binary), str(c_dir / "codes.bin"), "3"], capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout == done.stdout
+    bad = subprocess.run([str(binary), str(c_dir / "codes.bin"), "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "REPEATS must be >= 1, got 0" in bad.stderr
 
 
 def test_the_harness_fails_on_a_wrong_vector(fsdd_export, tmp_path):
@@ -284,12 +289,16 @@ def test_latency_benchmark_times_c_numpy_and_torch_bit_exact(tiny_snn_run, tmp_p
     from scnn.quant.latency import measure_latency
 
     needs_gcc()
-    result = measure_latency(tiny_snn_run / "best.pt", tmp_path, samples=6, repeats=1, calibration_samples=32)
-    assert result["c_bit_exact_with_numpy"] and result["samples"] == 6
-    assert set(result["latency_ms"]) == {"c", "numpy_reference", "numpy_reference_batched", "torch_float",
+    result = measure_latency(tiny_snn_run / "best.pt", tmp_path, samples=6, repeats=1, calibration_samples=32,
+                             c_passes=3)
+    assert result["c_bit_exact_with_numpy"] and result["samples"] == 6 and result["c_passes"] == 3
+    assert set(result["latency_ms"]) == {"c", "c_O2", "numpy_reference", "numpy_reference_batched", "torch_float",
                                          "torch_brevitas_twin"}
+    assert result["c_flags"] == {"c": "gcc -O3 -std=c99", "c_O2": "gcc -O2 -std=c99"}
     assert all(value > 0 for value in result["latency_ms"].values())
+    assert result["c_speedup_over_numpy"] == result["latency_ms"]["numpy_reference"] / result["latency_ms"]["c"]
     assert (tmp_path / "latency.json").is_file() and (tmp_path / "c" / "harness").is_file()
+    assert (tmp_path / "c" / "harness-O2").is_file()
     if shutil.which("arm-none-eabi-size"):
         m4 = result["cortex_m4"]
         assert m4["flash_bytes"] >= 693_110 and m4["fits_1MiB_flash_256KiB_ram"]

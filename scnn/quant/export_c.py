@@ -528,14 +528,14 @@ M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 
 
-def build_host(out_dir: str | Path, compiler: str = "gcc", optimisation: str = "-O3") -> Path:
+def build_host(out_dir: str | Path, compiler: str = "gcc", optimisation: str = "-O3", name: str = "harness") -> Path:
     """Compile the harness for this machine (``-Wall -Wextra -Werror -std=c99``, optimisation flags, -O3 by
     default: it vectorises the loops of the membrane update that -O2 leaves scalar); returns its path.
     RuntimeError with the compiler's messages if it fails."""
     import subprocess
 
     out = Path(out_dir)
-    binary = out / "harness"
+    binary = out / name
     done = subprocess.run([compiler, *optimisation.split(), *WARNINGS, "-o", str(binary), str(out / "scnn_harness.c"),
                            str(out / "scnn_model.c")], capture_output=True, text=True)
     if done.returncode:
