@@ -23,8 +23,13 @@ them. The contract between the two halves of a layer, and with the step function
   ``scnn_begin``).
 
 Adding RLeaky, Synaptic or an adaptive LIF is one function each registered in :data:`NEURONS` (an RLeaky
-adds ``V . S[t-1]`` to ``cur`` from its own previous spikes before the update; a Synaptic keeps
-``syn[neurons]`` in ``fields``; an adaptive LIF keeps its threshold state there).
+emits its recurrent weights in ``constants`` and adds ``V . S[t-1]``, the rows of its own previous active
+spikes, to the current inside its update; a Synaptic keeps ``syn[neurons]`` in ``fields``; an adaptive LIF
+keeps its threshold state there).
+
+Where the time goes (Model B INT8, gcc -O3, ``perf record`` with these functions kept out of line): the
+5400 -> 128 layer's row sums a third, the first layer's LIF a quarter, the first layer's convolution (once
+per sample) and listing its active neurons a fifth each; the 128 -> 10 layer and the rest 5 %.
 """
 
 from __future__ import annotations
