@@ -562,11 +562,12 @@ register_table(Table(
 
 _SPEED = "samples/s"
 register_table(Table(
-    "engine", 1, (
+    "engine", 2, (
         Column("model", "str", "name", "model preset"),
         Column("num_steps", "int", "steps", "time steps T"),
         Column("batch_size", "int", "samples", "batch size"),
-        Column("train_ref_samples_s", "float", _SPEED, "training throughput of the reference loop"),
+        Column("train_ref_samples_s", "float", _SPEED, "training throughput (with the optimiser step) of the "
+               "reference step loop (snntorch.Leaky per layer and step)"),
         Column("train_engine_samples_s", "float", _SPEED, "training throughput of the engine"),
         Column("train_speedup", "float", "ratio", "median per-repetition ratio of reference to engine time"),
         Column("infer_ref_samples_s", "float", _SPEED, "inference throughput of the reference loop"),
@@ -578,8 +579,22 @@ register_table(Table(
         Column("train_mem_ref_mib", "float", "MiB", "peak memory growth of three reference training steps",
                optional=True),
         Column("train_mem_engine_mib", "float", "MiB", "the same for the engine", optional=True),
-    ), "OUT/bench_engine.csv, bench_engine.json (machine: cores, threads, matmul GFLOP/s, load average)",
-    "python benchmarks/bench_engine.py --out OUT", "engine against reference, random inputs"))
+        Column("train_sj_samples_s", "float", _SPEED, "training throughput of SpikingJelly's multi-step network "
+               "(blank: not run, see spikingjelly_absent)", optional=True),
+        Column("train_sj_speedup", "float", "ratio", "SpikingJelly time / engine time, training", optional=True),
+        Column("infer_sj_samples_s", "float", _SPEED, "inference throughput of SpikingJelly", optional=True),
+        Column("infer_sj_speedup", "float", "ratio", "SpikingJelly time / engine time, inference", optional=True),
+        Column("train_mem_sj_mib", "float", "MiB", "peak memory growth of three SpikingJelly training steps",
+               optional=True),
+        Column("spikingjelly_absent", "str", "text", "why SpikingJelly did not run (blank: it ran)", optional=True),
+        Column("infer_engine_gflops", "float", "GFLOP/s", "useful conv/linear FLOPs of an engine inference forward"),
+        Column("train_matmul_ratio", "float", "ratio", "train_engine_gflops / a float32 1024^3 matmul's GFLOP/s "
+               "in the same run (above 1: FLOPs the sparse paths skip are counted)"),
+        Column("infer_matmul_ratio", "float", "ratio", "infer_engine_gflops / the same matmul's GFLOP/s"),
+        Column("misses", "str", "text", "targets missed, joined by ';' (none: all measured ones met)"),
+    ), "OUT/bench_engine.csv, bench_engine.json (machine: cores, threads, matmul GFLOP/s, load average, "
+    "SpikingJelly version; targets), bench_engine_grid.png",
+    "python benchmarks/bench_engine.py --out OUT", "engine against the step loop and SpikingJelly, random inputs"))
 
 register_table(Table(
     "engine_epoch", 1, (
@@ -591,14 +606,18 @@ register_table(Table(
     "seconds per FSDD-sized epoch"))
 
 register_table(Table(
-    "engine_profile", 1, (
-        Column("model", "str", "name", "model preset (engine training, T = 10, batch 16)"),
-        Column("op", "str", "name", "torch operator"),
-        Column("self_ms_per_step", "float", "ms", "its own CPU time per training step"),
-        Column("share", "float", "fraction", "share of all operators' own time"),
-        Column("calls_per_step", "float", "calls", "calls per training step"),
+    "engine_profile", 2, (
+        Column("model", "str", "name", "model preset"),
+        Column("num_steps", "int", "steps", "time steps T of the cell"),
+        Column("batch_size", "int", "samples", "batch size of the cell"),
+        Column("phase", "str", "name", "train (torch.profiler, operators) or infer (cProfile, Python-level "
+               "functions: it sees the numba kernels)"),
+        Column("op", "str", "name", "torch operator or function"),
+        Column("self_ms_per_step", "float", "ms", "its own CPU time per training step or inference forward"),
+        Column("share", "float", "fraction", "share of all operators' (functions') own time"),
+        Column("calls_per_step", "float", "calls", "calls per training step or forward"),
     ), "OUT/bench_engine_profile.csv, bench_engine_profile.json", "python benchmarks/bench_engine.py --out OUT",
-    "top operators of engine training (torch.profiler)"))
+    "top operators of the engine at T = 10, batch 16 and in every cell that misses a target"))
 
 register_table(Table(
     "engine_trained", 1, (
@@ -632,6 +651,19 @@ register_table(Table(
         Column("csr_ms", "float", "ms", "LIF fused with the CSR product"),
     ), "OUT/bench_engine_crossover.csv, bench_engine_crossover.json",
     "python benchmarks/bench_engine.py --crossover --out OUT", "fused CSR against dense product by spike density"))
+
+register_table(Table(
+    "engine_train_crossover", 1, (
+        Column("inputs", "int", "neurons", "spiking inputs of the dense layer"),
+        Column("outputs", "int", "neurons", "outputs of the dense layer"),
+        Column("rows", "int", "rows", "T * B rows of spikes"),
+        Column("density", "float", "fraction", "spike density set"),
+        Column("dense_ms", "float", "ms", "dense forward + weight gradient (addmm, mm)"),
+        Column("sparse_ms", "float", "ms", "the same from the active spikes (index build, CSR products)"),
+        Column("sparse_gradient_only_ms", "float", "ms", "index build, dense forward, CSR weight gradient"),
+    ), "OUT/bench_engine_train_crossover.csv, bench_engine_train_crossover.json",
+    "python benchmarks/bench_engine.py --crossover-train --out OUT",
+    "sparse against dense training products of a spike-fed dense layer by spike density"))
 
 register_table(Table(
     "noise", 1, (

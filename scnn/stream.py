@@ -30,6 +30,7 @@ from scnn.data.prepare import DataConfig
 from scnn.features.causal import CausalMfcc, causal_mfcc
 from scnn.features.mfcc import FeatureConfig
 from scnn.features.normalize import Normalizer
+from scnn.models.frame_runner import FrameRunner
 from scnn.neurons.base import reset_net
 
 
@@ -50,12 +51,17 @@ class Streamer:
     training split's; class_names: for printing (default "0", "1", ...).
     reset_after_silence_s: reset every neuron once silence has lasted this long (None: never, and
     the evidence equals :func:`offline_evidence`); level_db, floor_db: :func:`speech_frames`' test.
+    engine: "numpy" runs the model through :class:`scnn.models.frame_runner.FrameRunner` (the same
+    equations in a few numpy operations per layer, membranes equal to float32 rounding), "torch"
+    through ``model.step``; "auto" (default) takes numpy when every neuron of the model has a frame step.
     """
 
     def __init__(self, model: nn.Module, features: FeatureConfig, normalizer: Normalizer,
                  class_names: list[str] | None = None, reset_after_silence_s: float | None = None,
-                 level_db: float = 30.0, floor_db: float = -60.0):
+                 level_db: float = 30.0, floor_db: float = -60.0, engine: str = "auto"):
         _check_streamable(model, features)
+        if engine not in ("auto", "numpy", "torch"):
+            raise ValueError(f"engine must be 'auto', 'numpy' or 'torch', got {engine!r}")
         if reset_after_silence_s is not None and reset_after_silence_s <= 0:
             raise ValueError(f"reset_after_silence_s must be positive or None, got {reset_after_silence_s}")
         # A model trained on isolated words starts each from rest; in a long stream it may carry the
@@ -70,6 +76,14 @@ class Streamer:
         self.front_end = CausalMfcc(features.sample_rate, features.n_fft, features.hop_length, features.n_mels,
                                     features.n_mfcc)
         self.class_names = class_names or [str(i) for i in range(model.num_classes)]
+        self.runner = None
+        if engine != "torch":
+            try:
+                self.runner = FrameRunner(self.model)
+            except ValueError:
+                if engine == "numpy":
+                    raise
+        self.engine = "numpy" if self.runner is not None else "torch"
         self.reset()
 
     @classmethod
@@ -94,7 +108,7 @@ class Streamer:
     def reset(self) -> None:
         """Start a new stream: empty front end, every neuron at rest."""
         self.front_end.reset()
-        reset_net(self.model)
+        self._reset_model()
         self.frames_done = 0
         self.loudest_db, self.silent_frames = -np.inf, 0
         self.reset_at: list[int] = []  # frames at which the neurons were reset (reset_after_silence_s)
@@ -111,14 +125,22 @@ class Streamer:
             speech = levels[index] > self.loudest_db - self.level_db and levels[index] > self.floor_db
             self.silent_frames = 0 if speech else self.silent_frames + 1
             if self.reset_frames is not None and self.silent_frames == self.reset_frames:
-                reset_net(self.model)
+                self._reset_model()
                 self.reset_at.append(self.frames_done + index)
-            frame = np.pad(frame, (0, rows - len(frame)))
+            if len(frame) < rows:
+                frame = np.pad(frame, (0, rows - len(frame)))
             normalised = self.normalizer(frame[:, None])[:, 0]
-            output = self.model.step(torch.from_numpy(normalised).view(1, 1, rows))
-            evidence[index] = output.logits[0].numpy()
+            if self.runner is not None:
+                evidence[index] = self.runner.step(normalised)
+            else:
+                evidence[index] = self.model.step(torch.from_numpy(normalised).view(1, 1, rows)).logits[0].numpy()
         self.frames_done += len(mfcc)
         return evidence
+
+    def _reset_model(self) -> None:
+        if self.runner is not None:
+            self.runner.reset()
+        reset_net(self.model)
 
     def run(self, waveform: np.ndarray, chunk_ms: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
         """A whole waveform pushed in chunks of ``chunk_ms`` from a fresh stream:

@@ -118,8 +118,10 @@ def test_nir_to_scnn_gives_the_same_network(zero_reset_run, tmp_path):
 
 
 def test_what_nir_cannot_express_is_refused_naming_the_layer():
-    with pytest.raises(ValueError, match="layer 0 uses the subtract reset"):
-        export_nir(create_model("model_b", readout="spike_count"))
+    # The subtract reset, once refused here, is now exact as LI + Threshold + Scale(-threshold) (every neuron,
+    # checked spike for spike in tests/test_nir_neurons.py); Model B's defaults export with the membrane readout.
+    graph = export_nir(create_model("model_b"))
+    assert ("membrane2", "output") in graph.edges and ("reset0", "membrane0") in graph.edges
     with pytest.raises(ValueError, match="layer 2 is read out by its membrane"):
         export_nir(create_model("model_b", reset_mechanism="zero"))
     with pytest.raises(ValueError, match="layer 0 has MaxPool2d; NIR has no max pooling"):

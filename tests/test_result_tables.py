@@ -280,7 +280,8 @@ def test_engine_benchmark_tables(tmp_path):
     assert (row["model"], row["num_steps"], row["batch_size"]) == ("model_b", 10, 16)
     assert len(row["spike_density"]) == 3 and row["train_mem_ref_mib"] is None
     assert row["train_speedup"] > 0 and loaded.metadata["machine"]["threads"] == 1
-    profile = read_table(tmp_path / "bench_engine_profile.csv", "engine_profile")
+    profile = [entry for entry in read_table(tmp_path / "bench_engine_profile.csv", "engine_profile")
+               if (entry["model"], entry["num_steps"], entry["batch_size"], entry["phase"]) == ("model_b", 10, 16, "train")]
     assert len(profile) == 10 and sum(entry["share"] for entry in profile) <= 1.0
     assert not (tmp_path / "bench_engine_epochs.csv").exists(), "--no-epoch: no epoch table"
 

@@ -1,5 +1,7 @@
 """Listening as the audio arrives: causal features, frame-by-frame models, the Streamer."""
 
+import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -131,6 +133,19 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
     assert tuple(checkpoint["model"]["config"]["input_shape"]) == (1, 20, 64)
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["split_sizes"]["test"] == 6
 
+    # benchmarks/stream_cost.py on that checkpoint: both engines timed, SynOps per second of audio
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import stream_cost
+
+    cost = stream_cost.main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--samples", "3", "--repeats", "1",
+                             "--out", str(tmp_path / "cost")])
+    assert cost["samples"] == 3 and cost["frame_ms"] == 16.0
+    assert set(cost["ms_per_frame"]) == {"front_end", "numpy_frame_runner_total", "torch_step_total"}
+    assert all(value > 0 for value in cost["ms_per_frame"].values())
+    assert cost["seconds_of_audio_per_sample"] == pytest.approx(64 * 0.016)
+    assert cost["synops_per_second_of_audio"] == pytest.approx(cost["synops_per_sample"] / (64 * 0.016))
+    assert json.loads((tmp_path / "cost" / "stream_cost.json").read_text())["samples"] == 3
+
 
 # --------------------------------------------------------------------------- the Streamer
 
@@ -160,13 +175,14 @@ def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tu
     return np.concatenate(pieces), spans
 
 
-@pytest.mark.parametrize("chunk_ms", [16.0, 7.0, 100.0])
-def test_the_streamer_equals_the_offline_pass(chunk_ms):
+@pytest.mark.parametrize("chunk_ms, engine", [(16.0, "numpy"), (7.0, "numpy"), (100.0, "numpy"), (16.0, "torch")])
+def test_the_streamer_equals_the_offline_pass(chunk_ms, engine):
     from scnn.stream import Streamer, offline_evidence
 
     model, features, normalizer = _streaming_setup()
     audio = np.concatenate([_speech_like(5000, seed=5), np.zeros(2000, np.float32), _speech_like(3000, seed=6)])
-    streamer = Streamer(model, features, normalizer)
+    streamer = Streamer(model, features, normalizer, engine=engine)
+    assert streamer.engine == engine
     evidence, levels = streamer.run(audio, chunk_ms=chunk_ms)
     offline = offline_evidence(model, features, normalizer, audio)
     assert evidence.shape == offline.shape == (len(audio) // 128, 10) and levels.shape == (len(audio) // 128,)

@@ -1,6 +1,7 @@
-"""Write a trained spec net with Leaky neurons as a NIR graph (Neuromorphic Intermediate Representation),
-one step = 1e-4 s (tau = dt / (1 - beta)); snntorch, Norse, Sinabs and Rockpool read it. NIR cannot
-express the subtract reset, max pooling or the membrane readout: such a model is refused, naming the layer.
+"""Write a trained spec net or streaming model as a NIR graph (Neuromorphic Intermediate Representation),
+one step = 1e-4 s (tau = dt / (1 - beta)): Leaky, RLeaky and Synaptic neurons (see scnn.interop.nir for
+each form; a zero-reset Leaky net is read by snntorch's import_from_nir). NIR cannot express ALIF, the zero
+reset of RLeaky/Synaptic or max pooling: such a model is refused, naming the layer.
 
 Example:
     scnn export-nir runs/model_b_zero/best.pt runs/model_b_zero/model.nir

@@ -7,6 +7,8 @@ Examples:
     scnn quantize --checkpoint runs/model_b/best.pt --mode ptq --weight-bits 4 --out runs/quant/b_w4
     # QAT from scratch
     scnn quantize --mode scratch --model model_b --epochs 30 --out runs/quant/b_scratch
+    # a streaming checkpoint (ALIF / RLeaky / Synaptic neurons, frame-by-frame input): integer artefact only
+    scnn quantize --checkpoint runs/streaming/best.pt --mode qat --epochs 2 --out runs/quant/streaming_int8
 
 Writes OUT/results.json (float, PTQ and quantised test accuracy, model size in bytes,
 agreement of the integer reference and of the ONNX export), OUT/quantized.pt,
@@ -58,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="FSDD folder (default: the checkpoint's, else $SCNN_DATA_DIR)")
     parser.add_argument("--no-export", action="store_true", help="skip the exports")
     parser.add_argument("--export", action="append", metavar="NAME", dest="exports",
-                        help="run this registered export (repeatable; default: integer, onnx, qonnx)")
+                        help="run this registered export (repeatable; default: integer, onnx, qonnx; "
+                             "integer alone for streaming models)")
     parser.add_argument("--out", default="runs/quantize", help="output folder")
     parser.add_argument("--no-progress", action="store_true")
 

@@ -19,7 +19,9 @@ default and can be switched off (or the CSR threshold moved) for a block::
         logits = model(x).logits        # the plain torch path
 
 Training takes the torch path, except for one grouped product: the first LIF under static
-input and the dense layer after it (:func:`grouped_training_applies`).
+input and the dense layer after it (:func:`grouped_training_applies`), and the sparse products
+of large spike-fed dense layers at low spike density (:func:`sparse_training`,
+:mod:`scnn.engine.synapses`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,30 @@ def fast_inference(enabled: bool = True, max_density: float = 0.075):
         yield
     finally:
         _SETTINGS.update(previous)
+
+
+@contextmanager
+def sparse_training(enabled: bool = True, max_density: float | None = None, min_rows: int | None = None):
+    """Within the block, turn the sparse training products of spike-fed dense layers on or off
+    (:data:`scnn.engine.synapses.SPARSE_TRAINING`; default on), or move their density threshold
+    (forward and weight gradient alike) or the fewest rows (T * B) they take."""
+    from scnn.engine import synapses
+
+    if max_density is not None and not 0.0 <= max_density <= 1.0:
+        raise ValueError(f"max_density must lie in [0, 1], got {max_density}")
+    if min_rows is not None and min_rows < 0:
+        raise ValueError(f"min_rows must be at least 0, got {min_rows}")
+    previous = dict(synapses.SPARSE_TRAINING)
+    synapses.SPARSE_TRAINING["enabled"] = enabled
+    if max_density is not None:
+        synapses.SPARSE_TRAINING.update(max_density=max_density, max_forward_density=max_density)
+    if min_rows is not None:
+        synapses.SPARSE_TRAINING["min_rows"] = min_rows
+    try:
+        yield
+    finally:
+        synapses.SPARSE_TRAINING.clear()
+        synapses.SPARSE_TRAINING.update(previous)
 
 
 def _kernels_can_run(tensor: torch.Tensor) -> bool:

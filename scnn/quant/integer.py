@@ -18,6 +18,11 @@ It reproduces the fake-quantised Brevitas model exactly (tested); the arithmetic
     I     = round_half_even(acc * 2**(e_acc - e_u))      (an arithmetic shift with rounding)
     U[t]  = clip(leak(U[t-1]) + I[t] - S[t-1] * thr, -2**(b-1), 2**(b-1) - 1),  S[t] = U[t] > thr
     logits = sum_t U[t]  (classifier membrane, in units of 2**e_u)
+
+The recurrent ("rlif"), second-order ("synaptic") and adaptive ("alif") neurons add their states
+to this update (:class:`_Neuron`, ``ARITHMETIC["neurons"]``). A sequence-input artefact (the
+streaming presets) feeds frame t of the codes at step t; :class:`IntegerStreamer` runs any
+spiking artefact one step at a time with its state kept, equal to :func:`run_integer` (tested).
 """
 
 from __future__ import annotations
@@ -32,9 +37,13 @@ from torch import nn
 
 from scnn.io import atomic_write, write_text
 
-FORMAT = "scnn-integer-v2"
-# v1 (before the spec) has the same arrays and arithmetic, without front end, normaliser, widths and vectors
-READABLE_FORMATS = ("scnn-integer-v1", FORMAT)
+FORMAT = "scnn-integer-v3"
+# v1 (before the spec) has the same arrays and arithmetic, without front end, normaliser, widths and vectors;
+# v2 has them, with Leaky ("lif") neurons and static input only. v3 adds the neurons "rlif", "synaptic" and
+# "alif", sequence input (frame by frame: ``input_kind``) and padded, rectangular convolutions. A v1 or v2
+# artefact is a valid v3 one (every new field has the v2 meaning when absent), so all three load and run.
+READABLE_FORMATS = ("scnn-integer-v1", "scnn-integer-v2", FORMAT)
+NEURON_TYPES = ("lif", "rlif", "synaptic", "alif")
 
 # The arithmetic every port must reproduce, written into each artefact (docs/integer_format.md explains each).
 ARITHMETIC = {
@@ -50,11 +59,30 @@ ARITHMETIC = {
                       "(e.g. multiplier 128, leak_bits 8, U=-3: floor(-1.5) = -2)"},
     "initial_state": "U[-1] = 0, S[-1] = 0 for every neuron at the start of each sample",
     "flatten_order": "C,H,W (row-major [C, H, W], as torch.flatten of NCHW); channels-last is NOT equivalent",
-    "convolution": {"padding": 0, "stride": 1, "dilation": 1, "groups": 1, "kernel": "square, weight [O, C, k, k]",
-                    "output": "H - k + 1, W - k + 1 (valid)"},
+    "convolution": {"padding": "0 (valid) when the layer says 0 or nothing; [ph, pw]: ph zero rows above and below, "
+                               "pw zero columns left and right of the input codes/spikes",
+                    "stride": 1, "dilation": 1, "groups": 1,
+                    "kernel": "k: square, weight [O, C, k, k]; [kh, kw]: weight [O, C, kh, kw]",
+                    "output": "H + 2 ph - kh + 1, W + 2 pw - kw + 1"},
+    "neurons": {
+        "lif": "see lif_update",
+        "rlif": "R = round_half_even(acc_rec * 2**(rec_exponent - state_exponent)) with acc_rec = W_rec . S[t-1] + "
+                "b_rec (fc/conv) or S[t-1] * V (one_to_one); sum = leak(U[t-1]) + I[t] + R; subtract reset: "
+                "U[t] = clip(sum - S[t-1] * threshold); zero reset: U[t] = 0 if S[t-1] else clip(sum)",
+        "synaptic": "Syn[t] = clip(leak_alpha(Syn[t-1]) + I[t]); sum = leak(U[t-1]) + Syn[t]; subtract reset: "
+                    "U[t] = clip(sum - S[t-1] * threshold); zero reset: U[t] = 0 if S[t-1] else clip(sum) (Syn kept)",
+        "alif": "Theta[t] = clip(leak_rho(Theta[t-1]) + S[t-1] * jump, 0, state_max); B[t] = threshold + Theta[t]; "
+                "subtract reset: U[t] = clip(leak(U[t-1]) + I[t] - S[t-1] * B[t]); zero reset: "
+                "U[t] = clip(leak(U[t-1] * (1 - S[t-1])) + I[t]); S[t] = U[t] > B[t] (strict)",
+        "leaks": "leak_alpha, leak_rho: the layer's leak formula with alpha_shift/alpha_multiplier, "
+                 "rho_shift/rho_multiplier in place of leak_shift/leak_multiplier",
+    },
+    "sequence_input": "input_kind 'sequence' (encoding 'frames'): codes [B, 1, F, W]; step t feeds frame t, the "
+                      "column codes[:, :, :, t] as [B, 1, F, 1], to the first layer; num_steps = W",
     "pooling": "max pooling of the accumulators (bias added, before requantisation), kernel = stride = pool, "
                "floor (trailing rows/columns dropped)",
-    "first_layer": "its input is static: the accumulator and current are computed once and fed at every step",
+    "first_layer": "static input: the accumulator and current are computed once and fed at every step; sequence "
+                   "input: computed from frame t at step t",
     "hidden_input": "layers after the first take the previous layer's spikes (0/1) of the same step",
     "readout": "membrane: logits = sum over steps of the last layer's saturated membrane U[t] (units 2**state_exponent);"
                " spike_count: logits = sum of its spikes; prediction = first index of the largest logit",
@@ -84,7 +112,10 @@ def export_integer(quantized, feature_config=None, normalizer=None) -> tuple[dic
     stored so that a port can go from audio to codes (without them the artefact says ``null``).
     """
     from scnn.quant.quantizers import get_weight_quantizer
-    from scnn.quant.twin import QuantLIF
+    from scnn.quant.twin import QuantLIF, QuantSpecNet
+
+    if not isinstance(quantized, QuantSpecNet):
+        raise ValueError(f"export_integer takes a quantised model (scnn.quant.quantize), got {type(quantized).__name__}")
 
     quantizer = get_weight_quantizer(quantized.quant_config.weight_quant)
     if not quantizer.integer_exact:
@@ -95,7 +126,9 @@ def export_integer(quantized, feature_config=None, normalizer=None) -> tuple[dic
     input_exponent = int(_exponent(quantized.input_quant.act_quant.scale(), "input quantiser")[0])
     description = {
         "format": FORMAT, "spiking": bool(config.spiking), "num_steps": int(quantized.num_steps),
-        "readout": config.readout, "input_shape": list(config.input_shape),
+        "readout": config.readout, "input_shape": list(config.input_shape), "family": quantized.family,
+        "input_kind": "sequence" if quantized.sequence else "static",
+        "encoding": "frames" if quantized.sequence else "direct",
         "input": {"exponent": input_exponent, "bits": quantized.quant_config.act_bits, "signed": True},
         "quant_config": dict(vars(quantized.quant_config)), "arithmetic": ARITHMETIC, "layers": [],
         "front_end": None, "normalizer": None,
@@ -124,13 +157,12 @@ def export_integer(quantized, feature_config=None, normalizer=None) -> tuple[dic
         arrays[f"{prefix}.bias"] = bias_int.numpy().astype(np.int32)
         arrays[f"{prefix}.acc_exponent"] = acc_exponent
         entry = {"type": "conv" if layer.weight.dim() == 4 else "fc", "flatten": bool(block.flatten),
-                 **({"padding": 0, "stride": 1, "kernel": int(layer.weight.shape[-1])} if layer.weight.dim() == 4
-                    else {}),
+                 **(_conv_geometry(layer) if layer.weight.dim() == 4 else {}),
                  "pool": int(block.pool.kernel_size) if isinstance(block.pool, nn.MaxPool2d) else 0,
                  "weight_bits": quantized.quant_config.weight_bits}
         activation = block.activation
         if isinstance(activation, QuantLIF):
-            entry["activation"] = _lif_entry(activation, prefix, arrays)
+            entry["activation"] = _neuron_entry(activation, prefix, arrays, in_exponent=0)
             in_exponent = 0  # spikes: 0 or 1
         elif isinstance(activation, nn.Identity):
             entry["activation"] = {"type": "identity"}
@@ -152,26 +184,46 @@ def integer_widths(description: dict, arrays: dict[str, np.ndarray]) -> list[dic
     """Worst-case magnitudes (over every possible input) of each stage, per layer, and the signed bits they need.
 
     acc: ``sum |W| * max|x| + |b|`` per output channel (x: input codes for the first layer, 0/1
-    spikes or ReLU codes after); current: acc after requantisation; membrane_sum: the LIF sum before
-    saturation (``max|leak(U)| + |I| + threshold``); logits: what the readout sums over the steps.
+    spikes or ReLU codes after); current: acc after requantisation; membrane_sum: the neuron's sum before
+    saturation (``max|leak(U)| + |I| + threshold``, plus the recurrent current of an "rlif", the adapted
+    threshold of an "alif"; an "synaptic" adds the saturated Syn instead of I); synaptic_sum, adaptation_sum,
+    rec_acc, rec_current: the same for the extra states and the recurrent synapse; logits: what the readout
+    sums over the steps.
     """
     widths = []
     bits = description["input"]["bits"]
     in_max = 2 ** (bits - 1)  # |code| <= 2**(bits-1)
     for index, entry in enumerate(description["layers"]):
         prefix = f"layer{index}"
-        weight = np.abs(arrays[f"{prefix}.weight"].astype(np.int64)).reshape(len(arrays[f"{prefix}.weight"]), -1)
-        acc = weight.sum(1) * in_max + np.abs(arrays[f"{prefix}.bias"].astype(np.int64))
+        acc = _acc_bound(arrays, prefix, in_max)
         row = {"layer": index, "input_max": int(in_max), "acc_max": int(acc.max()), "acc_bits": _signed_bits(acc.max())}
         activation = entry["activation"]
-        if activation["type"] == "lif":
-            shift = activation["state_exponent"] - arrays[f"{prefix}.acc_exponent"]
-            current = shift_round(acc, np.broadcast_to(shift, acc.shape), channel_axis=0)  # monotonic: exact bound
+        if activation["type"] in NEURON_TYPES:
             state = max(-activation["state_min"], activation["state_max"])
+            current = _current_bound(acc, activation["state_exponent"] - arrays[f"{prefix}.acc_exponent"])
             threshold = int(arrays[f"{prefix}.threshold"].max())
-            row.update(current_max=int(current.max()), current_bits=_signed_bits(current.max()),
-                       membrane_sum_max=int(state + current.max() + threshold),
-                       membrane_sum_bits=_signed_bits(state + current.max() + threshold),
+            row.update(current_max=current, current_bits=_signed_bits(current))
+            membrane_sum = state + current + threshold
+            kind = activation["type"]
+            if kind == "rlif":
+                rec_prefix = f"{prefix}.recurrent"
+                if activation["recurrent"]["type"] == "one_to_one":
+                    rec_acc = np.abs(arrays[f"{rec_prefix}.v"].astype(np.int64))
+                else:
+                    rec_acc = _acc_bound(arrays, rec_prefix, 1)
+                rec_current = _current_bound(rec_acc, activation["state_exponent"]
+                                             - arrays[f"{rec_prefix}.acc_exponent"])
+                row.update(rec_acc_max=int(rec_acc.max()), rec_acc_bits=_signed_bits(rec_acc.max()),
+                           rec_current_max=rec_current, rec_current_bits=_signed_bits(rec_current))
+                membrane_sum += rec_current
+            elif kind == "synaptic":
+                row.update(synaptic_sum_max=state + current, synaptic_sum_bits=_signed_bits(state + current))
+                membrane_sum = 2 * state + threshold  # leak(U) + saturated Syn + the reset
+            elif kind == "alif":
+                jump = int(arrays[f"{prefix}.jump"].max())
+                row.update(adaptation_sum_max=state + jump, adaptation_sum_bits=_signed_bits(state + jump))
+                membrane_sum += state  # the reset subtracts threshold + Theta, Theta <= state_max
+            row.update(membrane_sum_max=int(membrane_sum), membrane_sum_bits=_signed_bits(membrane_sum),
                        state_bits=activation["bits"])
             if index == len(description["layers"]) - 1:
                 logits = description["num_steps"] * (state if description["readout"] == "membrane" else 1)
@@ -183,14 +235,71 @@ def integer_widths(description: dict, arrays: dict[str, np.ndarray]) -> list[dic
     return widths
 
 
-def _lif_entry(lif, prefix: str, arrays: dict) -> dict:
-    low, high = lif.state_limits
-    arrays[f"{prefix}.threshold"] = lif.threshold_int.cpu().numpy().astype(np.int64).reshape(-1)
-    arrays[f"{prefix}.leak_shift"] = lif.leak_shift.cpu().numpy().astype(np.int64).reshape(-1)
-    arrays[f"{prefix}.leak_multiplier"] = lif.leak_multiplier.cpu().numpy().astype(np.int64).reshape(-1)
-    return {"type": "lif", "bits": lif.bits, "state_exponent": int(lif.state_exponent), "state_min": low,
-            "state_max": high, "leak": lif.leak_mode, "leak_bits": lif.leak_bits,
-            "reset": "zero" if lif.reset_to_zero else "subtract"}
+def _acc_bound(arrays: dict, prefix: str, in_max: int) -> np.ndarray:
+    """Per output channel: sum |W| * in_max + |b| (int64)."""
+    weight = arrays[f"{prefix}.weight"].astype(np.int64)
+    weight = np.abs(weight).reshape(len(weight), -1)
+    return weight.sum(1) * in_max + np.abs(arrays[f"{prefix}.bias"].astype(np.int64))
+
+
+def _current_bound(acc: np.ndarray, shift: np.ndarray) -> int:
+    """The largest |requantised accumulator| (rounding is monotonic: the bound requantised is exact)."""
+    return int(shift_round(acc, np.broadcast_to(shift, acc.shape), channel_axis=0).max())
+
+
+def _conv_geometry(layer) -> dict:
+    """A square unpadded convolution as v2 wrote it (kernel k, padding 0); else [kh, kw] and [ph, pw]."""
+    kernel, padding = tuple(layer.kernel_size), tuple(layer.padding)
+    if kernel[0] == kernel[1] and padding == (0, 0):
+        return {"padding": 0, "stride": 1, "kernel": int(kernel[0])}
+    return {"padding": [int(v) for v in padding], "stride": 1, "kernel": [int(v) for v in kernel]}
+
+
+def _int_array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(np.int64).reshape(-1)
+
+
+def _neuron_entry(neuron, prefix: str, arrays: dict, in_exponent: int = 0) -> dict:
+    """The activation entry of a quantised neuron (its ``kind``), its arrays written into ``arrays``."""
+    low, high = neuron.state_limits
+    arrays[f"{prefix}.threshold"] = _int_array(neuron.threshold_int)
+    arrays[f"{prefix}.leak_shift"] = _int_array(neuron.leak_shift)
+    arrays[f"{prefix}.leak_multiplier"] = _int_array(neuron.leak_multiplier)
+    entry = {"type": neuron.kind, "bits": neuron.bits, "state_exponent": int(neuron.state_exponent),
+             "state_min": low, "state_max": high, "leak": neuron.leak_mode, "leak_bits": neuron.leak_bits,
+             "reset": "zero" if neuron.reset_to_zero else "subtract"}
+    if neuron.kind == "synaptic":
+        arrays[f"{prefix}.alpha_shift"] = _int_array(neuron.alpha_shift)
+        arrays[f"{prefix}.alpha_multiplier"] = _int_array(neuron.alpha_multiplier)
+    elif neuron.kind == "alif":
+        arrays[f"{prefix}.rho_shift"] = _int_array(neuron.rho_shift)
+        arrays[f"{prefix}.rho_multiplier"] = _int_array(neuron.rho_multiplier)
+        arrays[f"{prefix}.jump"] = _int_array(neuron.jump_int)
+    elif neuron.kind == "rlif":
+        entry["recurrent"] = _recurrent_entry(neuron, f"{prefix}.recurrent", arrays, in_exponent)
+    return entry
+
+
+def _recurrent_entry(neuron, prefix: str, arrays: dict, in_exponent: int) -> dict:
+    """The recurrent synapse of an "rlif" layer: fc / conv (int8 weights, int32 bias, acc exponents) or one_to_one."""
+    if not neuron.all_to_all:
+        integer, exponent = neuron.quant_v()
+        arrays[f"{prefix}.v"] = integer.detach().cpu().numpy().astype(np.int8).reshape(-1)
+        arrays[f"{prefix}.acc_exponent"] = np.array([int(exponent)], np.int64)
+        return {"type": "one_to_one", "weight_bits": neuron.weight_bits}
+    layer = neuron.recurrent
+    weight = layer.quant_weight()
+    out_channels = layer.weight.shape[0]
+    acc_exponent = np.broadcast_to(in_exponent + _exponent(weight.scale, f"{prefix} weights"),
+                                   (out_channels,)).astype(np.int64)
+    arrays[f"{prefix}.weight"] = weight.int().cpu().numpy().astype(np.int8)
+    bias = layer.bias if layer.bias is not None else torch.zeros(out_channels)
+    arrays[f"{prefix}.bias"] = torch.round(bias.detach().double().cpu() / torch.from_numpy(2.0 ** acc_exponent)
+                                           ).to(torch.int64).numpy().astype(np.int32)
+    arrays[f"{prefix}.acc_exponent"] = acc_exponent
+    if layer.weight.dim() == 4:
+        return {"type": "conv", **_conv_geometry(layer), "weight_bits": neuron.weight_bits}
+    return {"type": "fc", "weight_bits": neuron.weight_bits}
 
 
 def save_integer(description: dict, arrays: dict[str, np.ndarray], path_stem: str | Path,
@@ -259,10 +368,14 @@ def shift_round(values: np.ndarray, shift: np.ndarray | int, channel_axis: int =
     return np.where(shift > 0, rounded, values << np.maximum(-shift, 0))
 
 
-def conv2d_int(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Valid, stride-1 convolution in int64: x ``[N, C, H, W]``, weight ``[O, C, k, k]`` -> ``[N, O, H-k+1, W-k+1]``."""
-    kernel = weight.shape[-1]
-    windows = np.lib.stride_tricks.sliding_window_view(x.astype(np.int64), (kernel, kernel), axis=(2, 3))
+def conv2d_int(x: np.ndarray, weight: np.ndarray, padding=0) -> np.ndarray:
+    """Stride-1 convolution in int64: x ``[N, C, H, W]``, weight ``[O, C, kh, kw]``, zero ``padding`` (0, or
+    [ph, pw]) -> ``[N, O, H + 2ph - kh + 1, W + 2pw - kw + 1]``."""
+    x = x.astype(np.int64)
+    if padding:
+        ph, pw = padding
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, tuple(weight.shape[-2:]), axis=(2, 3))
     return np.einsum("nchwij,ocij->nohw", windows, weight.astype(np.int64), optimize=True)
 
 
@@ -320,73 +433,158 @@ def _synapse(entry: dict, arrays: dict, prefix: str, x: np.ndarray) -> np.ndarra
     """Accumulators of one layer (int64), pooled: x ``[N, ...]`` integer codes."""
     weight, bias = arrays[f"{prefix}.weight"], arrays[f"{prefix}.bias"].astype(np.int64)
     if entry["type"] == "conv":
-        acc = conv2d_int(x, weight) + bias[None, :, None, None]
+        acc = conv2d_int(x, weight, entry.get("padding", 0)) + bias[None, :, None, None]
     else:
-        if entry["flatten"]:
+        if entry.get("flatten", False):
             x = x.reshape(len(x), -1)
         acc = x.astype(np.int64) @ weight.astype(np.int64).T + bias[None, :]
-    if entry["pool"]:
+    if entry.get("pool", 0):
         acc = max_pool_int(acc, entry["pool"])
     return acc
 
 
-def _lif(entry: dict, arrays: dict, prefix: str, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer LIF over ``[T, B, ...]`` currents (state units); returns spikes (int8) and membranes (int64)."""
-    channel_shape = (1, -1) + (1,) * (current.ndim - 3)  # broadcast per-channel values over [B, C, ...]
+def _channel_axis(acc: np.ndarray, entry: dict) -> int:
+    return acc.ndim - (3 if entry["type"] == "conv" else 1)
 
-    def per_channel(name: str) -> np.ndarray:
-        values = arrays[f"{prefix}.{name}"]
-        return values.reshape(channel_shape) if values.size > 1 else values.reshape(())
 
-    threshold, shift, multiplier = per_channel("threshold"), per_channel("leak_shift"), per_channel("leak_multiplier")
-    zero_reset = entry["reset"] == "zero"
-    membrane = np.zeros(current.shape[1:], dtype=np.int64)
-    spike = np.zeros(current.shape[1:], dtype=np.int64)
-    spikes, membranes = [], []
-    for current_t in current:
-        kept = membrane * (1 - spike) if zero_reset else membrane
-        if entry["leak"] == "shift":
-            leaked = kept - (kept >> shift)
-        else:
-            leaked = (kept * multiplier) >> entry["leak_bits"]
-        membrane = leaked + current_t
-        if not zero_reset:
-            membrane = membrane - spike * threshold
-        membrane = np.clip(membrane, entry["state_min"], entry["state_max"])
-        spike = (membrane > threshold).astype(np.int64)
-        spikes.append(spike.astype(np.int8))
-        membranes.append(membrane)
-    return np.stack(spikes), np.stack(membranes)
+class _Neuron:
+    """One integer neuron layer (docs/integer_format.md, "Neurons"): its constants and :meth:`step`.
+
+    The offline pass (:func:`run_integer`) and the streaming one (:class:`IntegerStreamer`) both
+    advance it with :meth:`step`, so they share every rule; they differ in the order of the loops.
+    """
+
+    def __init__(self, entry: dict, arrays: dict, prefix: str):
+        self.entry, self.kind = entry, entry["type"]
+        self.arrays, self.prefix = arrays, prefix
+        self.low, self.high = entry["state_min"], entry["state_max"]
+        self.zero_reset = entry["reset"] == "zero"
+
+    def per_channel(self, name: str, ndim: int) -> np.ndarray:
+        """``prefix.name`` broadcast over a step's ``[B, C, ...]`` (ndim dimensions), one value or per channel."""
+        values = self.arrays[f"{self.prefix}.{name}"].astype(np.int64)
+        return values.reshape((1, -1) + (1,) * (ndim - 2)) if values.size > 1 else values.reshape(())
+
+    def leak(self, values: np.ndarray, shift_name: str, multiplier_name: str) -> np.ndarray:
+        """U - (U >> k) ("shift") or (U * m) >> leak_bits ("fixed"), flooring shifts."""
+        if self.entry["leak"] == "shift":
+            return values - (values >> self.per_channel(shift_name, values.ndim))
+        return (values * self.per_channel(multiplier_name, values.ndim)) >> self.entry["leak_bits"]
+
+    def initial_state(self, shape: tuple) -> dict[str, np.ndarray]:
+        state = {"membrane": np.zeros(shape, np.int64), "spike": np.zeros(shape, np.int64)}
+        if self.kind == "synaptic":
+            state["synaptic"] = np.zeros(shape, np.int64)
+        elif self.kind == "alif":
+            state["adaptation"] = np.zeros(shape, np.int64)
+        return state
+
+    def recurrent_current(self, spike: np.ndarray) -> np.ndarray:
+        """R[t] of an "rlif" layer from S[t-1] ``[B, ...]`` (state units)."""
+        recurrent = self.entry["recurrent"]
+        prefix = f"{self.prefix}.recurrent"
+        shift = self.entry["state_exponent"] - self.arrays[f"{prefix}.acc_exponent"]
+        if recurrent["type"] == "one_to_one":
+            v = self.arrays[f"{prefix}.v"].astype(np.int64)
+            v = v.reshape((1, -1) + (1,) * (spike.ndim - 2)) if v.size > 1 else v.reshape(())
+            return spike * shift_round(v, int(shift[0]), channel_axis=0)
+        acc = _synapse(recurrent, self.arrays, prefix, spike)
+        return shift_round(acc, shift, channel_axis=_channel_axis(acc, recurrent))
+
+    def step(self, current: np.ndarray, state: dict) -> dict:
+        """I[t] ``[B, ...]`` (state units, int64) and the state at t-1 -> the state at t."""
+        previous, membrane = state["spike"], state["membrane"]
+        threshold = self.per_channel("threshold", current.ndim)
+        new = {}
+        if self.kind == "lif":
+            kept = membrane * (1 - previous) if self.zero_reset else membrane
+            total = self.leak(kept, "leak_shift", "leak_multiplier") + current
+            if not self.zero_reset:
+                total = total - previous * threshold
+            membrane = np.clip(total, self.low, self.high)
+        elif self.kind in ("rlif", "synaptic"):
+            if self.kind == "rlif":
+                drive = current + self.recurrent_current(previous)
+            else:
+                new["synaptic"] = drive = np.clip(
+                    self.leak(state["synaptic"], "alpha_shift", "alpha_multiplier") + current, self.low, self.high)
+            total = self.leak(membrane, "leak_shift", "leak_multiplier") + drive
+            if self.zero_reset:
+                membrane = np.where(previous == 1, 0, np.clip(total, self.low, self.high))
+            else:
+                membrane = np.clip(total - previous * threshold, self.low, self.high)
+        else:  # alif
+            theta = self.leak(state["adaptation"], "rho_shift", "rho_multiplier") + previous * self.per_channel(
+                "jump", current.ndim)
+            new["adaptation"] = theta = np.clip(theta, 0, self.high)
+            threshold = threshold + theta
+            if self.zero_reset:
+                total = self.leak(membrane * (1 - previous), "leak_shift", "leak_multiplier") + current
+            else:
+                total = self.leak(membrane, "leak_shift", "leak_multiplier") + current - previous * threshold
+            membrane = np.clip(total, self.low, self.high)
+        new.update(membrane=membrane, spike=(membrane > threshold).astype(np.int64))
+        return new
+
+    def run(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Over ``[T, B, ...]`` currents from the zero state: spikes (int8) and saturated membranes (int64)."""
+        state = self.initial_state(current.shape[1:])
+        spikes, membranes = [], []
+        for current_t in current:
+            state = self.step(current_t, state)
+            spikes.append(state["spike"].astype(np.int8))
+            membranes.append(state["membrane"])
+        return np.stack(spikes), np.stack(membranes)
+
+
+def _check_runnable(description: dict, x: np.ndarray, what: str) -> None:
+    if description.get("format") not in READABLE_FORMATS:
+        raise ValueError(f"not an scnn integer model: format {description.get('format')!r} (this version reads "
+                         f"{', '.join(READABLE_FORMATS)})")
+    if not np.issubdtype(np.asarray(x).dtype, np.integer):
+        raise ValueError(f"{what} takes integer input codes, got dtype {np.asarray(x).dtype}; use quantize_input first")
+    for index, entry in enumerate(description["layers"]):
+        kind = entry["activation"]["type"]
+        if kind not in NEURON_TYPES + ("relu", "identity"):
+            raise ValueError(f"layer {index}: unknown activation {kind!r} (this version runs "
+                             f"{', '.join(NEURON_TYPES + ('relu', 'identity'))})")
+
+
+def frames_of(description: dict, x: np.ndarray) -> np.ndarray:
+    """Sequence input: codes ``[B, C, F, W]`` -> the frames ``[W, B, C, F, 1]`` the steps see."""
+    return np.moveaxis(np.asarray(x), 3, 0)[..., None]
 
 
 def run_integer(description: dict, arrays: dict[str, np.ndarray], x_int: np.ndarray,
                 record_membranes: bool = False) -> IntegerOutput:
-    """Integer-only inference: x_int ``[B, C, H, W]`` int8 codes (see :func:`quantize_input`).
+    """Integer-only inference: x_int ``[B, C, H, W]`` int8 codes (see :func:`quantize_input`); a
+    sequence-input artefact (``input_kind`` "sequence") sees column t of them at step t.
 
-    record_membranes: keep every LIF layer's saturated membranes ``[T, B, ...]`` (int64, state units).
+    record_membranes: keep every neuron layer's saturated membranes ``[T, B, ...]`` (int64, state units).
     """
-    if description.get("format") not in READABLE_FORMATS:
-        raise ValueError(f"not an scnn integer model: format {description.get('format')!r}")
+    _check_runnable(description, x_int, "run_integer")
     x = np.asarray(x_int)
-    if not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"run_integer takes integer input codes, got dtype {x.dtype}; use quantize_input first")
-    steps, batch = description["num_steps"], len(x)
+    sequence = description.get("input_kind", "static") == "sequence"
+    batch = len(x)
+    if sequence:
+        x = frames_of(description, x)
+    steps = description["num_steps"]
     spike_counts, recorded = [], []
     for index, entry in enumerate(description["layers"]):
         prefix = f"layer{index}"
         activation = entry["activation"]
-        if description["spiking"] and index > 0:  # spikes [T, B, ...]: time folded into the batch
+        if description["spiking"] and (index > 0 or sequence):  # [T, B, ...]: time folded into the batch
             acc = _synapse(entry, arrays, prefix, x.reshape(steps * batch, *x.shape[2:]))
             acc = acc.reshape(steps, batch, *acc.shape[1:])
         else:
             acc = _synapse(entry, arrays, prefix, x)
         acc_exponent = arrays[f"{prefix}.acc_exponent"]
-        channel_axis = acc.ndim - (3 if entry["type"] == "conv" else 1)
-        if activation["type"] == "lif":
+        channel_axis = _channel_axis(acc, entry)
+        if activation["type"] in NEURON_TYPES:
             current = shift_round(acc, activation["state_exponent"] - acc_exponent, channel_axis=channel_axis)
-            if index == 0:  # static input: the same current at every step
+            if index == 0 and not sequence:  # static input: the same current at every step
                 current = np.broadcast_to(current, (steps, *current.shape))
-            x, membranes = _lif(activation, arrays, prefix, current)
+            x, membranes = _Neuron(activation, arrays, prefix).run(current)
             if record_membranes:
                 recorded.append(membranes)
             spike_counts.append(x.reshape(steps, batch, -1).sum(axis=(0, 2)))
@@ -401,6 +599,61 @@ def run_integer(description: dict, arrays: dict[str, np.ndarray], x_int: np.ndar
     return IntegerOutput(x.astype(np.int64).sum(0), 0, spike_counts, recorded)
 
 
+class IntegerStreamer:
+    """The integer reference one step at a time, its state kept between calls (a streaming port's shape).
+
+    ``step(x_t)``: for a sequence-input artefact one frame of input codes ``[B, C, F]`` (or
+    ``[B, C, F, 1]``), for a static one the input codes ``[B, C, H, W]`` (fed at every step).
+    Returns this step's readout ``[B, classes]`` int64: the last layer's saturated membrane
+    (units ``2**logit_exponent``), or its spikes for a spike-count readout. ``logits`` sums them,
+    ``spike_counts`` counts each neuron layer's spikes per sample so far: after ``num_steps``
+    steps both equal :func:`run_integer`'s (tested). ``reset()`` starts a new sample.
+    """
+
+    def __init__(self, description: dict, arrays: dict[str, np.ndarray]):
+        _check_runnable(description, np.zeros(1, np.int8), "IntegerStreamer")
+        if not description["spiking"]:
+            raise ValueError("IntegerStreamer runs spiking artefacts; this one is the ReLU control CNN")
+        self.description, self.arrays = description, arrays
+        self.sequence = description.get("input_kind", "static") == "sequence"
+        self.neurons = [_Neuron(entry["activation"], arrays, f"layer{index}")
+                        for index, entry in enumerate(description["layers"])]
+        last = description["layers"][-1]["activation"]
+        self.logit_exponent = last["state_exponent"] if description["readout"] == "membrane" else 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.states: list[dict | None] = [None] * len(self.neurons)
+        self.logits: np.ndarray | None = None
+        self.spike_counts: list[np.ndarray] = []
+        self.steps = 0
+
+    def step(self, x_t: np.ndarray) -> np.ndarray:
+        _check_runnable(self.description, x_t, "IntegerStreamer.step")
+        x = np.asarray(x_t)
+        if self.sequence and x.ndim == 3:
+            x = x[..., None]
+        expected = tuple(self.description["input_shape"][:2]) + ((1,) if self.sequence else
+                                                                  tuple(self.description["input_shape"][2:]))
+        if x.shape[1:] != expected:
+            raise ValueError(f"IntegerStreamer.step: expected input codes [B, {', '.join(map(str, expected))}] "
+                             f"({'one frame' if self.sequence else 'the static input'}), got {tuple(x.shape)}")
+        for index, (entry, neuron) in enumerate(zip(self.description["layers"], self.neurons)):
+            prefix = f"layer{index}"
+            acc = _synapse(entry, self.arrays, prefix, x)
+            current = shift_round(acc, neuron.entry["state_exponent"] - self.arrays[f"{prefix}.acc_exponent"],
+                                  channel_axis=_channel_axis(acc, entry))
+            state = self.states[index] or neuron.initial_state(current.shape)
+            self.states[index] = state = neuron.step(current, state)
+            x = state["spike"]
+        readout = state["membrane"] if self.description["readout"] == "membrane" else state["spike"]
+        counts = [s["spike"].reshape(len(x), -1).sum(1) for s in self.states]
+        self.spike_counts = counts if not self.spike_counts else [a + b for a, b in zip(self.spike_counts, counts)]
+        self.logits = readout.copy() if self.logits is None else self.logits + readout
+        self.steps += 1
+        return readout
+
+
 # --------------------------------------------------------------------------- test vectors
 
 
@@ -409,9 +662,11 @@ def make_test_vectors(description: dict, arrays: dict[str, np.ndarray], codes: n
     """Test vectors of a spiking artefact on input codes ``[N, C, H, W]`` (int8), from :func:`run_integer`.
 
     input_codes [N, C, H, W] int8; logits [N, classes] int64 (units 2**logit_exponent); predictions [N];
-    spike_counts [N, LIF layers] int64 (spikes per sample over all steps and neurons of each layer);
+    spike_counts [N, neuron layers] int64 (spikes per sample over all steps and neurons of each layer);
     logit_exponent (scalar); trace.layerI [T, trace_samples, trace_neurons] int64: the saturated
-    membrane of the first neurons (flattened C,H,W order) of LIF layer I for the first samples.
+    membrane of the first neurons (flattened C,H,W order) of neuron layer I for the first samples;
+    sequence input: frame_logits [T, N, classes] int64, the readout membrane of every frame (what a
+    streaming step returns).
     """
     codes = np.asarray(codes)
     if codes.dtype != np.int8:
@@ -423,10 +678,12 @@ def make_test_vectors(description: dict, arrays: dict[str, np.ndarray], codes: n
                "predictions": result.predictions.astype(np.int64),
                "spike_counts": np.stack(result.spike_counts, axis=1).astype(np.int64),
                "logit_exponent": np.asarray(result.logit_exponent, np.int64)}
-    lif_layers = [i for i, entry in enumerate(description["layers"]) if entry["activation"]["type"] == "lif"]
-    for layer, membranes in zip(lif_layers, result.membranes):
+    neuron_layers = [i for i, entry in enumerate(description["layers"]) if entry["activation"]["type"] in NEURON_TYPES]
+    for layer, membranes in zip(neuron_layers, result.membranes):
         flat = membranes.reshape(membranes.shape[0], membranes.shape[1], -1)
         vectors[f"trace.layer{layer}"] = flat[:, :trace_samples, :trace_neurons].astype(np.int64)
+    if description.get("input_kind", "static") == "sequence" and description["readout"] == "membrane":
+        vectors["frame_logits"] = result.membranes[-1].astype(np.int64)  # what a streaming step returns per frame
     return vectors
 
 

@@ -33,7 +33,9 @@ class QuantRunConfig:
     checkpoint: float checkpoint (best.pt of train.py); None with from_scratch.
     mode: "ptq" (calibrate only), "qat" (PTQ, then fine-tune), "scratch" (QAT from random weights of ``model``).
     quant: bit widths and fixed-point choices (:class:`scnn.quant.QuantConfig`, every field of it).
-    export, exports: run these registered exports (:mod:`scnn.quant.exports`) after quantising.
+    export, exports: run these registered exports (:mod:`scnn.quant.exports`) after quantising; None: the
+    model's defaults (:func:`default_exports`: integer, ONNX and QONNX for spec nets, the integer artefact
+    alone for streaming models, whose ONNX graphs unroll every frame).
     epochs, lr, batch_size: QAT; calibration_samples: training samples used to calibrate.
     train_per_class: keep only the first N training recordings per class (0: all), for quick runs.
     """
@@ -52,13 +54,14 @@ class QuantRunConfig:
     threads: int = 0
     device: str = "auto"
     export: bool = True
-    exports: tuple = DEFAULT_EXPORTS
+    exports: tuple | None = None
 
     def __post_init__(self):
         if isinstance(self.quant, dict):
             self.quant = QuantConfig(**self.quant)
-        self.exports = tuple(self.exports)
-        check_exports(self.exports)
+        if self.exports is not None:
+            self.exports = tuple(self.exports)
+            check_exports(self.exports)
         if self.mode not in ("ptq", "qat", "scratch"):
             raise ValueError(f"mode must be ptq, qat or scratch, got {self.mode!r}")
         if self.mode != "scratch" and not self.checkpoint:
@@ -68,6 +71,17 @@ class QuantRunConfig:
                 raise ValueError(f"{name} must be at least {0 if name == 'epochs' else 1}, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+SEQUENCE_DEFAULT_EXPORTS = ("integer",)
+
+
+def default_exports(quantized: QuantSpecNet) -> tuple:
+    """The exports ``scnn quantize`` runs unless told: all of :data:`DEFAULT_EXPORTS` for a spec net; for a
+    streaming model (frame-by-frame input) only the integer artefact: its ONNX graph unrolls the neurons over
+    every frame (64 in the preset: about 3 minutes to export, and QONNX's reference executor is slower still),
+    so ONNX is run when asked for (``--export onnx``)."""
+    return SEQUENCE_DEFAULT_EXPORTS if quantized.sequence else DEFAULT_EXPORTS
 
 
 def fine_tune(quantized: QuantSpecNet, data: PreparedData, train_config: TrainConfig, progress: bool = True) -> list:
@@ -161,7 +175,8 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
                                                "class_names": data.class_names})
     if config.export:
         quantized.front_end = (data.feature_config, data.normalizer)  # the integer export writes them down
-        exported = run_exports(config.exports, quantized, data.test[0], out_dir)
+        names = config.exports if config.exports is not None else default_exports(quantized)
+        exported = run_exports(names, quantized, data.test[0], out_dir)
         # results.json keeps the first version's key for the integer reference's agreement
         results.update({("integer_reference" if name == "integer" else name): entry for name, entry in exported.items()})
     results["versions"] = library_versions()
