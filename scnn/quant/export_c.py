@@ -39,6 +39,9 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
     """Layer geometry for the C code; ValueError naming the layer for anything the C code does not implement."""
     if not description.get("spiking"):
         raise ValueError("export-c: only spiking artefacts are supported (this is the ReLU control CNN)")
+    if description.get("input_kind", "static") != "static":
+        raise ValueError(f"export-c: input_kind {description['input_kind']!r} (frame by frame) is not supported: the "
+                         "C code runs static-input nets (direct encoding: one current for every step)")
     widths = description.get("widths") or integer_widths(description, arrays)
     layers, shape = [], tuple(description["input_shape"])  # (C, H, W) of the layer's input
     for index, entry in enumerate(description["layers"]):
@@ -58,8 +61,13 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
         weight = arrays[f"layer{index}.weight"]
         out_channels, pool = weight.shape[0], entry["pool"]
         if entry["type"] == "conv":
-            if entry.get("padding", 0) != 0 or entry.get("stride", 1) != 1:
-                raise ValueError(f"export-c: layer {index} convolution has padding/stride other than 0/1")
+            kernel, padding = entry.get("kernel"), entry.get("padding", 0)
+            if isinstance(kernel, list) and kernel[0] != kernel[1]:
+                raise ValueError(f"export-c: layer {index} convolution has a rectangular {kernel[0]}x{kernel[1]} "
+                                 "kernel; the C code runs square kernels")
+            if (padding if isinstance(padding, int) else max(padding)) != 0 or entry.get("stride", 1) != 1:
+                raise ValueError(f"export-c: layer {index} convolution has padding {padding} / stride "
+                                 f"{entry.get('stride', 1)}; the C code runs valid (padding 0), stride-1 convolutions")
             if len(shape) != 3 or shape[0] != weight.shape[1]:
                 raise ValueError(f"export-c: layer {index} convolution takes {weight.shape[1]} channels, gets {shape}")
             k = weight.shape[-1]

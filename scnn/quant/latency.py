@@ -87,6 +87,9 @@ def measure_latency(checkpoint: str | Path, out_dir: str | Path, samples: int = 
         best = _best_round_robin(contenders, repeats)
     n = len(codes)
     latency = {name: 1e3 * (best[name] - best[f"{name}_empty"]) / (n * c_passes) for name in binaries}
+    if min(latency[name] for name in binaries) <= 0:
+        raise ValueError(f"C timing lost in noise: {n} samples x {c_passes} passes ran no longer than the process start "
+                         "alone; raise c_passes (--c-passes) or samples")
     latency.update({name: 1e3 * best[name] / n for name in ("numpy_reference", "numpy_reference_batched",
                                                             "torch_float", "torch_brevitas_twin")})
     result = {
