@@ -12,41 +12,43 @@ The generated folder is self-contained and needs nothing but a C99 compiler:
 What the C code does is what :func:`scnn.quant.integer.run_integer` does, in the same order, in int32
 (the export refuses a model whose worst-case widths, :func:`scnn.quant.integer.integer_widths`, need
 more): no dynamic memory, no floating point except ``scnn_quantize_input`` (and the normaliser).
-Fully connected weights are stored transposed, ``[inputs][outputs]``, so a spike adds one contiguous
-row (event-driven); convolution weights keep ``[O][C][k][k]``.
+Each layer's code is specialised (literal sizes, known trip counts, ``restrict``) and written by one
+function per synapse kind and per neuron type (:mod:`scnn.quant.c_layers`, which also says where the
+time goes and how a new neuron is added). The first layer's current is computed once per sample (its
+input is static); a spike-fed fully connected layer adds only the weight rows of the active inputs
+(weights stored transposed, ``[inputs][outputs]``, so a row is contiguous) from a list of active
+neurons its predecessor writes while it updates.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
 from scnn.io import write_text
+from scnn.quant.c_layers import COMMON, NEURONS, SYNAPSES, LayerPlan, c_array, synapse_call
 from scnn.quant.integer import integer_widths, load_integer, load_test_vectors, vectors_path
 
 FILES = ("scnn_model.h", "scnn_model.c", "scnn_vectors.h", "scnn_harness.c", "Makefile",
          "cortex-m4/startup.c", "cortex-m4/link.ld")
 
 
-def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
-    flat = np.asarray(values).reshape(-1).tolist()
-    lines = [", ".join(str(v) for v in flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
-    body = ",\n    ".join(lines)
-    return f"static const {ctype} {name}[{max(len(flat), 1)}] = {{\n    {body}\n}};\n"
-
-
 def _check_supported(description: dict, arrays: dict) -> list[dict]:
     """Layer geometry for the C code; ValueError naming the layer for anything the C code does not implement."""
     if not description.get("spiking"):
         raise ValueError("export-c: only spiking artefacts are supported (this is the ReLU control CNN)")
+    if description.get("input_kind", "static") != "static":
+        raise ValueError(f"export-c: input_kind {description['input_kind']!r} (frame by frame) is not supported: the "
+                         "C code runs static-input nets (direct encoding: one current for every step)")
     widths = description.get("widths") or integer_widths(description, arrays)
     layers, shape = [], tuple(description["input_shape"])  # (C, H, W) of the layer's input
     for index, entry in enumerate(description["layers"]):
         activation = entry["activation"]
-        if activation["type"] != "lif":
+        if activation["type"] not in NEURONS:
             raise ValueError(f"export-c: layer {index} has a {activation['type']!r} activation; the C code runs "
-                             "nets whose every layer is a LIF")
+                             f"nets whose every layer is a spiking neuron of {sorted(NEURONS)}")
         if activation["bits"] > 16:
             raise ValueError(f"export-c: layer {index} has a {activation['bits']}-bit state; int16_t holds 16")
         width = widths[index]
@@ -59,8 +61,13 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
         weight = arrays[f"layer{index}.weight"]
         out_channels, pool = weight.shape[0], entry["pool"]
         if entry["type"] == "conv":
-            if entry.get("padding", 0) != 0 or entry.get("stride", 1) != 1:
-                raise ValueError(f"export-c: layer {index} convolution has padding/stride other than 0/1")
+            kernel, padding = entry.get("kernel"), entry.get("padding", 0)
+            if isinstance(kernel, list) and kernel[0] != kernel[1]:
+                raise ValueError(f"export-c: layer {index} convolution has a rectangular {kernel[0]}x{kernel[1]} "
+                                 "kernel; the C code runs square kernels")
+            if (padding if isinstance(padding, int) else max(padding)) != 0 or entry.get("stride", 1) != 1:
+                raise ValueError(f"export-c: layer {index} convolution has padding {padding} / stride "
+                                 f"{entry.get('stride', 1)}; the C code runs valid (padding 0), stride-1 convolutions")
             if len(shape) != 3 or shape[0] != weight.shape[1]:
                 raise ValueError(f"export-c: layer {index} convolution takes {weight.shape[1]} channels, gets {shape}")
             k = weight.shape[-1]
@@ -82,11 +89,6 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
     return layers
 
 
-def _per_channel(values: np.ndarray, channels: int) -> np.ndarray:
-    values = np.asarray(values).reshape(-1)
-    return np.broadcast_to(values, (channels,)) if values.size == 1 else values
-
-
 def export_c(artefact: str | Path, out_dir: str | Path) -> dict:
     """Write the C library, harness and Cortex-M4 support for the integer artefact ``artefact`` (a stem:
     ``.../integer`` for integer.json + integer.npz (+ integer.vectors.npz)) into ``out_dir``.
@@ -102,8 +104,7 @@ def export_c(artefact: str | Path, out_dir: str | Path) -> dict:
     vectors = load_test_vectors(stem) if vectors_path(stem).is_file() else None
     out = Path(out_dir)
     (out / "cortex-m4").mkdir(parents=True, exist_ok=True)
-    model_c, weight_bytes = _model_source(description, arrays, layers)
-    header, state_bytes = _header(description, arrays, layers)
+    header, model_c, weight_bytes, state_bytes = _generate(description, arrays, layers)
     write_text(out / "scnn_model.h", header)
     write_text(out / "scnn_model.c", model_c)
     write_text(out / "scnn_vectors.h", _vectors_header(description, layers, vectors))
@@ -115,28 +116,113 @@ def export_c(artefact: str | Path, out_dir: str | Path) -> dict:
             "vectors": 0 if vectors is None else int(len(vectors["input_codes"]))}
 
 
-def _header(description: dict, arrays: dict, layers: list[dict]) -> tuple[str, int]:
-    neurons = [layer["neurons"] for layer in layers]
-    total = sum(neurons)
-    fc_outputs = max([layer["out_c"] for layer in layers if layer["type"] == 1] or [1])
-    classes = layers[-1]["neurons"]
+def _plans(description: dict, arrays: dict, layers: list[dict]) -> list[LayerPlan]:
+    """One :class:`LayerPlan` per layer: where its neurons live, what feeds it, the C types of its buffers."""
+    widths = description.get("widths") or integer_widths(description, arrays)
+    membrane_type = "int8_t" if max(e["activation"]["bits"] for e in description["layers"]) <= 8 else "int16_t"
+    plans, offset = [], 0
+    for index, (entry, geometry) in enumerate(zip(description["layers"], layers)):
+        following = description["layers"][index + 1] if index + 1 < len(layers) else None
+        # the first layer's current is stored for the whole sample: int16 when its worst case fits
+        cur_type = ("int16_t" if widths[0]["current_bits"] <= 16 else "int32_t") if index == 0 else "int32_t"
+        plans.append(LayerPlan(index, entry, arrays, geometry, offset, "codes" if index == 0 else "spikes",
+                               following is not None and following["type"] == "fc", cur_type, membrane_type,
+                               widths[index]))
+        offset += geometry["neurons"]
+    return plans
+
+
+def _generate(description: dict, arrays: dict, layers: list[dict]) -> tuple[str, str, int, int]:
+    """(scnn_model.h, scnn_model.c, weight bytes, state bytes) of the net."""
+    plans = _plans(description, arrays, layers)
+    synapses = [SYNAPSES[(plan.entry["type"], plan.input_kind)](plan) for plan in plans]
+    neurons = [NEURONS[plan.entry["activation"]["type"]](plan) for plan in plans]
+    counts = [plan.geometry["neurons"] for plan in plans]
+    total, classes = sum(counts), counts[-1]
+    hidden = max(counts[1:], default=1)
+    listed = max([p.geometry["neurons"] for p in plans if p.builds_list] or [1])
+    index_type = "uint16_t" if listed <= 0xFFFF else "uint32_t"
+    fields = [(plans[0].cur_type, "current0", counts[0],
+               "first layer's current, computed once per sample (static input)"),
+              ("int32_t", "current", hidden, "current (accumulators, then requantised) of the hidden layer being updated"),
+              (plans[0].membrane_type, "membrane", total, "saturated membranes U[t] of every layer (C,H,W within a layer)"),
+              ("uint8_t", "spikes", total, "spikes S[t] of every layer (0/1)"),
+              ("scnn_index_t", "active", listed, "indices of the active neurons of the layer just updated"),
+              ("uint32_t", "n_active", 1, "length of active[]"),
+              ("int32_t", "logits", classes, "readout so far, units 2**SCNN_LOGIT_EXPONENT"),
+              ("uint32_t", "spike_counts", len(plans), "spikes so far per layer"),
+              ("int32_t", "step", 1, "steps done")]
+    fields += [(ctype, name, count, f"layer {plan.index} neuron state")
+               for plan, code in zip(plans, neurons) for ctype, name, count in code.fields]
+    header, state_bytes = _header(description, arrays, plans, fields, index_type)
+
+    parts = ['#include "scnn_model.h"\n\n/* Generated by `scnn export-c`; see scnn_model.h. */\n']
+    parts.append("const uint32_t scnn_layer_offset[SCNN_NUM_LAYERS] = {"
+                 + ", ".join(str(p.offset) for p in plans) + "};\n")
+    parts.append("const uint32_t scnn_layer_neurons[SCNN_NUM_LAYERS] = {" + ", ".join(map(str, counts)) + "};\n\n")
+    for plan, synapse, neuron in zip(plans, synapses, neurons):
+        parts.append(f"/* ---- layer {plan.index} constants */\n" + synapse.constants + neuron.constants)
+    normalizer = description.get("normalizer")
+    if normalizer and normalizer["enabled"]:
+        parts.append(_float_array("norm_mean", arrays["input.norm_mean"]))
+        parts.append(_float_array("norm_std", arrays["input.norm_std"]))
+    parts.append(f"#define SCNN_NORM_ENABLED {1 if normalizer and normalizer['enabled'] else 0}\n")
+    parts.append(f"#define SCNN_INPUT_EXPONENT {description['input']['exponent']}\n")
+    parts.append(f"#define SCNN_INPUT_BITS {description['input']['bits']}\n")
+    parts.append(COMMON)
+    for synapse, neuron in zip(synapses, neurons):
+        parts.append(synapse.function + neuron.function)
+    resets = "".join(code.reset for code in neurons)
+    steps = []
+    for plan in plans:
+        if plan.index:
+            steps.append("    " + synapse_call(plan, plans[plan.index - 1], "state->current"))
+            steps.append(f"    state->spike_counts[{plan.index}] += neuron{plan.index}(state, state->current);")
+        else:
+            steps.append("    state->spike_counts[0] += neuron0(state, state->current0);")
+    last = plans[-1]
+    readout = "membrane" if description["readout"] == "membrane" else "spikes"
+    parts.append(ENGINE.replace("@RESETS@", resets).replace("@BEGIN@", "    " + synapse_call(plans[0], None, "state->current0"))
+                 .replace("@STEPS@", "\n".join(steps)).replace("@READOUT@", f"state->{readout}[{last.offset}u + c]"))
+    return header, "".join(parts), sum(code.weight_bytes for code in synapses), state_bytes
+
+
+def _header(description: dict, arrays: dict, plans: list[LayerPlan], fields: list[tuple], index_type: str
+            ) -> tuple[str, int]:
+    """scnn_model.h and sizeof(scnn_state_t): the members are declared widest first, so there is no padding
+    but the tail up to a multiple of 4 (the harness prints the compiler's sizeof; the tests compare)."""
+    sizes = {"int32_t": 4, "uint32_t": 4, "int16_t": 2, "uint16_t": 2, "int8_t": 1, "uint8_t": 1,
+             "scnn_index_t": 2 if index_type == "uint16_t" else 4}
+    fields = sorted(fields, key=lambda f: -sizes[f[0]])  # stable: the listed order within one width
+    state_bytes = sum(sizes[ctype] * count for ctype, _, count, _ in fields)
+    state_bytes += -state_bytes % 4
+    members = "\n".join(f"    {ctype} {name}{f'[{count}]' if name not in ('n_active', 'step') else ''};"
+                        f"{' ' * max(1, 38 - len(ctype) - len(name) - len(str(count)))}/* {what} */"
+                        for ctype, name, count, what in fields)
+    counts = [plan.geometry["neurons"] for plan in plans]
+    classes = counts[-1]
     c, h, w = description["input_shape"]
-    state_bytes = 4 * neurons[0] + 2 * total + total + 4 * fc_outputs + 4 * classes + 4 * len(layers) + 8 + 4
+    stack = max(4 * (p.geometry["out_w"] * ((p.geometry["pool"] or 1) + 1)) if p.geometry["type"] == 0  # acc, best
+                else 2 * p.geometry["out_c"] * (p.input_kind == "spikes") for p in plans)  # int16 block
     normalizer = description.get("normalizer")
     rows = len(arrays["input.norm_mean"]) if normalizer else 0
-    shape = " -> ".join(f"{'conv' if l['type'] == 0 else 'fc'} {l['out_c']}x{l['out_h']}x{l['out_w']}" for l in layers)
+    shape = " -> ".join(f"{'conv' if p.geometry['type'] == 0 else 'fc'} "
+                        f"{p.geometry['out_c']}x{p.geometry['out_h']}x{p.geometry['out_w']}" for p in plans)
+    memory = textwrap.fill(
+        "Memory: no dynamic allocation. Flash: the weights and biases in scnn_model.c (const). RAM: one "
+        f"scnn_state_t per concurrent inference, sizeof(scnn_state_t) = {state_bytes} bytes here ("
+        + ", ".join(f"{name} {ctype} x {count}" for ctype, name, count, _ in fields)
+        + f"), plus the caller's int8 input ({int(np.prod(description['input_shape']))} bytes) and the stack: the "
+        f"largest local array is {stack} bytes (a conv's int32 accumulator rows, a fully connected layer's int16 "
+        "partial sums), plus a few dozen bytes of frame. No floating point except scnn_quantize_input (and "
+        "scnn_normalize_features).", width=110, subsequent_indent=" * ")
     text = f"""/* scnn integer model: generated by `scnn export-c` from a {description['format']} artefact.
  * The arithmetic is specified in scnn's docs/integer_format.md; this code is checked bit-exact against
  * scnn.quant.integer.run_integer (logits, spike counts, membrane traces).
  *
  * Net: input {c}x{h}x{w} int8 codes -> {shape}, {description['num_steps']} steps, readout {description['readout']}.
  *
- * Memory: no dynamic allocation. Flash: the weights and biases in scnn_model.c (const). RAM: one
- * scnn_state_t per concurrent inference, sizeof(scnn_state_t) = {state_bytes} bytes here
- * (layer-0 current int32 x {neurons[0]}, membranes int16 x {total}, spikes uint8 x {total}, fc accumulator
- * scratch int32 x {fc_outputs}, logits int32 x {classes}, spike counts), plus the caller's int8 input
- * ({c * h * w} bytes) and a few hundred bytes of stack. No floating point except scnn_quantize_input
- * (and scnn_normalize_features).
+ * {memory}
  */
 #ifndef SCNN_MODEL_H
 #define SCNN_MODEL_H
@@ -146,10 +232,9 @@ def _header(description: dict, arrays: dict, layers: list[dict]) -> tuple[str, i
 #define SCNN_INPUT_SIZE {c * h * w}
 #define SCNN_NUM_CLASSES {classes}
 #define SCNN_NUM_STEPS {description['num_steps']}
-#define SCNN_NUM_LAYERS {len(layers)}
-#define SCNN_TOTAL_NEURONS {total}
-#define SCNN_LAYER0_NEURONS {neurons[0]}
-#define SCNN_FC_SCRATCH {fc_outputs}
+#define SCNN_NUM_LAYERS {len(plans)}
+#define SCNN_TOTAL_NEURONS {sum(counts)}
+#define SCNN_STATE_BYTES {state_bytes}
 #define SCNN_NORM_ROWS {rows}
 #define SCNN_LOGIT_EXPONENT {description['layers'][-1]['activation']['state_exponent'] if description['readout'] == 'membrane' else 0}
 
@@ -157,14 +242,10 @@ def _header(description: dict, arrays: dict, layers: list[dict]) -> tuple[str, i
 extern const uint32_t scnn_layer_offset[SCNN_NUM_LAYERS];
 extern const uint32_t scnn_layer_neurons[SCNN_NUM_LAYERS];
 
+typedef {index_type} scnn_index_t;   /* a neuron's index within its layer */
+
 typedef struct {{
-    int32_t current0[SCNN_LAYER0_NEURONS];   /* layer-0 current, computed once per sample (static input) */
-    int16_t membrane[SCNN_TOTAL_NEURONS];    /* saturated membranes U[t] of every layer */
-    uint8_t spikes[SCNN_TOTAL_NEURONS];      /* spikes S[t] of every layer (0/1) */
-    int32_t scratch[SCNN_FC_SCRATCH];        /* fully connected accumulators */
-    int32_t logits[SCNN_NUM_CLASSES];        /* readout so far, units 2**SCNN_LOGIT_EXPONENT */
-    uint32_t spike_counts[SCNN_NUM_LAYERS];  /* spikes so far per layer */
-    int32_t step;                            /* steps done */
+{members}
 }} scnn_state_t;
 
 /* Streaming: reset the state and compute the layer-0 current of int8 codes [{c}][{h}][{w}]. */
@@ -185,49 +266,6 @@ void scnn_normalize_features(float *features, int32_t frames);
     return text, state_bytes
 
 
-def _model_source(description: dict, arrays: dict, layers: list[dict]) -> tuple[str, int]:
-    parts = ['#include "scnn_model.h"\n\n/* Generated by `scnn export-c`; see scnn_model.h. */\n\n']
-    weight_bytes = 0
-    table = []
-    offset = 0
-    for index, (entry, layer) in enumerate(zip(description["layers"], layers)):
-        prefix, activation = f"layer{index}", entry["activation"]
-        weight = arrays[f"{prefix}.weight"].astype(np.int8)
-        if layer["type"] == 1:
-            weight = np.ascontiguousarray(weight.T)  # [inputs][outputs]: one row per input spike
-        channels = layer["out_c"]
-        shift = _per_channel(activation["state_exponent"] - arrays[f"{prefix}.acc_exponent"], channels)
-        parts.append(_array("int8_t", f"w{index}", weight))
-        parts.append(_array("int32_t", f"b{index}", arrays[f"{prefix}.bias"].astype(np.int32)))
-        parts.append(_array("int8_t", f"shift{index}", shift.astype(np.int8)))
-        parts.append(_array("int32_t", f"thr{index}", _per_channel(arrays[f"{prefix}.threshold"], channels)))
-        parts.append(_array("uint8_t", f"leakk{index}", _per_channel(arrays[f"{prefix}.leak_shift"], channels)))
-        parts.append(_array("int32_t", f"leakm{index}", _per_channel(arrays[f"{prefix}.leak_multiplier"], channels)))
-        weight_bytes += weight.size + 4 * channels
-        table.append(
-            f"    {{{layer['type']}, {layer['in_c']}, {layer['in_h']}, {layer['in_w']}, {layer['k']}, {layer['pool']}, "
-            f"{layer['out_c']}, {layer['out_h']}, {layer['out_w']}, {layer['inputs']}, {layer['neurons']}, {offset}, "
-            f"w{index}, b{index}, shift{index}, thr{index}, leakk{index}, leakm{index}, "
-            f"{1 if activation['leak'] == 'fixed' else 0}, {activation['leak_bits']}, "
-            f"{1 if activation['reset'] == 'zero' else 0}, {activation['state_min']}, {activation['state_max']}}}")
-        offset += layer["neurons"]
-    parts.append("const uint32_t scnn_layer_offset[SCNN_NUM_LAYERS] = {"
-                 + ", ".join(str(sum(l["neurons"] for l in layers[:i])) for i in range(len(layers))) + "};\n")
-    parts.append("const uint32_t scnn_layer_neurons[SCNN_NUM_LAYERS] = {"
-                 + ", ".join(str(l["neurons"]) for l in layers) + "};\n\n")
-    normalizer = description.get("normalizer")
-    if normalizer and normalizer["enabled"]:
-        parts.append(_float_array("norm_mean", arrays["input.norm_mean"]))
-        parts.append(_float_array("norm_std", arrays["input.norm_std"]))
-    parts.append(f"#define SCNN_NORM_ENABLED {1 if normalizer and normalizer['enabled'] else 0}\n")
-    parts.append(f"#define SCNN_INPUT_EXPONENT {description['input']['exponent']}\n")
-    parts.append(f"#define SCNN_INPUT_BITS {description['input']['bits']}\n")
-    parts.append(f"#define SCNN_READOUT_MEMBRANE {1 if description['readout'] == 'membrane' else 0}\n")
-    parts.append(LAYER_STRUCT + "static const scnn_layer_t layers[SCNN_NUM_LAYERS] = {\n" + ",\n".join(table)
-                 + "\n};\n" + ENGINE)
-    return "".join(parts), weight_bytes
-
-
 def _float_array(name: str, values: np.ndarray) -> str:
     # %.9g round-trips a float32 exactly
     body = ", ".join(f"{float(v):.9g}f" for v in np.asarray(values, np.float32).tolist())
@@ -245,148 +283,32 @@ def _vectors_header(description: dict, layers: list[dict], vectors: dict | None)
     neurons = max((trace.shape[2] for _, trace in traces), default=0)
     parts = [f"/* Test vectors of the integer artefact ({n} samples), generated by `scnn export-c`. */\n",
              f"#define SCNN_NUM_VECTORS {n}\n#define SCNN_TRACE_SAMPLES {samples}\n#define SCNN_TRACE_NEURONS {neurons}\n",
-             _array("int8_t", "vector_codes", vectors["input_codes"].astype(np.int8)),
-             _array("int32_t", "vector_logits", vectors["logits"].astype(np.int32)),
-             _array("int32_t", "vector_predictions", vectors["predictions"].astype(np.int32)),
-             _array("uint32_t", "vector_spike_counts", vectors["spike_counts"].astype(np.uint32))]
+             c_array("int8_t", "vector_codes", vectors["input_codes"].astype(np.int8)),
+             c_array("int32_t", "vector_logits", vectors["logits"].astype(np.int32)),
+             c_array("int32_t", "vector_predictions", vectors["predictions"].astype(np.int32)),
+             c_array("uint32_t", "vector_spike_counts", vectors["spike_counts"].astype(np.uint32))]
     # traces [T, samples, neurons] -> one table [layers][T][samples][neurons] (narrow layers padded)
     stacked = np.stack([np.pad(trace, ((0, 0), (0, 0), (0, neurons - trace.shape[2]))) for _, trace in traces]) \
         if traces else np.zeros((0,))
-    parts.append(_array("int32_t", "vector_traces", stacked.astype(np.int32)))
+    parts.append(c_array("int32_t", "vector_traces", stacked.astype(np.int32)))
     return "".join(parts)
 
 
-LAYER_STRUCT = r"""
-typedef struct {
-    uint8_t type;                  /* 0 conv (valid, stride 1, max pool), 1 fully connected */
-    uint16_t in_c, in_h, in_w;     /* input [C][H][W] (fc: in_c = inputs) */
-    uint8_t k, pool;               /* conv kernel k x k; pool window = stride (0: none) */
-    uint16_t out_c, out_h, out_w;  /* output [C][H][W] after pooling */
-    uint32_t inputs, neurons, offset;
-    const int8_t *w;               /* conv [O][C][k][k]; fc transposed [inputs][O] */
-    const int32_t *b;              /* bias per output channel, accumulator units */
-    const int8_t *shift;           /* requantisation right shift s = state_exponent - acc_exponent (<= 0: left) */
-    const int32_t *thr;            /* threshold per channel, state units */
-    const uint8_t *leak_k;         /* leak "shift": U - (U >> k) */
-    const int32_t *leak_m;         /* leak "fixed": (U * m) >> leak_bits */
-    uint8_t leak_fixed, leak_bits, reset_zero;
-    int32_t state_min, state_max;
-} scnn_layer_t;
-"""
-
 ENGINE = r"""
-/* Flooring (arithmetic) right shift: >> of a negative int is implementation-defined in C. */
-static int32_t asr(int32_t x, int32_t k) { return x >= 0 ? x >> k : ~(~x >> k); }
-
-/* round_half_even(acc / 2**s) for s > 0; exact acc * 2**-s for s <= 0 (widths checked at export). */
-static int32_t requantise(int32_t acc, int32_t s) {
-    int32_t floor_value, remainder, half;
-    if (s <= 0) return acc * ((int32_t)1 << -s);
-    floor_value = asr(acc, s);
-    remainder = acc - floor_value * ((int32_t)1 << s);
-    half = (int32_t)1 << (s - 1);
-    if (remainder > half || (remainder == half && (floor_value % 2) != 0)) floor_value += 1;
-    return floor_value;
-}
-
-/* Pooled accumulator of conv output (o, y, x) on int8 codes (codes != 0) or 0/1 spikes. */
-static int32_t conv_acc(const scnn_layer_t *l, const int8_t *codes, const uint8_t *spikes, uint32_t o,
-                        uint32_t y, uint32_t x) {
-    uint32_t window = l->pool ? l->pool : 1, py, px, c, i, j;
-    int32_t best = 0;
-    for (py = 0; py < window; ++py) {
-        for (px = 0; px < window; ++px) {
-            uint32_t cy = y * window + py, cx = x * window + px;
-            int32_t acc = l->b[o];
-            for (c = 0; c < l->in_c; ++c) {
-                const int8_t *w = l->w + ((o * l->in_c + c) * l->k) * l->k;
-                uint32_t base = (c * l->in_h + cy) * l->in_w + cx;
-                for (i = 0; i < l->k; ++i) {
-                    for (j = 0; j < l->k; ++j) {
-                        uint32_t at = base + i * l->in_w + j;
-                        if (codes) acc += (int32_t)w[i * l->k + j] * (int32_t)codes[at];
-                        else if (spikes[at]) acc += (int32_t)w[i * l->k + j];
-                    }
-                }
-            }
-            if ((py == 0 && px == 0) || acc > best) best = acc;
-        }
-    }
-    return best;
-}
-
-/* Accumulators of a fully connected layer into scratch[out_c]: event-driven on spikes. */
-static void fc_acc(const scnn_layer_t *l, const int8_t *codes, const uint8_t *spikes, int32_t *scratch) {
-    uint32_t i, o;
-    for (o = 0; o < l->out_c; ++o) scratch[o] = l->b[o];
-    for (i = 0; i < l->inputs; ++i) {
-        const int8_t *row = l->w + i * l->out_c;
-        if (codes) {
-            int32_t value = codes[i];
-            if (value != 0) for (o = 0; o < l->out_c; ++o) scratch[o] += (int32_t)row[o] * value;
-        } else if (spikes[i]) {
-            for (o = 0; o < l->out_c; ++o) scratch[o] += (int32_t)row[o];
-        }
-    }
-}
-
-/* Current of every neuron of layer l (conv: per output position; fc: via scratch). */
-static int32_t current_of(scnn_state_t *state, const scnn_layer_t *l, const int8_t *codes, const uint8_t *spikes,
-                          uint32_t n) {
-    uint32_t channel;
-    if (l->type == 0) {
-        uint32_t plane = (uint32_t)l->out_h * l->out_w;
-        channel = n / plane;
-        return requantise(conv_acc(l, codes, spikes, channel, (n % plane) / l->out_w, n % l->out_w),
-                          l->shift[channel]);
-    }
-    return requantise(state->scratch[n], l->shift[n]);
-}
-
 void scnn_begin(scnn_state_t *state, const int8_t *codes) {
-    const scnn_layer_t *l = &layers[0];
     uint32_t n;
     for (n = 0; n < SCNN_TOTAL_NEURONS; ++n) { state->membrane[n] = 0; state->spikes[n] = 0; }
     for (n = 0; n < SCNN_NUM_CLASSES; ++n) state->logits[n] = 0;
     for (n = 0; n < SCNN_NUM_LAYERS; ++n) state->spike_counts[n] = 0;
-    if (l->type == 1) fc_acc(l, codes, 0, state->scratch);
-    for (n = 0; n < l->neurons; ++n) state->current0[n] = current_of(state, l, codes, 0, n);
+    state->n_active = 0;
+@RESETS@@BEGIN@
     state->step = 0;
 }
 
-/* The integer LIF (docs/integer_format.md): reset from the previous spike, not leaked; saturate once; strict >. */
-static uint32_t lif(scnn_state_t *state, const scnn_layer_t *l, uint32_t n, int32_t current) {
-    uint32_t channel = l->type == 0 ? n / ((uint32_t)l->out_h * l->out_w) : n;
-    int16_t *membrane = &state->membrane[l->offset + n];
-    uint8_t *spike = &state->spikes[l->offset + n];
-    int32_t kept = *membrane, leaked, u;
-    if (l->reset_zero && *spike) kept = 0;
-    leaked = l->leak_fixed ? asr(kept * l->leak_m[channel], l->leak_bits) : kept - asr(kept, l->leak_k[channel]);
-    u = leaked + current;
-    if (!l->reset_zero && *spike) u -= l->thr[channel];
-    if (u < l->state_min) u = l->state_min;
-    if (u > l->state_max) u = l->state_max;
-    *membrane = (int16_t)u;
-    *spike = (uint8_t)(u > l->thr[channel]);
-    return *spike;
-}
-
 int32_t scnn_step(scnn_state_t *state) {
-    uint32_t index, n;
-    for (index = 0; index < SCNN_NUM_LAYERS; ++index) {
-        const scnn_layer_t *l = &layers[index];
-        const uint8_t *input = index ? &state->spikes[layers[index - 1].offset] : 0;
-        uint32_t count = 0;
-        if (index && l->type == 1) fc_acc(l, 0, input, state->scratch);
-        for (n = 0; n < l->neurons; ++n)
-            count += lif(state, l, n, index ? current_of(state, l, 0, input, n) : state->current0[n]);
-        state->spike_counts[index] += count;
-    }
-    {
-        const scnn_layer_t *last = &layers[SCNN_NUM_LAYERS - 1];
-        for (n = 0; n < SCNN_NUM_CLASSES; ++n)
-            state->logits[n] += SCNN_READOUT_MEMBRANE ? state->membrane[last->offset + n] : state->spikes[last->offset + n];
-    }
+    uint32_t c;
+@STEPS@
+    for (c = 0; c < SCNN_NUM_CLASSES; ++c) state->logits[c] += @READOUT@;
     return ++state->step;
 }
 
@@ -439,8 +361,9 @@ void scnn_normalize_features(float *features, int32_t frames) {
 
 HARNESS = r"""/* Harness of the generated scnn model: checks the embedded test vectors (logits, predictions, spike
  * counts, membrane traces through the streaming step function) and, on a host, runs int8 codes from a file:
- *     ./harness [CODES.bin]     CODES.bin: N x SCNN_INPUT_SIZE int8 codes; prints one line per sample:
- *     "pred L0 .. L9 | S0 .. S(layers-1)"   (prediction, logits, spike counts per layer)
+ *     ./harness [CODES.bin [REPEATS]]   CODES.bin: N x SCNN_INPUT_SIZE int8 codes; prints one line per sample:
+ *     "pred L0 .. L9 | S0 .. S(layers-1)"   (prediction, logits, spike counts per layer); REPEATS (default 1)
+ *     classifies the file that many times (for timing), printing the results once
  * Exit status 0 when every vector matches. With -DSCNN_SEMIHOSTING it prints through ARM semihosting
  * and has no file input (Cortex-M4 under qemu). */
 #include "scnn_model.h"
@@ -456,6 +379,7 @@ static int semihost(int op, const void *arg) {
 static void out(const char *text) { semihost(0x04, text); }     /* SYS_WRITE0 */
 #else
 #include <stdio.h>
+#include <stdlib.h>
 static void out(const char *text) { fputs(text, stdout); }
 #endif
 
@@ -513,6 +437,7 @@ static int check_vectors(void) {
     }
 #endif
     out("vectors "); out_int(SCNN_NUM_VECTORS); out(" mismatches "); out_int(bad); out("\n");
+    out("state bytes "); out_int((long)sizeof(scnn_state_t)); out("\n");
     return bad;
 }
 
@@ -522,10 +447,18 @@ int main(void) { return check_vectors() ? 1 : 0; }
 int main(int argc, char **argv) {
     static int8_t codes[SCNN_INPUT_SIZE];
     int bad = check_vectors();
+    long repeats = argc > 2 ? atol(argv[2]) : 1, r;
     if (argc > 1) {
         FILE *file = fopen(argv[1], "rb");
         if (!file) { fprintf(stderr, "harness: cannot open %s\n", argv[1]); return 2; }
-        while (fread(codes, 1, SCNN_INPUT_SIZE, file) == SCNN_INPUT_SIZE) out_result(&state, scnn_classify(&state, codes, 0));
+        if (repeats < 1) { fprintf(stderr, "harness: REPEATS must be >= 1, got %s\n", argv[2]); return 2; }
+        for (r = 0; r < repeats; ++r) {  /* timing: the same file again; the results are printed once */
+            rewind(file);
+            while (fread(codes, 1, SCNN_INPUT_SIZE, file) == SCNN_INPUT_SIZE) {
+                int32_t prediction = scnn_classify(&state, codes, 0);
+                if (r == 0) out_result(&state, prediction);
+            }
+        }
         fclose(file);
     }
     return bad ? 1 : 0;
@@ -535,7 +468,7 @@ int main(int argc, char **argv) {
 
 MAKEFILE = """# Host: make harness        Cortex-M4 (MPS2-AN386 under qemu): make m4 && make run-m4
 CC ?= cc
-CFLAGS ?= -O2 -std=c99 -Wall -Wextra -Werror
+CFLAGS ?= -O3 -std=c99 -Wall -Wextra -Werror
 M4_CC ?= arm-none-eabi-gcc
 M4_FLAGS = -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -O2 -std=c99 -Wall -Wextra -Werror \\
 	-ffunction-sections -fdata-sections
@@ -609,14 +542,15 @@ M4_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror"]
 
 
-def build_host(out_dir: str | Path, compiler: str = "gcc", optimisation: str = "-O2") -> Path:
-    """Compile the harness for this machine (``-Wall -Wextra -Werror -std=c99``); returns its path.
+def build_host(out_dir: str | Path, compiler: str = "gcc", optimisation: str = "-O3", name: str = "harness") -> Path:
+    """Compile the harness for this machine (``-Wall -Wextra -Werror -std=c99``, optimisation flags, -O3 by
+    default: it vectorises the loops of the membrane update that -O2 leaves scalar); returns its path.
     RuntimeError with the compiler's messages if it fails."""
     import subprocess
 
     out = Path(out_dir)
-    binary = out / "harness"
-    done = subprocess.run([compiler, optimisation, *WARNINGS, "-o", str(binary), str(out / "scnn_harness.c"),
+    binary = out / name
+    done = subprocess.run([compiler, *optimisation.split(), *WARNINGS, "-o", str(binary), str(out / "scnn_harness.c"),
                            str(out / "scnn_model.c")], capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{compiler} failed on {out}:\n{done.stderr}")

@@ -1,0 +1,299 @@
+"""The C code of one layer of an integer spiking net, for :func:`scnn.quant.export_c.export_c`.
+
+A layer is a synapse followed by a neuron, and each is written by one function found in a registry:
+
+    SYNAPSES[(layer type, input kind)](plan) -> CCode   "conv"/"fc" fed by int8 "codes" or 0/1 "spikes"
+    NEURONS[activation type](plan) -> CCode              "lif" (today); one function per new neuron
+
+Every function is specialised for its layer: sizes, pooling and the per-channel constants' tables are
+literals, loops have known trip counts and ``restrict`` pointers, so the compiler unrolls and vectorises
+them. The contract between the two halves of a layer, and with the step function that chains them:
+
+* synapse ``i`` writes the layer's current (state units, after requantisation) into ``cur[neurons]``:
+  ``synapse{i}(INPUT, cur)`` where INPUT is the int8 codes (first layer, once per sample in
+  ``scnn_begin``), the previous layer's spike map ``state->spikes + offset`` (a conv on spikes) or its
+  list of active neurons ``state->active, state->n_active`` (a fully connected layer on spikes: it adds the
+  weight row of each active input only; the weights are stored transposed, ``[inputs][outputs]``, so that
+  row is contiguous).
+* neuron ``i`` is ``uint32_t neuron{i}(scnn_state_t *state, const CUR_T *restrict cur)``: it updates its
+  membranes ``state->membrane[offset ...]`` (what the readout and the test-vector traces read), writes
+  its spikes ``state->spikes[offset ...]`` (0/1), lists the active ones (``collect``) when the next layer
+  wants a list, and returns its spike count. Extra per-layer state (a synaptic current, an adaptive
+  threshold, recurrent weights' input) goes into ``fields`` (struct members) and ``reset`` (zeroed in
+  ``scnn_begin``).
+
+Adding RLeaky, Synaptic or an adaptive LIF is one function each registered in :data:`NEURONS` (an RLeaky
+emits its recurrent weights in ``constants`` and adds ``V . S[t-1]``, the rows of its own previous active
+spikes, to the current inside its update; a Synaptic keeps ``syn[neurons]`` in ``fields``; an adaptive LIF
+keeps its threshold state there).
+
+Where the time goes (Model B INT8, gcc -O3, ``perf record`` with these functions kept out of line): the
+5400 -> 128 layer's row sums a third, the first layer's LIF a quarter, the first layer's convolution (once
+per sample) and listing its active neurons a fifth each; the 128 -> 10 layer and the rest 5 %.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class LayerPlan:
+    """What the code of layer ``index`` needs to know. geometry: the dict of export_c._check_supported."""
+
+    index: int
+    entry: dict                  # the artefact's description of the layer (docs/integer_format.md)
+    arrays: dict                 # the artefact's arrays
+    geometry: dict               # type (0 conv, 1 fc), in_c, in_h, in_w, k, pool, out_c, out_h, out_w, inputs, neurons
+    offset: int                  # first index of its neurons in state->membrane / state->spikes
+    input_kind: str              # "codes" (first layer: int8, static) or "spikes" (0/1 of the previous layer)
+    builds_list: bool            # the next layer is fully connected on spikes: list the active neurons
+    cur_type: str                # C type of the current buffer this layer's neuron reads
+    membrane_type: str           # C type of state->membrane
+    width: dict = field(default_factory=dict)  # its row of the artefact's worst-case integer widths
+
+    @property
+    def prefix(self) -> str:
+        return f"layer{self.index}"
+
+    def per_channel(self, name: str) -> np.ndarray:
+        values = np.asarray(self.arrays[f"{self.prefix}.{name}"]).reshape(-1)
+        channels = self.geometry["out_c"]
+        return np.broadcast_to(values, (channels,)) if values.size == 1 else values
+
+
+@dataclass
+class CCode:
+    """C text of one synapse or neuron: ``constants`` (const tables, flash), ``function`` (its code),
+    ``fields`` (extra scnn_state_t members as (C type, name, count)), ``reset`` (statements of scnn_begin
+    that clear those fields), ``weight_bytes`` (flash of its weights and biases)."""
+
+    constants: str = ""
+    function: str = ""
+    fields: list[tuple[str, str, int]] = field(default_factory=list)
+    reset: str = ""
+    weight_bytes: int = 0
+
+
+def c_array(ctype: str, name: str, values, per_line: int = 24) -> str:
+    """``static const ctype name[N] = {...};`` of the flattened values (one zero if empty)."""
+    flat = np.asarray(values).reshape(-1).tolist()
+    lines = [", ".join(str(v) for v in flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{max(len(flat), 1)}] = {{\n    {body}\n}};\n"
+
+
+def _shift_table(plan: LayerPlan) -> str:
+    """Per output channel requantisation shift s = state_exponent - acc_exponent (> 0: rounding right shift)."""
+    shift = plan.entry["activation"]["state_exponent"] - plan.per_channel("acc_exponent")
+    return c_array("int8_t", f"shift{plan.index}", np.asarray(shift, np.int64).astype(np.int8))
+
+
+# --------------------------------------------------------------------------- synapses
+
+
+def _conv(plan: LayerPlan) -> CCode:
+    """Valid k x k convolution (stride 1) + max pooling of the accumulators, then requantisation; gathers
+    over its input (int8 codes or 0/1 spikes as uint8). One row of accumulators at a time: each weight
+    is added to a contiguous run of inputs (the loop the compiler vectorises)."""
+    g, i = plan.geometry, plan.index
+    weight = plan.arrays[f"{plan.prefix}.weight"].astype(np.int8)
+    in_type = "int8_t" if plan.input_kind == "codes" else "uint8_t"
+    pool, k = g["pool"] or 1, g["k"]
+    width = g["out_w"] * pool  # conv columns that reach the output (pooling drops the trailing ones)
+    function = f"""
+/* Layer {i}: conv {g['in_c']}x{g['in_h']}x{g['in_w']} -> {g['out_c']}x{g['out_h']}x{g['out_w']} (k {k}, pool {g['pool']}). */
+static void synapse{i}(const {in_type} *restrict in, {plan.cur_type} *restrict cur) {{
+    int32_t acc[{width}], best[{g['out_w']}];
+    uint32_t o, y, py, x, c, i, j;
+    for (o = 0; o < {g['out_c']}u; ++o) {{
+        const int32_t bias = b{i}[o], s = shift{i}[o];
+        for (y = 0; y < {g['out_h']}u; ++y) {{
+            for (x = 0; x < {g['out_w']}u; ++x) best[x] = INT32_MIN;
+            for (py = 0; py < {pool}u; ++py) {{      /* conv row y * pool + py, max-pooled into best */
+                for (x = 0; x < {width}u; ++x) acc[x] = bias;
+                for (c = 0; c < {g['in_c']}u; ++c)
+                    for (i = 0; i < {k}u; ++i)
+                        for (j = 0; j < {k}u; ++j) {{
+                            const int32_t w = w{i}[((o * {g['in_c']}u + c) * {k}u + i) * {k}u + j];
+                            const {in_type} *restrict src = in + (c * {g['in_h']}u + y * {pool}u + py + i) * {g['in_w']}u + j;
+                            for (x = 0; x < {width}u; ++x) acc[x] += w * (int32_t)src[x];
+                        }}
+                for (x = 0; x < {g['out_w']}u; ++x) {{
+                    int32_t m = acc[x * {pool}u];
+                    uint32_t px;
+                    for (px = 1; px < {pool}u; ++px) m = acc[x * {pool}u + px] > m ? acc[x * {pool}u + px] : m;
+                    best[x] = m > best[x] ? m : best[x];
+                }}
+            }}
+            for (x = 0; x < {g['out_w']}u; ++x)
+                cur[(o * {g['out_h']}u + y) * {g['out_w']}u + x] = ({plan.cur_type})requantise(best[x], s);
+        }}
+    }}
+}}
+"""
+    constants = (c_array("int8_t", f"w{i}", weight) + c_array("int32_t", f"b{i}", plan.arrays[f"{plan.prefix}.bias"])
+                 + _shift_table(plan))
+    return CCode(constants, function, weight_bytes=weight.size + 4 * g["out_c"])
+
+
+def _fc_codes(plan: LayerPlan) -> CCode:
+    """Fully connected on the int8 codes (a first layer): one dot product per output, weights [O][inputs]."""
+    g, i = plan.geometry, plan.index
+    weight = plan.arrays[f"{plan.prefix}.weight"].astype(np.int8)
+    function = f"""
+/* Layer {i}: fully connected {g['inputs']} int8 codes -> {g['out_c']}. */
+static void synapse{i}(const int8_t *restrict in, {plan.cur_type} *restrict cur) {{
+    uint32_t o, n;
+    for (o = 0; o < {g['out_c']}u; ++o) {{
+        const int8_t *restrict w = w{i} + o * {g['inputs']}u;
+        int32_t acc = b{i}[o];
+        for (n = 0; n < {g['inputs']}u; ++n) acc += (int32_t)w[n] * (int32_t)in[n];
+        cur[o] = ({plan.cur_type})requantise(acc, shift{i}[o]);
+    }}
+}}
+"""
+    constants = (c_array("int8_t", f"w{i}", weight) + c_array("int32_t", f"b{i}", plan.arrays[f"{plan.prefix}.bias"])
+                 + _shift_table(plan))
+    return CCode(constants, function, weight_bytes=weight.size + 4 * g["out_c"])
+
+
+def _fc_spikes(plan: LayerPlan) -> CCode:
+    """Fully connected on spikes, event-driven: the bias plus the weight row of each active input
+    (weights stored transposed [inputs][outputs], so a row is contiguous).
+
+    The rows are summed in int16 in blocks of at most 255 active inputs (|sum| <= 255 * 128 = 32640 fits
+    int16 exactly, so no rounding or wrap can happen), and each block is added into the int32 accumulators:
+    half the width, twice the SIMD lanes on a host, and exact.
+    """
+    g, i = plan.geometry, plan.index
+    weight = np.ascontiguousarray(plan.arrays[f"{plan.prefix}.weight"].astype(np.int8).T)
+    out = g["out_c"]
+    function = f"""
+/* Layer {i}: fully connected {g['inputs']} spikes -> {out}, adding the rows of the active inputs only. */
+static void synapse{i}(const scnn_index_t *restrict active, uint32_t count, int32_t *restrict cur) {{
+    int16_t block[{out}];
+    uint32_t a = 0, o;
+    for (o = 0; o < {out}u; ++o) cur[o] = b{i}[o];
+    while (a < count) {{
+        const uint32_t end = count - a > 255u ? a + 255u : count;   /* 255 x |int8| <= 32640: exact in int16 */
+        for (o = 0; o < {out}u; ++o) block[o] = 0;
+        for (; a + 4u <= end; a += 4u) {{  /* four rows at a time: a quarter of the loads and stores of block */
+            const int8_t *restrict r0 = w{i} + (uint32_t)active[a] * {out}u, *restrict r1 = w{i} + (uint32_t)active[a + 1u] * {out}u;
+            const int8_t *restrict r2 = w{i} + (uint32_t)active[a + 2u] * {out}u, *restrict r3 = w{i} + (uint32_t)active[a + 3u] * {out}u;
+            for (o = 0; o < {out}u; ++o) block[o] = (int16_t)(block[o] + r0[o] + r1[o] + r2[o] + r3[o]);
+        }}
+        for (; a < end; ++a) {{
+            const int8_t *restrict row = w{i} + (uint32_t)active[a] * {out}u;
+            for (o = 0; o < {out}u; ++o) block[o] = (int16_t)(block[o] + row[o]);
+        }}
+        for (o = 0; o < {out}u; ++o) cur[o] += block[o];
+    }}
+    for (o = 0; o < {out}u; ++o) cur[o] = requantise(cur[o], shift{i}[o]);
+}}
+"""
+    constants = (c_array("int8_t", f"w{i}", weight) + c_array("int32_t", f"b{i}", plan.arrays[f"{plan.prefix}.bias"])
+                 + _shift_table(plan))
+    return CCode(constants, function, weight_bytes=weight.size + 4 * out)
+
+
+SYNAPSES: dict[tuple[str, str], Callable[[LayerPlan], CCode]] = {
+    ("conv", "codes"): _conv, ("conv", "spikes"): _conv, ("fc", "codes"): _fc_codes, ("fc", "spikes"): _fc_spikes,
+}
+
+
+def synapse_call(plan: LayerPlan, previous: LayerPlan | None, target: str) -> str:
+    """The C call of layer ``plan``'s synapse writing into ``target``."""
+    if plan.input_kind == "codes":
+        return f"synapse{plan.index}(codes, {target});"
+    if plan.entry["type"] == "fc":
+        return f"synapse{plan.index}(state->active, state->n_active, {target});"
+    return f"synapse{plan.index}(state->spikes + {previous.offset}u, {target});"
+
+
+# --------------------------------------------------------------------------- neurons
+
+
+def _lif(plan: LayerPlan) -> CCode:
+    """The integer LIF of docs/integer_format.md: reset from the previous spike (not leaked), leak by shift
+    (U - (U >> k)) or fixed multiplier, saturation once after the sum, strict ``>``."""
+    g, i, activation = plan.geometry, plan.index, plan.entry["activation"]
+    channels, plane = g["out_c"], g["out_h"] * g["out_w"]
+    zero_reset, fixed = activation["reset"] == "zero", activation["leak"] == "fixed"
+    leak_table = (c_array("int32_t", f"leakm{i}", plan.per_channel("leak_multiplier")) if fixed
+                  else c_array("uint8_t", f"leakk{i}", plan.per_channel("leak_shift")))
+    leak_const = f"m = leakm{i}[c]" if fixed else f"k = leakk{i}[c]"
+    leaked = f"asr(kept * m, {activation['leak_bits']})" if fixed else "kept - asr(kept, k)"
+    kept = "fired ? 0 : (int32_t)mem[n]" if zero_reset else "mem[n]"
+    reset = "" if zero_reset else "            u -= fired * thr;                     /* subtract reset, not leaked */\n"
+    # When the worst-case sum fits int16 (docs/integer_format.md, widths), saying so lets the compiler do the
+    # update in 16-bit lanes (twice as many per vector); the value is the same.
+    narrow = ("            u = (int16_t)u;                       /* |sum| < 2**15 (widths): exact */\n"
+              if plan.width.get("membrane_sum_bits", 99) <= 16 else "")
+    collect = (f"collect(spk, {g['neurons']}u, state->active, &state->n_active)" if plan.builds_list
+               else f"collect(spk, {g['neurons']}u, 0, 0)")
+    function = f"""
+/* Layer {i}: integer LIF over {channels} x {plane} neurons (leak {activation['leak']}, reset {activation['reset']}). */
+static uint32_t neuron{i}(scnn_state_t *state, const {plan.cur_type} *restrict cur) {{
+    {plan.membrane_type} *restrict mem = state->membrane + {plan.offset}u;
+    uint8_t *restrict spk = state->spikes + {plan.offset}u;
+    uint32_t c, n;
+    for (c = 0; c < {channels}u; ++c) {{
+        const int32_t thr = thr{i}[c], {leak_const};
+        for (n = c * {plane}u; n < (c + 1u) * {plane}u; ++n) {{
+            const int32_t fired = spk[n], kept = {kept};
+            int32_t u = {leaked} + (int32_t)cur[n];
+{reset}{narrow}            u = u < {activation['state_min']} ? {activation['state_min']} : (u > {activation['state_max']} ? {activation['state_max']} : u);
+            mem[n] = ({plan.membrane_type})u;
+            spk[n] = (uint8_t)(u > thr);
+        }}
+    }}
+    return {collect};
+}}
+"""
+    constants = c_array("int32_t", f"thr{i}", plan.per_channel("threshold")) + leak_table
+    return CCode(constants, function)
+
+
+NEURONS: dict[str, Callable[[LayerPlan], CCode]] = {"lif": _lif}
+
+
+# --------------------------------------------------------------------------- shared helpers (once per model)
+
+COMMON = r"""
+/* Flooring (arithmetic) right shift. >> of a negative int is implementation-defined in C; where the compiler's
+ * >> already floors (gcc, clang, arm-none-eabi-gcc), the test below is a constant and the shift is one
+ * instruction, elsewhere the portable form runs. */
+static inline int32_t asr(int32_t x, int32_t k) {
+    return (((int32_t)-1 >> 1) == -1) ? x >> k : (x >= 0 ? x >> k : ~(~x >> k));
+}
+
+/* round_half_even(acc / 2**s) for s > 0; exact acc * 2**-s for s <= 0 (widths checked at export). The
+ * remainder acc & (2**s - 1) is the flooring one: int32_t is two's complement by definition (C99 7.18.1.1). */
+static inline int32_t requantise(int32_t acc, int32_t s) {
+    int32_t q, r, half;
+    if (s <= 0) return acc * ((int32_t)1 << -s);
+    q = asr(acc, s);
+    r = acc & (((int32_t)1 << s) - 1);
+    half = (int32_t)1 << (s - 1);
+    return q + (r > half || (r == half && (q & 1)));
+}
+
+/* Spike count of spikes[0..n) (0/1); with a list, also writes the indices of the active ones (branch-free). */
+static uint32_t collect(const uint8_t *restrict spikes, uint32_t n, scnn_index_t *restrict active, uint32_t *count) {
+    uint32_t i, total = 0;
+    if (!active) {
+        for (i = 0; i < n; ++i) total += spikes[i];
+        return total;
+    }
+    for (i = 0; i < n; ++i) {  /* no branch: a test per word mispredicts on sparse random spikes (slower) */
+        active[total] = (scnn_index_t)i;
+        total += spikes[i];
+    }
+    *count = total;
+    return total;
+}
+"""
