@@ -236,24 +236,29 @@ def test_export_c_command_and_clear_errors(fsdd_export, tmp_path, capsys):
     save_integer(described, arrays, tmp_path / "mixed")
     with pytest.raises(ValueError, match="layer 1 has a 'relu' activation"):
         export_c(tmp_path / "mixed", tmp_path / "mixed_c")
-    for change, message in (({"kernel": [3, 1]}, "layer 0 convolution has a rectangular 3x1 kernel"),
-                            ({"padding": [1, 0]}, r"layer 0 convolution has padding \[1, 0\] / stride 1")):
+    for change, message in (({"kernel": [3, 1]}, r"layer 0 says kernel \[3, 1\], its weights are 3x3"),
+                            ({"stride": 2}, "layer 0 convolution has stride 2; the C code runs stride-1")):
         changed = {**description, "layers": [{**description["layers"][0], **change}, *description["layers"][1:]]}
         save_integer(changed, arrays, tmp_path / "conv")
         with pytest.raises(ValueError, match=message):
             export_c(tmp_path / "conv", tmp_path / "conv_c")
-    # the neurons and the frame-by-frame input of the streaming preset: clear errors, nothing half-written
+    # frame-by-frame input is checked first: an unknown kind, or steps that are not one per frame
     torch.manual_seed(0)
     streaming = quantize(create_model("streaming_rleaky", input_shape=(1, 12, 16), channels=4, hidden=(24, 16)).eval(),
                          calibration_data=torch.randn(4, 1, 12, 16))
-    save_integer(*export_integer(streaming), tmp_path / "streaming")
-    with pytest.raises(ValueError, match="input_kind 'sequence'"):
-        export_c(tmp_path / "streaming", tmp_path / "streaming_c")
     sequence, sequence_arrays = export_integer(streaming)
-    save_integer({**sequence, "input_kind": "static"}, sequence_arrays, tmp_path / "static")
-    with pytest.raises(ValueError, match="layer 0 .*(rectangular|'rlif')"):
-        export_c(tmp_path / "static", tmp_path / "static_c")
-    assert not (tmp_path / "streaming_c").exists() and not (tmp_path / "static_c").exists()
+    for change, message in (({"input_kind": "spikes"}, "input_kind 'spikes' is not supported"),
+                            ({"num_steps": 8}, "num_steps 8 != 16 frames"),
+                            ({"input_kind": "static"}, "layer 1 fully connected layer takes 48 inputs")):
+        save_integer({**sequence, **change}, sequence_arrays, tmp_path / "streaming")
+        with pytest.raises(ValueError, match=message):
+            export_c(tmp_path / "streaming", tmp_path / "streaming_c")
+    recurrent = {**sequence, "layers": [dict(e) for e in sequence["layers"]]}
+    recurrent["layers"][1]["activation"] = {**recurrent["layers"][1]["activation"], "recurrent": {"type": "conv"}}
+    save_integer(recurrent, sequence_arrays, tmp_path / "recurrent")
+    with pytest.raises(ValueError, match="layer 1 has a 'conv' recurrent synapse"):
+        export_c(tmp_path / "recurrent", tmp_path / "recurrent_c")
+    assert not (tmp_path / "streaming_c").exists() and not (tmp_path / "recurrent_c").exists()
     wide = {**description, "widths": [dict(w) for w in description["widths"]]}
     wide["widths"][0]["acc_bits"] = 40
     save_integer(wide, arrays, tmp_path / "wide")

@@ -96,41 +96,55 @@ def _shift_table(plan: LayerPlan) -> str:
 
 
 def _conv(plan: LayerPlan) -> CCode:
-    """Valid k x k convolution (stride 1) + max pooling of the accumulators, then requantisation; gathers
-    over its input (int8 codes or 0/1 spikes as uint8). One row of accumulators at a time: each weight
-    is added to a contiguous run of inputs (the loop the compiler vectorises)."""
+    """Stride-1 kh x kw convolution, zero padding (ph rows above and below, pw columns left and right: the taps
+    that fall outside the input are skipped) + max pooling of the accumulators, then requantisation; gathers
+    over its input (int8 codes or 0/1 spikes as uint8). One row of accumulators at a time: each weight is
+    added to a contiguous run of inputs (the loop the compiler vectorises)."""
     g, i = plan.geometry, plan.index
     weight = plan.arrays[f"{plan.prefix}.weight"].astype(np.int8)
     in_type = "int8_t" if plan.input_kind == "codes" else "uint8_t"
-    pool, k = g["pool"] or 1, g["k"]
+    pool, kh, kw, ph, pw = g["pool"] or 1, g["kh"], g["kw"], g["ph"], g["pw"]
     width = g["out_w"] * pool  # conv columns that reach the output (pooling drops the trailing ones)
-    function = f"""
-/* Layer {i}: conv {g['in_c']}x{g['in_h']}x{g['in_w']} -> {g['out_c']}x{g['out_h']}x{g['out_w']} (k {k}, pool {g['pool']}). */
-static void synapse{i}(const {in_type} *restrict in, {plan.cur_type} *restrict cur) {{
-    int32_t acc[{width}], best[{g['out_w']}];
-    uint32_t o, y, py, x, c, i, j;
-    for (o = 0; o < {g['out_c']}u; ++o) {{
-        const int32_t bias = b{i}[o], s = shift{i}[o];
-        for (y = 0; y < {g['out_h']}u; ++y) {{
-            for (x = 0; x < {g['out_w']}u; ++x) best[x] = INT32_MIN;
-            for (py = 0; py < {pool}u; ++py) {{      /* conv row y * pool + py, max-pooled into best */
-                for (x = 0; x < {width}u; ++x) acc[x] = bias;
-                for (c = 0; c < {g['in_c']}u; ++c)
-                    for (i = 0; i < {k}u; ++i)
-                        for (j = 0; j < {k}u; ++j) {{
-                            const int32_t w = w{i}[((o * {g['in_c']}u + c) * {k}u + i) * {k}u + j];
+    if ph or pw:  # signed indices: a tap may sit above/left of the input; only in-range rows and columns are read
+        tap = f"""                        for (j = 0; j < {kw}; ++j) {{
+                            const int32_t w = w{i}[((o * {g['in_c']} + c) * {kh} + i) * {kw} + j];
+                            const int32_t row = y * {pool} + py + i - {ph}, shift = j - {pw};
+                            const int32_t lo = shift < 0 ? -shift : 0, hi = {g['in_w']} - shift < {width} ? {g['in_w']} - shift : {width};
+                            if (row < 0 || row >= {g['in_h']}) continue;
+                            for (x = lo; x < hi; ++x) acc[x] += w * (int32_t)in[(c * {g['in_h']} + row) * {g['in_w']} + x + shift];
+                        }}"""
+        index_type = "int32_t"
+    else:
+        tap = f"""                        for (j = 0; j < {kw}u; ++j) {{
+                            const int32_t w = w{i}[((o * {g['in_c']}u + c) * {kh}u + i) * {kw}u + j];
                             const {in_type} *restrict src = in + (c * {g['in_h']}u + y * {pool}u + py + i) * {g['in_w']}u + j;
                             for (x = 0; x < {width}u; ++x) acc[x] += w * (int32_t)src[x];
-                        }}
-                for (x = 0; x < {g['out_w']}u; ++x) {{
-                    int32_t m = acc[x * {pool}u];
-                    uint32_t px;
-                    for (px = 1; px < {pool}u; ++px) m = acc[x * {pool}u + px] > m ? acc[x * {pool}u + px] : m;
+                        }}"""
+        index_type = "uint32_t"
+    u = "" if ph or pw else "u"
+    function = f"""
+/* Layer {i}: conv {g['in_c']}x{g['in_h']}x{g['in_w']} -> {g['out_c']}x{g['out_h']}x{g['out_w']} (kernel {kh}x{kw}, padding {ph}x{pw}, pool {g['pool']}). */
+static void synapse{i}(const {in_type} *restrict in, {plan.cur_type} *restrict cur) {{
+    int32_t acc[{width}], best[{g['out_w']}];
+    {index_type} o, y, py, x, c, i, j;
+    for (o = 0; o < {g['out_c']}{u}; ++o) {{
+        const int32_t bias = b{i}[o], s = shift{i}[o];
+        for (y = 0; y < {g['out_h']}{u}; ++y) {{
+            for (x = 0; x < {g['out_w']}{u}; ++x) best[x] = INT32_MIN;
+            for (py = 0; py < {pool}{u}; ++py) {{      /* conv row y * pool + py, max-pooled into best */
+                for (x = 0; x < {width}{u}; ++x) acc[x] = bias;
+                for (c = 0; c < {g['in_c']}{u}; ++c)
+                    for (i = 0; i < {kh}{u}; ++i)
+{tap}
+                for (x = 0; x < {g['out_w']}{u}; ++x) {{
+                    int32_t m = acc[x * {pool}{u}];
+                    {index_type} px;
+                    for (px = 1; px < {pool}{u}; ++px) m = acc[x * {pool}{u} + px] > m ? acc[x * {pool}{u} + px] : m;
                     best[x] = m > best[x] ? m : best[x];
                 }}
             }}
-            for (x = 0; x < {g['out_w']}u; ++x)
-                cur[(o * {g['out_h']}u + y) * {g['out_w']}u + x] = ({plan.cur_type})requantise(best[x], s);
+            for (x = 0; x < {g['out_w']}{u}; ++x)
+                cur[(o * {g['out_h']}{u} + y) * {g['out_w']}{u} + x] = ({plan.cur_type})requantise(best[x], s);
         }}
     }}
 }}
@@ -205,10 +219,10 @@ SYNAPSES: dict[tuple[str, str], Callable[[LayerPlan], CCode]] = {
 }
 
 
-def synapse_call(plan: LayerPlan, previous: LayerPlan | None, target: str) -> str:
-    """The C call of layer ``plan``'s synapse writing into ``target``."""
+def synapse_call(plan: LayerPlan, previous: LayerPlan | None, target: str, source: str = "codes") -> str:
+    """The C call of layer ``plan``'s synapse writing into ``target`` (a first layer reads ``source``)."""
     if plan.input_kind == "codes":
-        return f"synapse{plan.index}(codes, {target});"
+        return f"synapse{plan.index}({source}, {target});"
     if plan.entry["type"] == "fc":
         return f"synapse{plan.index}(state->active, state->n_active, {target});"
     return f"synapse{plan.index}(state->spikes + {previous.offset}u, {target});"
@@ -258,7 +272,149 @@ static uint32_t neuron{i}(scnn_state_t *state, const {plan.cur_type} *restrict c
     return CCode(constants, function)
 
 
-NEURONS: dict[str, Callable[[LayerPlan], CCode]] = {"lif": _lif}
+def _leak(plan: LayerPlan, shift_name: str, multiplier_name: str, table: str) -> tuple[str, str, str]:
+    """(constant table, its per-channel declaration, a C expression leak(V) of a variable V) for one of the layer's
+    leaks: V - (V >> k) ("shift") or (V * m) >> leak_bits ("fixed"), flooring shifts (docs/integer_format.md)."""
+    activation, i = plan.entry["activation"], plan.index
+    if activation["leak"] == "fixed":
+        return (c_array("int32_t", f"{table}m{i}", plan.per_channel(multiplier_name)), f"{table}_m = {table}m{i}[c]",
+                f"asr(V * {table}_m, {activation['leak_bits']})")
+    return (c_array("uint8_t", f"{table}k{i}", plan.per_channel(shift_name)), f"{table}_k = {table}k{i}[c]",
+            f"V - asr(V, {table}_k)")
+
+
+def _neuron_function(plan: LayerPlan, what: str, declarations: list[str], body: str, before: str = "",
+                     locals_: str = "") -> str:
+    """A neuron function with the loop over channels and their neurons of every neuron type but "lif": per
+    channel the ``declarations`` (const int32_t), per neuron ``body`` (reads ``fired`` = S[t-1], ``cur[n]``;
+    sets ``u`` = U[t] saturated and ``b`` = the threshold spikes compare with)."""
+    g, i = plan.geometry, plan.index
+    plane = g["out_h"] * g["out_w"]
+    collect = (f"collect(spk, {g['neurons']}u, state->active, &state->n_active)" if plan.builds_list
+               else f"collect(spk, {g['neurons']}u, 0, 0)")
+    return f"""
+/* Layer {i}: integer {what} over {g['out_c']} x {plane} neurons. */
+static uint32_t neuron{i}(scnn_state_t *state, const {plan.cur_type} *restrict cur) {{
+    {plan.membrane_type} *restrict mem = state->membrane + {plan.offset}u;
+    uint8_t *restrict spk = state->spikes + {plan.offset}u;
+    uint32_t c, n;{locals_}
+{before}    for (c = 0; c < {g['out_c']}u; ++c) {{
+        const int32_t {', '.join(declarations)};
+        for (n = c * {plane}u; n < (c + 1u) * {plane}u; ++n) {{
+            const int32_t fired = spk[n];
+            int32_t u, b;
+{body}
+            mem[n] = ({plan.membrane_type})u;
+            spk[n] = (uint8_t)(u > b);
+        }}
+    }}
+    return {collect};
+}}
+"""
+
+
+def _clip(plan: LayerPlan, value: str, low: str | None = None) -> str:
+    a = plan.entry["activation"]
+    low = a["state_min"] if low is None else low
+    return f"({value} < {low} ? {low} : ({value} > {a['state_max']} ? {a['state_max']} : {value}))"
+
+
+def _fields(plan: LayerPlan, name: str) -> tuple[list[tuple[str, str, int]], str]:
+    """One extra state variable per neuron (held in the membrane's type: it is saturated to the same range)."""
+    field_name = f"{name}{plan.index}"
+    return ([(plan.membrane_type, field_name, plan.geometry["neurons"])],
+            f"    for (n = 0; n < {plan.geometry['neurons']}u; ++n) state->{field_name}[n] = 0;\n")
+
+
+def _alif(plan: LayerPlan) -> CCode:
+    """Adaptive LIF (threshold adaptation, Bellec et al. 2018) of docs/integer_format.md:
+    Theta[t] = clip(leak_rho(Theta[t-1]) + S[t-1] * jump, 0, state_max), B = threshold + Theta[t];
+    subtract reset U[t] = clip(leak(U[t-1]) + I - S[t-1] * B), zero reset clip(leak(U[t-1] (1 - S[t-1])) + I);
+    S[t] = U[t] > B (strict)."""
+    i, zero = plan.index, plan.entry["activation"]["reset"] == "zero"
+    leak_table, leak_decl, leak = _leak(plan, "leak_shift", "leak_multiplier", "leak")
+    rho_table, rho_decl, rho = _leak(plan, "rho_shift", "rho_multiplier", "rho")
+    fields, reset = _fields(plan, "adaptation")
+    kept = "(fired ? 0 : (int32_t)mem[n])" if zero else "(int32_t)mem[n]"
+    theta = f"theta = {rho.replace('V', 'ada')} + fired * jump"
+    sum_ = f"{leak.replace('V', 'kept')} + (int32_t)cur[n]" + ("" if zero else " - fired * b")
+    body = f"""            const int32_t ada = state->adaptation{i}[n], kept = {kept};
+            int32_t {theta};
+            theta = {_clip(plan, 'theta', '0')};
+            state->adaptation{i}[n] = ({plan.membrane_type})theta;
+            b = thr + theta;
+            u = {sum_};
+            u = {_clip(plan, 'u')};"""
+    function = _neuron_function(plan, f"adaptive LIF (reset {plan.entry['activation']['reset']})",
+                                [f"thr = thr{i}[c]", f"jump = jump{i}[c]", leak_decl, rho_decl], body)
+    constants = (c_array("int32_t", f"thr{i}", plan.per_channel("threshold"))
+                 + c_array("int32_t", f"jump{i}", plan.per_channel("jump")) + leak_table + rho_table)
+    return CCode(constants, function, fields, reset)
+
+
+def _synaptic(plan: LayerPlan) -> CCode:
+    """Second-order LIF of docs/integer_format.md: Syn[t] = clip(leak_alpha(Syn[t-1]) + I), sum = leak(U[t-1]) +
+    Syn[t]; subtract reset U[t] = clip(sum - S[t-1] * threshold); zero reset U[t] = 0 if S[t-1] else clip(sum)."""
+    i, zero = plan.index, plan.entry["activation"]["reset"] == "zero"
+    leak_table, leak_decl, leak = _leak(plan, "leak_shift", "leak_multiplier", "leak")
+    alpha_table, alpha_decl, alpha = _leak(plan, "alpha_shift", "alpha_multiplier", "alpha")
+    fields, reset = _fields(plan, "synaptic")
+    body = f"""            const int32_t old = state->synaptic{i}[n], kept = mem[n];
+            int32_t syn = {alpha.replace('V', 'old')} + (int32_t)cur[n];
+            syn = {_clip(plan, 'syn')};
+            state->synaptic{i}[n] = ({plan.membrane_type})syn;
+            b = thr;
+            u = {leak.replace('V', 'kept')} + syn{'' if zero else ' - fired * thr'};
+            u = {'fired ? 0 : ' if zero else ''}{_clip(plan, 'u')};"""
+    function = _neuron_function(plan, f"synaptic (second-order) LIF (reset {plan.entry['activation']['reset']})",
+                                [f"thr = thr{i}[c]", leak_decl, alpha_decl], body)
+    constants = c_array("int32_t", f"thr{i}", plan.per_channel("threshold")) + leak_table + alpha_table
+    return CCode(constants, function, fields, reset)
+
+
+def _rlif(plan: LayerPlan) -> CCode:
+    """Recurrent LIF of docs/integer_format.md: R = requantise(W_rec . S[t-1] + b_rec) (all-to-all, "fc": the
+    weights stored transposed [from][to], the rows of the layer's own previous spikes added) or S[t-1] * V
+    (one-to-one: V requantised at export, exact); sum = leak(U[t-1]) + I + R; subtract reset
+    U[t] = clip(sum - S[t-1] * threshold); zero reset U[t] = 0 if S[t-1] else clip(sum)."""
+    from scnn.quant.integer import shift_round
+
+    g, i, activation = plan.geometry, plan.index, plan.entry["activation"]
+    zero, neurons = activation["reset"] == "zero", g["neurons"]
+    leak_table, leak_decl, leak = _leak(plan, "leak_shift", "leak_multiplier", "leak")
+    prefix = f"{plan.prefix}.recurrent"
+    shift = activation["state_exponent"] - np.asarray(plan.arrays[f"{prefix}.acc_exponent"], np.int64)
+    if activation["recurrent"]["type"] == "one_to_one":
+        v = np.asarray(plan.arrays[f"{prefix}.v"], np.int64).reshape(-1)
+        v = np.broadcast_to(v, (g["out_c"],)) if v.size == 1 else v
+        constants = c_array("int32_t", f"recv{i}", shift_round(v, int(shift.reshape(-1)[0]), channel_axis=0))
+        declarations, rec, before, locals_, weight_bytes = [f"recv = recv{i}[c]"], "fired * recv", "", "", 0
+    else:
+        weight = np.ascontiguousarray(plan.arrays[f"{prefix}.weight"].astype(np.int8).T)  # [from][to]
+        shift = np.broadcast_to(shift.reshape(-1), (neurons,))
+        constants = (c_array("int8_t", f"wr{i}", weight) + c_array("int32_t", f"br{i}", plan.arrays[f"{prefix}.bias"])
+                     + c_array("int8_t", f"shiftr{i}", shift.astype(np.int8)))
+        locals_ = f"\n    int32_t rec[{neurons}];"
+        before = f"""    for (n = 0; n < {neurons}u; ++n) rec[n] = br{i}[n];
+    for (c = 0; c < {neurons}u; ++c)   /* the rows of the neurons that spiked at t-1 */
+        if (spk[c]) {{
+            const int8_t *restrict row = wr{i} + c * {neurons}u;
+            for (n = 0; n < {neurons}u; ++n) rec[n] += row[n];
+        }}
+    for (n = 0; n < {neurons}u; ++n) rec[n] = requantise(rec[n], shiftr{i}[n]);
+"""
+        declarations, rec, weight_bytes = [], "rec[n]", weight.size + 4 * neurons
+    body = f"""            const int32_t kept = mem[n];
+            b = thr;
+            u = {leak.replace('V', 'kept')} + (int32_t)cur[n] + {rec}{'' if zero else ' - fired * thr'};
+            u = {'fired ? 0 : ' if zero else ''}{_clip(plan, 'u')};"""
+    function = _neuron_function(plan, f"recurrent LIF ({activation['recurrent']['type']}, reset {activation['reset']})",
+                                [f"thr = thr{i}[c]", leak_decl, *declarations], body, before, locals_)
+    constants = c_array("int32_t", f"thr{i}", plan.per_channel("threshold")) + leak_table + constants
+    return CCode(constants, function, weight_bytes=weight_bytes)
+
+
+NEURONS: dict[str, Callable[[LayerPlan], CCode]] = {"lif": _lif, "alif": _alif, "synaptic": _synaptic, "rlif": _rlif}
 
 
 # --------------------------------------------------------------------------- shared helpers (once per model)

@@ -37,13 +37,19 @@ FILES = ("scnn_model.h", "scnn_model.c", "scnn_vectors.h", "scnn_harness.c", "Ma
 
 def _check_supported(description: dict, arrays: dict) -> list[dict]:
     """Layer geometry for the C code; ValueError naming the layer for anything the C code does not implement."""
+    kind = description.get("input_kind", "static")
+    if kind not in ("static", "sequence"):
+        raise ValueError(f"export-c: input_kind {kind!r} is not supported: the C code runs 'static' (one input for "
+                         "every step) and 'sequence' (frame t of the codes at step t) nets")
+    if kind == "sequence" and description["num_steps"] != description["input_shape"][2]:
+        raise ValueError(f"export-c: a sequence-input net takes one frame per step, but num_steps "
+                         f"{description['num_steps']} != {description['input_shape'][2]} frames")
     if not description.get("spiking"):
         raise ValueError("export-c: only spiking artefacts are supported (this is the ReLU control CNN)")
-    if description.get("input_kind", "static") != "static":
-        raise ValueError(f"export-c: input_kind {description['input_kind']!r} (frame by frame) is not supported: the "
-                         "C code runs static-input nets (direct encoding: one current for every step)")
     widths = description.get("widths") or integer_widths(description, arrays)
     layers, shape = [], tuple(description["input_shape"])  # (C, H, W) of the layer's input
+    if kind == "sequence":  # each step sees one frame: the column codes[:, :, t] as [C, F, 1]
+        shape = (shape[0], shape[1], 1)
     for index, entry in enumerate(description["layers"]):
         activation = entry["activation"]
         if activation["type"] not in NEURONS:
@@ -52,7 +58,8 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
         if activation["bits"] > 16:
             raise ValueError(f"export-c: layer {index} has a {activation['bits']}-bit state; int16_t holds 16")
         width = widths[index]
-        for key in ("acc_bits", "current_bits", "membrane_sum_bits", "logits_bits"):
+        for key in ("acc_bits", "current_bits", "membrane_sum_bits", "logits_bits", "synaptic_sum_bits",
+                    "adaptation_sum_bits", "rec_acc_bits", "rec_current_bits"):
             if width.get(key, 0) > 32:
                 raise ValueError(f"export-c: layer {index} needs {width[key]}-bit {key[:-5]} values (int32 holds 32)")
         shift = activation["state_exponent"] - arrays[f"layer{index}.acc_exponent"]
@@ -60,20 +67,34 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
             raise ValueError(f"export-c: layer {index} requantises by a right shift of {shift.max()} (> 30)")
         weight = arrays[f"layer{index}.weight"]
         out_channels, pool = weight.shape[0], entry["pool"]
+        if activation["type"] == "rlif":
+            recurrent = activation["recurrent"]
+            if recurrent["type"] not in ("fc", "one_to_one"):
+                raise ValueError(f"export-c: layer {index} has a {recurrent['type']!r} recurrent synapse; the C code "
+                                 "runs all-to-all (fc) and one-to-one recurrence")
+            if recurrent["type"] == "fc":
+                rec_shift = activation["state_exponent"] - arrays[f"layer{index}.recurrent.acc_exponent"]
+                if rec_shift.max() > 30:
+                    raise ValueError(f"export-c: layer {index} requantises its recurrent current by a right shift "
+                                     f"of {rec_shift.max()} (> 30)")
         if entry["type"] == "conv":
             kernel, padding = entry.get("kernel"), entry.get("padding", 0)
-            if isinstance(kernel, list) and kernel[0] != kernel[1]:
-                raise ValueError(f"export-c: layer {index} convolution has a rectangular {kernel[0]}x{kernel[1]} "
-                                 "kernel; the C code runs square kernels")
-            if (padding if isinstance(padding, int) else max(padding)) != 0 or entry.get("stride", 1) != 1:
-                raise ValueError(f"export-c: layer {index} convolution has padding {padding} / stride "
-                                 f"{entry.get('stride', 1)}; the C code runs valid (padding 0), stride-1 convolutions")
+            if entry.get("stride", 1) != 1:
+                raise ValueError(f"export-c: layer {index} convolution has stride {entry['stride']}; the C code runs "
+                                 "stride-1 convolutions")
+            ph, pw = (padding, padding) if isinstance(padding, int) else (int(padding[0]), int(padding[1]))
             if len(shape) != 3 or shape[0] != weight.shape[1]:
                 raise ValueError(f"export-c: layer {index} convolution takes {weight.shape[1]} channels, gets {shape}")
-            k = weight.shape[-1]
-            conv_h, conv_w = shape[1] - k + 1, shape[2] - k + 1
+            kh, kw = weight.shape[-2:]
+            if kernel is not None and list(np.broadcast_to(kernel, (2,))) != [kh, kw]:
+                raise ValueError(f"export-c: layer {index} says kernel {kernel}, its weights are {kh}x{kw}")
+            conv_h, conv_w = shape[1] + 2 * ph - kh + 1, shape[2] + 2 * pw - kw + 1
+            if conv_h < 1 or conv_w < 1:
+                raise ValueError(f"export-c: layer {index} convolution ({kh}x{kw}, padding {padding}) is larger "
+                                 f"than its input {shape}")
             out_h, out_w = (conv_h // pool, conv_w // pool) if pool else (conv_h, conv_w)
-            layer = dict(type=0, in_c=shape[0], in_h=shape[1], in_w=shape[2], k=k, pool=pool, out_c=out_channels,
+            layer = dict(type=0, in_c=shape[0], in_h=shape[1], in_w=shape[2], kh=int(kh), kw=int(kw), ph=ph, pw=pw,
+                         pool=pool, out_c=out_channels,
                          out_h=out_h, out_w=out_w, inputs=int(np.prod(shape)))
             shape = (out_channels, out_h, out_w)
         else:
@@ -81,7 +102,7 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
             if pool or inputs != weight.shape[1]:
                 raise ValueError(f"export-c: layer {index} fully connected layer takes {weight.shape[1]} inputs, "
                                  f"gets {shape} (or pools)")
-            layer = dict(type=1, in_c=inputs, in_h=1, in_w=1, k=1, pool=0, out_c=out_channels, out_h=1, out_w=1,
+            layer = dict(type=1, in_c=inputs, in_h=1, in_w=1, kh=1, kw=1, ph=0, pw=0, pool=0, out_c=out_channels, out_h=1, out_w=1,
                          inputs=inputs)
             shape = (out_channels,)
         layer["neurons"] = layer["out_c"] * layer["out_h"] * layer["out_w"]
@@ -152,6 +173,10 @@ def _generate(description: dict, arrays: dict, layers: list[dict]) -> tuple[str,
               ("int32_t", "logits", classes, "readout so far, units 2**SCNN_LOGIT_EXPONENT"),
               ("uint32_t", "spike_counts", len(plans), "spikes so far per layer"),
               ("int32_t", "step", 1, "steps done")]
+    sequence = description.get("input_kind", "static") == "sequence"
+    if sequence:
+        fields[0] = (plans[0].cur_type, "current0", counts[0], "first layer's current of the frame being stepped")
+        fields.append(("int32_t", "readout", classes, "the last frame's readout (what scnn_step_frame returns)"))
     fields += [(ctype, name, count, f"layer {plan.index} neuron state")
                for plan, code in zip(plans, neurons) for ctype, name, count in code.fields]
     header, state_bytes = _header(description, arrays, plans, fields, index_type)
@@ -182,9 +207,12 @@ def _generate(description: dict, arrays: dict, layers: list[dict]) -> tuple[str,
             steps.append("    state->spike_counts[0] += neuron0(state, state->current0);")
     last = plans[-1]
     readout = "membrane" if description["readout"] == "membrane" else "spikes"
-    parts.append(ENGINE.replace("@RESETS@", resets).replace("@BEGIN@", "    " + synapse_call(plans[0], None, "state->current0"))
+    engine = ENGINE_SEQUENCE if sequence else ENGINE_STATIC
+    parts.append(ENGINE_RESET.replace("@RESETS@", resets))
+    parts.append(ENGINE + engine.replace("@BEGIN@", "    " + synapse_call(plans[0], None, "state->current0",
+                                                                             "frame" if sequence else "codes"))
                  .replace("@STEPS@", "\n".join(steps)).replace("@READOUT@", f"state->{readout}[{last.offset}u + c]"))
-    return header, "".join(parts), sum(code.weight_bytes for code in synapses), state_bytes
+    return header, "".join(parts), sum(code.weight_bytes for code in synapses + neurons), state_bytes
 
 
 def _header(description: dict, arrays: dict, plans: list[LayerPlan], fields: list[tuple], index_type: str
@@ -204,6 +232,11 @@ def _header(description: dict, arrays: dict, plans: list[LayerPlan], fields: lis
     c, h, w = description["input_shape"]
     stack = max(4 * (p.geometry["out_w"] * ((p.geometry["pool"] or 1) + 1)) if p.geometry["type"] == 0  # acc, best
                 else 2 * p.geometry["out_c"] * (p.input_kind == "spikes") for p in plans)  # int16 block
+    stack = max([stack] + [4 * p.geometry["neurons"] for p in plans  # an all-to-all recurrent layer's int32 sums
+                           if p.entry["activation"]["type"] == "rlif"
+                           and p.entry["activation"]["recurrent"]["type"] == "fc"])
+    sequence = description.get("input_kind", "static") == "sequence"
+    frame = c * h if sequence else 0
     normalizer = description.get("normalizer")
     rows = len(arrays["input.norm_mean"]) if normalizer else 0
     shape = " -> ".join(f"{'conv' if p.geometry['type'] == 0 else 'fc'} "
@@ -212,10 +245,26 @@ def _header(description: dict, arrays: dict, plans: list[LayerPlan], fields: lis
         "Memory: no dynamic allocation. Flash: the weights and biases in scnn_model.c (const). RAM: one "
         f"scnn_state_t per concurrent inference, sizeof(scnn_state_t) = {state_bytes} bytes here ("
         + ", ".join(f"{name} {ctype} x {count}" for ctype, name, count, _ in fields)
-        + f"), plus the caller's int8 input ({int(np.prod(description['input_shape']))} bytes) and the stack: the "
+        + (f"), plus the caller's int8 frame ({frame} bytes; scnn_classify copies each frame of the whole input "
+           f"into a stack buffer of that size)" if sequence else
+           f"), plus the caller's int8 input ({int(np.prod(description['input_shape']))} bytes)")
+        + " and the stack: the "
         f"largest local array is {stack} bytes (a conv's int32 accumulator rows, a fully connected layer's int16 "
         "partial sums), plus a few dozen bytes of frame. No floating point except scnn_quantize_input (and "
         "scnn_normalize_features).", width=110, subsequent_indent=" * ")
+    if sequence:
+        api = f"""/* Streaming, frame by frame: scnn_reset starts a new recording; scnn_step_frame takes one frame of int8 codes
+ * [{c}][{h}] (column t of the [{c}][{h}][{w}] input), advances one step and returns that frame's readout
+ * [SCNN_NUM_CLASSES] (the last layer's {description['readout']}, units 2**SCNN_LOGIT_EXPONENT; valid until the next
+ * call); logits (their sum over frames) and spike counts accumulate in the state. */
+void scnn_reset(scnn_state_t *state);
+const int32_t *scnn_step_frame(scnn_state_t *state, const int8_t *frame);"""
+    else:
+        api = f"""/* Streaming: reset the state and compute the layer-0 current of int8 codes [{c}][{h}][{w}]. */
+void scnn_reset(scnn_state_t *state);
+void scnn_begin(scnn_state_t *state, const int8_t *codes);
+/* Advance one time step (returns the number of steps done); logits and spike counts accumulate. */
+int32_t scnn_step(scnn_state_t *state);"""
     text = f"""/* scnn integer model: generated by `scnn export-c` from a {description['format']} artefact.
  * The arithmetic is specified in scnn's docs/integer_format.md; this code is checked bit-exact against
  * scnn.quant.integer.run_integer (logits, spike counts, membrane traces).
@@ -232,6 +281,8 @@ def _header(description: dict, arrays: dict, plans: list[LayerPlan], fields: lis
 #define SCNN_INPUT_SIZE {c * h * w}
 #define SCNN_NUM_CLASSES {classes}
 #define SCNN_NUM_STEPS {description['num_steps']}
+#define SCNN_SEQUENCE {int(sequence)}     /* 1: step t reads frame t, the column codes[:, :, t] */
+#define SCNN_FRAME_SIZE {frame if sequence else c * h * w}
 #define SCNN_NUM_LAYERS {len(plans)}
 #define SCNN_TOTAL_NEURONS {sum(counts)}
 #define SCNN_STATE_BYTES {state_bytes}
@@ -248,11 +299,9 @@ typedef struct {{
 {members}
 }} scnn_state_t;
 
-/* Streaming: reset the state and compute the layer-0 current of int8 codes [{c}][{h}][{w}]. */
-void scnn_begin(scnn_state_t *state, const int8_t *codes);
-/* Advance one time step (returns the number of steps done); logits and spike counts accumulate. */
-int32_t scnn_step(scnn_state_t *state);
-/* One call: begin + SCNN_NUM_STEPS steps; copies the logits (may be NULL) and returns the predicted class. */
+{api}
+/* One call: reset + SCNN_NUM_STEPS steps on codes [{c}][{h}][{w}]; copies the logits (may be NULL) and returns the
+ * predicted class. */
 int32_t scnn_classify(scnn_state_t *state, const int8_t *codes, int32_t *logits);
 /* First index of the largest logit. */
 int32_t scnn_argmax(const int32_t *logits);
@@ -291,18 +340,28 @@ def _vectors_header(description: dict, layers: list[dict], vectors: dict | None)
     stacked = np.stack([np.pad(trace, ((0, 0), (0, 0), (0, neurons - trace.shape[2]))) for _, trace in traces]) \
         if traces else np.zeros((0,))
     parts.append(c_array("int32_t", "vector_traces", stacked.astype(np.int32)))
+    frame_logits = vectors.get("frame_logits")  # [T, N, classes]: sequence input, membrane readout
+    parts.append(f"#define SCNN_FRAME_LOGITS {0 if frame_logits is None else 1}\n")
+    if frame_logits is not None:
+        parts.append(c_array("int32_t", "vector_frame_logits", frame_logits.astype(np.int32)))
     return "".join(parts)
 
 
-ENGINE = r"""
-void scnn_begin(scnn_state_t *state, const int8_t *codes) {
+ENGINE_RESET = r"""
+void scnn_reset(scnn_state_t *state) {
     uint32_t n;
     for (n = 0; n < SCNN_TOTAL_NEURONS; ++n) { state->membrane[n] = 0; state->spikes[n] = 0; }
     for (n = 0; n < SCNN_NUM_CLASSES; ++n) state->logits[n] = 0;
     for (n = 0; n < SCNN_NUM_LAYERS; ++n) state->spike_counts[n] = 0;
     state->n_active = 0;
-@RESETS@@BEGIN@
-    state->step = 0;
+@RESETS@    state->step = 0;
+}
+"""
+
+ENGINE_STATIC = r"""
+void scnn_begin(scnn_state_t *state, const int8_t *codes) {
+    scnn_reset(state);
+@BEGIN@
 }
 
 int32_t scnn_step(scnn_state_t *state) {
@@ -312,18 +371,47 @@ int32_t scnn_step(scnn_state_t *state) {
     return ++state->step;
 }
 
-int32_t scnn_argmax(const int32_t *logits) {
-    int32_t best = 0, c;
-    for (c = 1; c < SCNN_NUM_CLASSES; ++c) if (logits[c] > logits[best]) best = c;
-    return best;
-}
-
 int32_t scnn_classify(scnn_state_t *state, const int8_t *codes, int32_t *logits) {
     int32_t c;
     scnn_begin(state, codes);
     while (state->step < SCNN_NUM_STEPS) scnn_step(state);
     if (logits) for (c = 0; c < SCNN_NUM_CLASSES; ++c) logits[c] = state->logits[c];
     return scnn_argmax(state->logits);
+}
+"""
+
+ENGINE_SEQUENCE = r"""
+const int32_t *scnn_step_frame(scnn_state_t *state, const int8_t *frame) {
+    uint32_t c;
+@BEGIN@
+@STEPS@
+    for (c = 0; c < SCNN_NUM_CLASSES; ++c) {
+        state->readout[c] = @READOUT@;
+        state->logits[c] += state->readout[c];
+    }
+    ++state->step;
+    return state->readout;
+}
+
+int32_t scnn_classify(scnn_state_t *state, const int8_t *codes, int32_t *logits) {
+    int8_t frame[SCNN_FRAME_SIZE];
+    uint32_t t, r;
+    int32_t c;
+    scnn_reset(state);
+    for (t = 0; t < SCNN_NUM_STEPS; ++t) {   /* codes [C][F][W]: frame t is the column codes[:, :, t] */
+        for (r = 0; r < SCNN_FRAME_SIZE; ++r) frame[r] = codes[r * SCNN_NUM_STEPS + t];
+        scnn_step_frame(state, frame);
+    }
+    if (logits) for (c = 0; c < SCNN_NUM_CLASSES; ++c) logits[c] = state->logits[c];
+    return scnn_argmax(state->logits);
+}
+"""
+
+ENGINE = r"""
+int32_t scnn_argmax(const int32_t *logits) {
+    int32_t best = 0, c;
+    for (c = 1; c < SCNN_NUM_CLASSES; ++c) if (logits[c] > logits[best]) best = c;
+    return best;
 }
 
 void scnn_quantize_input(const float *x, int8_t *codes) {
@@ -404,6 +492,16 @@ static void out_result(const scnn_state_t *state, int32_t prediction) {
 
 static scnn_state_t state;  /* static: no stack or heap for the model state */
 
+#if SCNN_SEQUENCE
+/* Frame t of test vector n through the streaming API; returns that frame's readout. */
+static const int32_t *step_frame(int32_t n, int32_t t) {
+    int8_t frame[SCNN_FRAME_SIZE];
+    int32_t r;
+    for (r = 0; r < SCNN_FRAME_SIZE; ++r) frame[r] = vector_codes[n * SCNN_INPUT_SIZE + r * SCNN_NUM_STEPS + t];
+    return scnn_step_frame(&state, frame);
+}
+#endif
+
 static int check_vectors(void) {
     int32_t n, i, bad = 0;
     for (n = 0; n < SCNN_NUM_VECTORS; ++n) {
@@ -420,9 +518,17 @@ static int check_vectors(void) {
 #if SCNN_NUM_VECTORS > 0
     for (n = 0; n < SCNN_TRACE_SAMPLES; ++n) {  /* membranes step by step through the streaming API */
         int32_t t, l, k;
+#if SCNN_SEQUENCE
+        scnn_reset(&state);
+#else
         scnn_begin(&state, &vector_codes[n * SCNN_INPUT_SIZE]);
+#endif
         for (t = 0; t < SCNN_NUM_STEPS; ++t) {
+#if SCNN_SEQUENCE
+            step_frame(n, t);
+#else
             scnn_step(&state);
+#endif
             for (l = 0; l < SCNN_NUM_LAYERS; ++l)
                 for (k = 0; k < SCNN_TRACE_NEURONS && (uint32_t)k < scnn_layer_neurons[l]; ++k) {
                     int32_t expected = vector_traces[((l * SCNN_NUM_STEPS + t) * SCNN_TRACE_SAMPLES + n)
@@ -435,6 +541,19 @@ static int check_vectors(void) {
                 }
         }
     }
+#endif
+#if SCNN_SEQUENCE && SCNN_FRAME_LOGITS
+    for (n = 0; n < SCNN_NUM_VECTORS; ++n) {  /* the readout of every frame, as a streaming caller sees it */
+        int32_t t, c, wrong = 0;
+        scnn_reset(&state);
+        for (t = 0; t < SCNN_NUM_STEPS; ++t) {
+            const int32_t *readout = step_frame(n, t);
+            for (c = 0; c < SCNN_NUM_CLASSES; ++c)
+                wrong += readout[c] != vector_frame_logits[(t * SCNN_NUM_VECTORS + n) * SCNN_NUM_CLASSES + c];
+        }
+        if (wrong) { out("MISMATCH frame logits vector "); out_int(n); out("\n"); bad += 1; }
+    }
+    out("frame logits checked\n");
 #endif
     out("vectors "); out_int(SCNN_NUM_VECTORS); out(" mismatches "); out_int(bad); out("\n");
     out("state bytes "); out_int((long)sizeof(scnn_state_t)); out("\n");
