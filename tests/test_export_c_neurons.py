@@ -170,3 +170,58 @@ def test_cortex_m4_streaming_preset_fits_and_runs_bit_exact_under_qemu(preset_ex
     assert build["harness"]["data"] + build["harness"]["bss"] < 256 * 1024
     status, output = run_qemu(build["elf"])
     assert status == 0 and "vectors 4 mismatches 0" in output and "frame logits checked" in output, output[-2000:]
+
+
+@pytest.mark.parametrize("padding", [[1, 2], [0, 1], [2, 0]])
+def test_c_padded_rectangular_pooled_convolution_on_static_input(padding, tmp_path):
+    """A static-input net whose first two layers are padded 3x2 convolutions with pooling (the taps outside the
+    input are zeros, also at the right and bottom edges pooling keeps): bit-exact. The artefact is Model-B-like
+    with its convolutions replaced by random int8 weights of the new geometry."""
+    from scnn.models import create_model
+    from scnn.quant import quantize
+    from scnn.quant.integer import integer_widths
+
+    needs_gcc()
+    torch.manual_seed(2)
+    x = torch.randn(10, 1, 16, 16) * 1.5
+    description, arrays = export_integer(quantize(create_model("4C3-6C3-P2-16FC-10FC", num_steps=5, input_shape=(1, 16, 16)).eval(),
+                                                  calibration_data=x))
+    rng = np.random.default_rng(0)
+    shape = (1, 16, 16)
+    for index, channels in ((0, 4), (1, 6)):
+        entry = description["layers"][index]
+        entry.update(kernel=[3, 2], padding=padding)
+        arrays[f"layer{index}.weight"] = rng.integers(-60, 60, (channels, shape[0], 3, 2)).astype(np.int8)
+        h, w = shape[1] + 2 * padding[0] - 2, shape[2] + 2 * padding[1] - 1
+        pool = entry["pool"] or 1
+        shape = (channels, h // pool, w // pool)
+    arrays["layer2.weight"] = rng.integers(-40, 40, (16, int(np.prod(shape)))).astype(np.int8)
+    for index in (1, 2, 3):  # biases near the threshold: every layer spikes and the sums still matter
+        shift = description["layers"][index]["activation"]["state_exponent"] - arrays[f"layer{index}.acc_exponent"]
+        arrays[f"layer{index}.bias"] = ((arrays[f"layer{index}.threshold"].max() * 3 // 4) << shift).astype(np.int32)
+    description["widths"] = integer_widths(description, arrays)
+    codes = quantize_input(description, x.numpy())
+    save_integer(description, arrays, tmp_path / "integer", vectors=make_test_vectors(description, arrays, codes))
+    export_c(tmp_path / "integer", tmp_path / "c")
+    done = subprocess.run([str(build_host(tmp_path / "c"))], capture_output=True, text=True)
+    assert done.returncode == 0 and "vectors 10 mismatches 0" in done.stdout, done.stdout[-1500:]
+    counts = np.stack(run_integer(description, arrays, codes).spike_counts, 1)
+    assert counts.sum(0).min() > 0, counts.sum(0)
+
+
+def test_c_streaming_preset_has_no_undefined_behaviour(preset_exports, causal_features):
+    """Both presets' C under gcc's undefined-behaviour sanitiser: clean and bit-exact on the vectors."""
+    needs_gcc()
+    for preset in ("streaming", "streaming_rleaky"):
+        description, arrays, folder = preset_exports[preset]
+        if not (folder / "c" / "scnn_model.c").is_file():
+            _check(description, arrays, quantize_input(description, causal_features.numpy()), folder)
+        c_dir, binary = folder / "c", folder / "harness-ubsan"
+        done = subprocess.run(["gcc", "-O1", "-fsanitize=undefined,bounds", "-fno-sanitize-recover=all", "-std=c99",
+                               "-Wall", "-Wextra", "-Werror", "-o", str(binary), str(c_dir / "scnn_harness.c"),
+                               str(c_dir / "scnn_model.c")], capture_output=True, text=True)
+        if done.returncode and "sanitize" in done.stderr and "cannot find" in done.stderr:
+            pytest.skip(f"gcc has no undefined-behaviour sanitiser here: {done.stderr[-300:]}")
+        run = subprocess.run([str(binary)], capture_output=True, text=True)
+        assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr[-2000:]
+        assert "vectors 4 mismatches 0" in run.stdout
