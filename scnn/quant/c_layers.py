@@ -3,15 +3,15 @@
 A layer is a synapse followed by a neuron, and each is written by one function found in a registry:
 
     SYNAPSES[(layer type, input kind)](plan) -> CCode   "conv"/"fc" fed by int8 "codes" or 0/1 "spikes"
-    NEURONS[activation type](plan) -> CCode              "lif" (today); one function per new neuron
+    NEURONS[activation type](plan) -> CCode              "lif", "alif", "synaptic", "rlif"
 
 Every function is specialised for its layer: sizes, pooling and the per-channel constants' tables are
 literals, loops have known trip counts and ``restrict`` pointers, so the compiler unrolls and vectorises
 them. The contract between the two halves of a layer, and with the step function that chains them:
 
 * synapse ``i`` writes the layer's current (state units, after requantisation) into ``cur[neurons]``:
-  ``synapse{i}(INPUT, cur)`` where INPUT is the int8 codes (first layer, once per sample in
-  ``scnn_begin``), the previous layer's spike map ``state->spikes + offset`` (a conv on spikes) or its
+  ``synapse{i}(INPUT, cur)`` where INPUT is the int8 codes (first layer: once per sample in ``scnn_begin``
+  for a static input, one frame ``[C][F]`` per step in ``scnn_step_frame`` for a sequence input), the previous layer's spike map ``state->spikes + offset`` (a conv on spikes) or its
   list of active neurons ``state->active, state->n_active`` (a fully connected layer on spikes: it adds the
   weight row of each active input only; the weights are stored transposed, ``[inputs][outputs]``, so that
   row is contiguous).
@@ -22,10 +22,12 @@ them. The contract between the two halves of a layer, and with the step function
   threshold, recurrent weights' input) goes into ``fields`` (struct members) and ``reset`` (zeroed in
   ``scnn_begin``).
 
-Adding RLeaky, Synaptic or an adaptive LIF is one function each registered in :data:`NEURONS` (an RLeaky
-emits its recurrent weights in ``constants`` and adds ``V . S[t-1]``, the rows of its own previous active
-spikes, to the current inside its update; a Synaptic keeps ``syn[neurons]`` in ``fields``; an adaptive LIF
-keeps its threshold state there).
+The neurons: "lif" (:func:`_lif`), "alif" (:func:`_alif`: its threshold adaptation ``adaptationI[neurons]`` in
+``fields``), "synaptic" (:func:`_synaptic`: ``synapticI[neurons]``) and "rlif" (:func:`_rlif`: all-to-all, its
+recurrent weights stored transposed ``[from][to]`` in ``constants``, the rows of its own previous spikes
+``spk[]`` added into a local int32 sum before the update; one-to-one, ``S[t-1] * V`` with V requantised at
+export). A new neuron is one more function registered in :data:`NEURONS`; the loop over channels and neurons
+they share is :func:`_neuron_function`. A convolution recurrence is refused by the export (not written yet).
 
 Where the time goes (Model B INT8, gcc -O3, ``perf record`` with these functions kept out of line): the
 5400 -> 128 layer's row sums a third, the first layer's LIF a quarter, the first layer's convolution (once

@@ -3,7 +3,7 @@
 The generated folder is self-contained and needs nothing but a C99 compiler:
 
     scnn_model.h      the API, the model's sizes and the memory it needs (documented in the header)
-    scnn_model.c      weights (const int8_t), biases (const int32_t), the integer LIF, classify and step
+    scnn_model.c      weights (const int8_t), biases (const int32_t), the integer neurons, classify and step
     scnn_vectors.h    the artefact's test vectors (input codes, logits, spike counts, membrane traces)
     scnn_harness.c    checks the test vectors; on a host also runs int8 codes from a file
     cortex-m4/        startup code and linker script for an MPS2 Cortex-M4 board (qemu, semihosting)
@@ -18,6 +18,11 @@ time goes and how a new neuron is added). The first layer's current is computed 
 input is static); a spike-fed fully connected layer adds only the weight rows of the active inputs
 (weights stored transposed, ``[inputs][outputs]``, so a row is contiguous) from a list of active
 neurons its predecessor writes while it updates.
+
+A sequence-input artefact (``input_kind`` "sequence", the streaming presets) gets the frame-by-frame API
+instead of ``scnn_begin``/``scnn_step``: ``scnn_reset(state)`` then ``scnn_step_frame(state, frame)`` per frame
+(int8 codes ``[C][F]``, column t of the ``[C][F][W]`` input), which returns that frame's readout (the test
+vectors' ``frame_logits``, checked by the harness); ``scnn_classify`` runs the W frames of a whole input.
 """
 
 from __future__ import annotations
