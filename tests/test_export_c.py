@@ -254,9 +254,19 @@ def test_export_c_command_and_clear_errors(fsdd_export, tmp_path, capsys):
         with pytest.raises(ValueError, match=message):
             export_c(tmp_path / "streaming", tmp_path / "streaming_c")
     recurrent = {**sequence, "layers": [dict(e) for e in sequence["layers"]]}
-    recurrent["layers"][1]["activation"] = {**recurrent["layers"][1]["activation"], "recurrent": {"type": "conv"}}
-    save_integer(recurrent, sequence_arrays, tmp_path / "recurrent")
-    with pytest.raises(ValueError, match="layer 1 has a 'conv' recurrent synapse"):
+    for synapse, message in (("delay", "layer 1 has a 'delay' recurrent synapse"),
+                             ("conv", r"layer 1 recurrent convolution has 2-D weights \(24, 24\)")):
+        recurrent["layers"][1]["activation"] = {**recurrent["layers"][1]["activation"], "recurrent": {"type": synapse}}
+        save_integer(recurrent, sequence_arrays, tmp_path / "recurrent")
+        with pytest.raises(ValueError, match=message):
+            export_c(tmp_path / "recurrent", tmp_path / "recurrent_c")
+    # a recurrent convolution that does not keep its layer's map (no padding): 4x5x5 spikes -> 4x3x3
+    conv_net = quantize(create_model("4C3-P2-16FC-10FC", neuron="rleaky", num_steps=2, input_shape=(1, 12, 12)).eval(),
+                        calibration_data=torch.randn(4, 1, 12, 12))
+    conv_description, conv_arrays = export_integer(conv_net)
+    conv_description["layers"][0]["activation"]["recurrent"]["padding"] = [0, 0]
+    save_integer(conv_description, conv_arrays, tmp_path / "recurrent")
+    with pytest.raises(ValueError, match=r"layer 0 recurrent convolution maps its 4x5x5 spikes \(4 .*\) to 4x3x3"):
         export_c(tmp_path / "recurrent", tmp_path / "recurrent_c")
     assert not (tmp_path / "streaming_c").exists() and not (tmp_path / "recurrent_c").exists()
     wide = {**description, "widths": [dict(w) for w in description["widths"]]}

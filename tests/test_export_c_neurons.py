@@ -225,3 +225,33 @@ def test_c_streaming_preset_has_no_undefined_behaviour(preset_exports, causal_fe
         run = subprocess.run([str(binary)], capture_output=True, text=True)
         assert run.returncode == 0 and "runtime error" not in run.stderr, run.stderr[-2000:]
         assert "vectors 4 mismatches 0" in run.stdout
+
+
+@pytest.mark.parametrize("neuron,overrides", [("rleaky", {}), ("rleaky", {"reset_mechanism": "zero"}),
+                                              ("synaptic", {}), ("alif", {})])
+def test_c_neurons_in_every_layer_of_a_static_conv_net(neuron, overrides, tmp_path):
+    """Spec nets (direct input) with the neuron in every layer, the convolution's too: per-channel constants over
+    a pooled 2-D map and, for RLeaky, a padded 3x3 recurrent convolution of the layer's own spike map."""
+    from scnn.models import create_model
+    from scnn.quant import quantize
+
+    needs_gcc()
+    torch.manual_seed(3)
+    model = create_model("4C3-P2-16FC-10FC", neuron=neuron, num_steps=5, input_shape=(1, 12, 12), **overrides).eval()
+    with torch.no_grad():
+        for block in model.blocks[1:]:
+            for parameter in block.synapse.parameters():
+                parameter.mul_(4)
+    x = torch.randn(8, 1, 12, 12) * 1.5
+    description, arrays = export_integer(quantize(model, calibration_data=x))
+    kind = {"rleaky": "rlif", "synaptic": "synaptic", "alif": "alif"}[neuron]
+    assert [e["activation"]["type"] for e in description["layers"]] == [kind] * 3
+    if kind == "rlif":
+        assert description["layers"][0]["activation"]["recurrent"]["type"] == "conv"
+    codes = quantize_input(description, x.numpy())
+    save_integer(description, arrays, tmp_path / "integer", vectors=make_test_vectors(description, arrays, codes))
+    export_c(tmp_path / "integer", tmp_path / "c")
+    done = subprocess.run([str(build_host(tmp_path / "c"))], capture_output=True, text=True)
+    assert done.returncode == 0 and "vectors 8 mismatches 0" in done.stdout, done.stdout[-1500:]
+    counts = np.stack(run_integer(description, arrays, codes).spike_counts, 1)
+    assert counts.sum(0).min() > 0, counts.sum(0)

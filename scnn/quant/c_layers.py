@@ -27,7 +27,7 @@ The neurons: "lif" (:func:`_lif`), "alif" (:func:`_alif`: its threshold adaptati
 recurrent weights stored transposed ``[from][to]`` in ``constants``, the rows of its own previous spikes
 ``spk[]`` added into a local int32 sum before the update; one-to-one, ``S[t-1] * V`` with V requantised at
 export). A new neuron is one more function registered in :data:`NEURONS`; the loop over channels and neurons
-they share is :func:`_neuron_function`. A convolution recurrence is refused by the export (not written yet).
+they share is :func:`_neuron_function`. A convolution recurrence (same-size map) goes through :func:`_conv`.
 
 Where the time goes (Model B INT8, gcc -O3, ``perf record`` with these functions kept out of line): the
 5400 -> 128 layer's row sums a third, the first layer's LIF a quarter, the first layer's convolution (once
@@ -376,7 +376,8 @@ def _synaptic(plan: LayerPlan) -> CCode:
 
 def _rlif(plan: LayerPlan) -> CCode:
     """Recurrent LIF of docs/integer_format.md: R = requantise(W_rec . S[t-1] + b_rec) (all-to-all, "fc": the
-    weights stored transposed [from][to], the rows of the layer's own previous spikes added) or S[t-1] * V
+    weights stored transposed [from][to], the rows of the layer's own previous spikes added; "conv": a
+    convolution of its own previous spike map, same size, via :func:`_conv`) or S[t-1] * V
     (one-to-one: V requantised at export, exact); sum = leak(U[t-1]) + I + R; subtract reset
     U[t] = clip(sum - S[t-1] * threshold); zero reset U[t] = 0 if S[t-1] else clip(sum)."""
     from scnn.quant.integer import shift_round
@@ -386,11 +387,19 @@ def _rlif(plan: LayerPlan) -> CCode:
     leak_table, leak_decl, leak = _leak(plan, "leak_shift", "leak_multiplier", "leak")
     prefix = f"{plan.prefix}.recurrent"
     shift = activation["state_exponent"] - np.asarray(plan.arrays[f"{prefix}.acc_exponent"], np.int64)
-    if activation["recurrent"]["type"] == "one_to_one":
+    if activation["recurrent"]["type"] == "conv":  # the layer's own spike map through a same-size convolution
+        recurrent_plan = _recurrent_conv_plan(plan)
+        code = _conv(recurrent_plan)
+        constants, helper = code.constants, code.function
+        locals_ = f"\n    int32_t rec[{neurons}];"
+        before = f"    synapse{recurrent_plan.index}(spk, rec);   /* from S[t-1]: spk is overwritten below */\n"
+        declarations, rec, weight_bytes = [], "rec[n]", code.weight_bytes
+    elif activation["recurrent"]["type"] == "one_to_one":
         v = np.asarray(plan.arrays[f"{prefix}.v"], np.int64).reshape(-1)
         v = np.broadcast_to(v, (g["out_c"],)) if v.size == 1 else v
         constants = c_array("int32_t", f"recv{i}", shift_round(v, int(shift.reshape(-1)[0]), channel_axis=0))
         declarations, rec, before, locals_, weight_bytes = [f"recv = recv{i}[c]"], "fired * recv", "", "", 0
+        helper = ""
     else:
         weight = np.ascontiguousarray(plan.arrays[f"{prefix}.weight"].astype(np.int8).T)  # [from][to]
         shift = np.broadcast_to(shift.reshape(-1), (neurons,))
@@ -405,15 +414,41 @@ def _rlif(plan: LayerPlan) -> CCode:
         }}
     for (n = 0; n < {neurons}u; ++n) rec[n] = requantise(rec[n], shiftr{i}[n]);
 """
-        declarations, rec, weight_bytes = [], "rec[n]", weight.size + 4 * neurons
+        declarations, rec, weight_bytes, helper = [], "rec[n]", weight.size + 4 * neurons, ""
     body = f"""            const int32_t kept = mem[n];
             b = thr;
             u = {leak.replace('V', 'kept')} + (int32_t)cur[n] + {rec}{'' if zero else ' - fired * thr'};
             u = {'fired ? 0 : ' if zero else ''}{_clip(plan, 'u')};"""
-    function = _neuron_function(plan, f"recurrent LIF ({activation['recurrent']['type']}, reset {activation['reset']})",
-                                [f"thr = thr{i}[c]", leak_decl, *declarations], body, before, locals_)
+    function = helper + _neuron_function(plan, f"recurrent LIF ({activation['recurrent']['type']}, reset "
+                                                f"{activation['reset']})", [f"thr = thr{i}[c]", leak_decl, *declarations],
+                                         body, before, locals_)
     constants = c_array("int32_t", f"thr{i}", plan.per_channel("threshold")) + leak_table + constants
     return CCode(constants, function, weight_bytes=weight_bytes)
+
+
+@dataclass
+class _RecurrentPlan(LayerPlan):
+    """The recurrent convolution of an "rlif" layer, written by :func:`_conv` (arrays ``layerI.recurrent.*``,
+    C names ``w{I}r``, ``synapse{I}r``)."""
+
+    array_prefix: str = ""
+
+    @property
+    def prefix(self) -> str:
+        return self.array_prefix
+
+
+def _recurrent_conv_plan(plan: LayerPlan) -> LayerPlan:
+    g, activation = plan.geometry, plan.entry["activation"]
+    recurrent, prefix = activation["recurrent"], f"{plan.prefix}.recurrent"
+    padding = recurrent.get("padding", 0)
+    ph, pw = (padding, padding) if isinstance(padding, int) else (int(padding[0]), int(padding[1]))
+    kh, kw = plan.arrays[f"{prefix}.weight"].shape[-2:]
+    geometry = dict(type=0, in_c=g["out_c"], in_h=g["out_h"], in_w=g["out_w"], kh=int(kh), kw=int(kw), ph=ph, pw=pw,
+                    pool=0, out_c=g["out_c"], out_h=g["out_h"], out_w=g["out_w"], inputs=g["neurons"],
+                    neurons=g["neurons"])
+    return _RecurrentPlan(f"{plan.index}r", {"activation": activation, "pool": 0}, plan.arrays, geometry, 0, "spikes",
+                          False, "int32_t", plan.membrane_type, array_prefix=prefix)
 
 
 NEURONS: dict[str, Callable[[LayerPlan], CCode]] = {"lif": _lif, "alif": _alif, "synaptic": _synaptic, "rlif": _rlif}

@@ -74,10 +74,10 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
         out_channels, pool = weight.shape[0], entry["pool"]
         if activation["type"] == "rlif":
             recurrent = activation["recurrent"]
-            if recurrent["type"] not in ("fc", "one_to_one"):
+            if recurrent["type"] not in ("fc", "conv", "one_to_one"):
                 raise ValueError(f"export-c: layer {index} has a {recurrent['type']!r} recurrent synapse; the C code "
-                                 "runs all-to-all (fc) and one-to-one recurrence")
-            if recurrent["type"] == "fc":
+                                 "runs all-to-all (fc, conv) and one-to-one recurrence")
+            if recurrent["type"] != "one_to_one":
                 rec_shift = activation["state_exponent"] - arrays[f"layer{index}.recurrent.acc_exponent"]
                 if rec_shift.max() > 30:
                     raise ValueError(f"export-c: layer {index} requantises its recurrent current by a right shift "
@@ -111,6 +111,22 @@ def _check_supported(description: dict, arrays: dict) -> list[dict]:
                          inputs=inputs)
             shape = (out_channels,)
         layer["neurons"] = layer["out_c"] * layer["out_h"] * layer["out_w"]
+        recurrent = activation.get("recurrent") or {}
+        if activation["type"] == "rlif" and recurrent.get("type") == "conv":
+            rec_weight = arrays[f"layer{index}.recurrent.weight"]
+            if rec_weight.ndim != 4:
+                raise ValueError(f"export-c: layer {index} recurrent convolution has {rec_weight.ndim}-D weights "
+                                 f"{rec_weight.shape}; a convolution's are [O, C, kh, kw]")
+            padding = recurrent.get("padding", 0)
+            ph, pw = (padding, padding) if isinstance(padding, int) else padding
+            rec_shape = (rec_weight.shape[0], layer["out_h"] + 2 * ph - rec_weight.shape[2] + 1,
+                         layer["out_w"] + 2 * pw - rec_weight.shape[3] + 1)
+            if (rec_weight.shape[1], *rec_shape) != (layer["out_c"], layer["out_c"], layer["out_h"], layer["out_w"]) \
+                    or recurrent.get("stride", 1) != 1:
+                raise ValueError(f"export-c: layer {index} recurrent convolution maps its {layer['out_c']}x"
+                                 f"{layer['out_h']}x{layer['out_w']} spikes ({rec_weight.shape[1]} channels in) to "
+                                 f"{'x'.join(map(str, rec_shape))}; "
+                                 "the C code runs stride-1 recurrent convolutions that keep the map's shape")
         layers.append(layer)
     return layers
 
@@ -239,7 +255,7 @@ def _header(description: dict, arrays: dict, plans: list[LayerPlan], fields: lis
                 else 2 * p.geometry["out_c"] * (p.input_kind == "spikes") for p in plans)  # int16 block
     stack = max([stack] + [4 * p.geometry["neurons"] for p in plans  # an all-to-all recurrent layer's int32 sums
                            if p.entry["activation"]["type"] == "rlif"
-                           and p.entry["activation"]["recurrent"]["type"] == "fc"])
+                           and p.entry["activation"]["recurrent"]["type"] in ("fc", "conv")])
     sequence = description.get("input_kind", "static") == "sequence"
     frame = c * h if sequence else 0
     normalizer = description.get("normalizer")
