@@ -184,8 +184,8 @@ def test_c_padded_rectangular_pooled_convolution_on_static_input(padding, tmp_pa
     needs_gcc()
     torch.manual_seed(2)
     x = torch.randn(10, 1, 16, 16) * 1.5
-    description, arrays = export_integer(quantize(create_model("4C3-6C3-P2-16FC-10FC", num_steps=5, input_shape=(1, 16, 16)).eval(),
-                                                  calibration_data=x))
+    model = create_model("4C3-6C3-P2-16FC-10FC", num_steps=5, input_shape=(1, 16, 16)).eval()
+    description, arrays = export_integer(quantize(model, calibration_data=x))
     rng = np.random.default_rng(0)
     shape = (1, 16, 16)
     for index, channels in ((0, 4), (1, 6)):

@@ -1,5 +1,5 @@
-"""Write C99 integer inference of a quantised model: weights as const int8_t, the integer LIF, one-call
-classify and a streaming step, no dynamic memory; a harness that checks the artefact's test vectors; a
+"""Write C99 integer inference of a quantised model: weights as const int8_t, the integer neurons (LIF, ALIF,
+RLeaky, Synaptic), one-call classify and a streaming step (frame by frame for the streaming presets), no dynamic memory; a harness that checks the artefact's test vectors; a
 Makefile for this machine and a Cortex-M4 (docs/integer_format.md specifies the arithmetic).
 
 Example:
