@@ -1,6 +1,7 @@
 """Write C99 integer inference of a quantised model: weights as const int8_t, the integer neurons (LIF, ALIF,
 RLeaky, Synaptic), one-call classify and a streaming step (frame by frame for the streaming presets), no dynamic
-memory; a harness that checks the artefact's test vectors; a Makefile for this machine and a Cortex-M4 (docs/integer_format.md specifies the arithmetic).
+memory; a harness that checks the artefact's test vectors; a Makefile for this machine and a Cortex-M4
+(docs/integer_format.md specifies the arithmetic).
 
 Example:
     scnn export-c runs/quant/integer --out runs/quant/c && make -C runs/quant/c harness && runs/quant/c/harness
