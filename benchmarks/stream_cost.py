@@ -11,6 +11,12 @@ synaptic operations (``scnn.metrics.profile_model``) of the streaming model on t
 divided by their length in seconds (frames x hop / sample rate). ``--baseline`` adds a whole-word
 model's (e.g. Model B's) SynOps per inference on its own test recordings, for comparison.
 
+``--integer STEM`` (the integer artefact ``scnn quantize`` wrote for this checkpoint, e.g.
+``runs/quant/streaming_int8/integer``) times the integer model too, from input codes (the front end
+excluded): the numpy :class:`scnn.quant.integer.IntegerStreamer` one frame at a time, and the C of
+``scnn export-c`` (gcc -O3; the harness classifies the samples ``--c-passes`` times, minus a run on
+no samples, so process start cancels out), after checking the C logits bit-exact against numpy.
+
 Example:
     python benchmarks/stream_cost.py --checkpoint runs/streaming/best.pt \\
         --baseline runs/float/model_b_t10/best.pt --data-dir ../shared/data/fsdd/recordings --out runs/stream_cost
@@ -49,6 +55,49 @@ def _frame_costs(streamers: dict, waveforms: list[np.ndarray], repeats: int) -> 
     return best
 
 
+def _integer_costs(stem: str, x: torch.Tensor, out: Path, repeats: int, c_passes: int) -> dict:
+    """ms per frame of the integer model from input codes: numpy IntegerStreamer and the exported C."""
+    import subprocess
+
+    from scnn.quant.export_c import build_host, export_c, parse_harness_output
+    from scnn.quant.integer import IntegerStreamer, load_integer, quantize_input, run_integer
+
+    description, arrays = load_integer(stem)
+    codes = quantize_input(description, x.numpy())
+    frames = codes.shape[-1]
+    streamer = IntegerStreamer(description, arrays)
+
+    def numpy_frames():
+        for index in range(len(codes)):
+            streamer.reset()
+            for t in range(frames):
+                streamer.step(codes[index:index + 1, :, :, t])
+
+    export_c(stem, out / "c")
+    binary = build_host(out / "c")
+    codes.tofile(out / "c" / "codes.bin")
+    (out / "c" / "empty.bin").write_bytes(b"")
+
+    def run_c(path: Path, passes: int = 1) -> str:
+        return subprocess.run([str(binary), str(path), str(passes)], capture_output=True, text=True, check=True).stdout
+
+    rows = parse_harness_output(run_c(out / "c" / "codes.bin"))
+    if not np.array_equal([row[1] for row in rows], run_integer(description, arrays, codes).logits):
+        raise RuntimeError("the exported C does not reproduce the numpy integer logits")
+    best = {"numpy": float("inf"), "c": float("inf"), "c_empty": float("inf")}
+    for _ in range(repeats):  # interleaved, best of repeats
+        for name, function in (("numpy", numpy_frames), ("c", lambda: run_c(out / "c" / "codes.bin", c_passes)),
+                               ("c_empty", lambda: run_c(out / "c" / "empty.bin"))):
+            start = time.perf_counter()
+            function()
+            best[name] = min(best[name], time.perf_counter() - start)
+    total = len(codes) * frames
+    c_ms = 1000 * (best["c"] - best["c_empty"]) / (total * c_passes)
+    if c_ms <= 0:
+        raise ValueError("C timing lost in process-start noise: raise --c-passes or --samples")
+    return {"numpy_integer_streamer": 1000 * best["numpy"] / total, "c_O3": c_ms, "c_bit_exact_with_numpy": True}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="streaming model checkpoint (best.pt of scnn train)")
@@ -56,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", help="audio folder (default: the checkpoint's)")
     parser.add_argument("--samples", type=int, default=50, help="test recordings (default 50)")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many passes (default 3)")
+    parser.add_argument("--integer", help="integer artefact stem of this checkpoint (scnn quantize's OUT/integer)")
+    parser.add_argument("--c-passes", type=int, default=20, help="C harness passes per timed run (default 20)")
     parser.add_argument("--out", default="runs/stream_cost", help="output folder (stream_cost.json)")
     args = parser.parse_args(argv)
 
@@ -99,9 +150,15 @@ def main(argv: list[str] | None = None) -> dict:
                               "dense_macs_per_inference": row["dense_macs"], "parameters": row["parameters"]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.integer:
+        integer = _integer_costs(args.integer, x, out, args.repeats, args.c_passes)
+        result["ms_per_frame_integer_from_codes"] = integer
+        result["real_time_factor"].update({f"integer_{name}": value / (1000 * frame_s) for name, value
+                                           in integer.items() if isinstance(value, float)})
     write_json(out / "stream_cost.json", result)
-    for key in ("ms_per_frame", "real_time_factor"):
-        print(key, {name: round(value, 4) for name, value in result[key].items()})
+    for key in ("ms_per_frame", "ms_per_frame_integer_from_codes", "real_time_factor"):
+        if key in result:
+            print(key, {name: round(value, 4) for name, value in result[key].items() if isinstance(value, float)})
     print(f"SynOps per second of audio {result['synops_per_second_of_audio']:,.0f}"
           + (f"; baseline per inference {result['baseline']['synops_per_inference']:,.0f}" if args.baseline else ""))
     return result

@@ -146,6 +146,22 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
     assert cost["synops_per_second_of_audio"] == pytest.approx(cost["synops_per_sample"] / (64 * 0.016))
     assert json.loads((tmp_path / "cost" / "stream_cost.json").read_text())["samples"] == 3
 
+    # --integer: the quantised model as numpy IntegerStreamer and exported C (bit-exact checked inside)
+    from scnn.data.prepare import checkpoint_data
+    from scnn.quant import quantize
+    from scnn.quant.integer import export_integer, save_integer
+    from scnn.train.evaluate import load_trained_model
+
+    model, saved = load_trained_model(tmp_path / "run" / "best.pt")
+    data = checkpoint_data(saved)
+    quantized = quantize(model, calibration_data=data.train[0]).eval()
+    save_integer(*export_integer(quantized, data.feature_config, data.normalizer), tmp_path / "int8" / "integer")
+    cost = stream_cost.main(["--checkpoint", str(tmp_path / "run" / "best.pt"), "--samples", "2", "--repeats", "1",
+                             "--integer", str(tmp_path / "int8" / "integer"), "--c-passes", "3000",
+                             "--out", str(tmp_path / "cost_int")])
+    integer = cost["ms_per_frame_integer_from_codes"]
+    assert integer["c_bit_exact_with_numpy"] and integer["c_O3"] > 0 and integer["numpy_integer_streamer"] > 0
+
 
 # --------------------------------------------------------------------------- the Streamer
 

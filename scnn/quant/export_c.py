@@ -513,7 +513,7 @@ static void out_result(const scnn_state_t *state, int32_t prediction) {
 
 static scnn_state_t state;  /* static: no stack or heap for the model state */
 
-#if SCNN_SEQUENCE
+#if SCNN_SEQUENCE && SCNN_NUM_VECTORS > 0  /* without test vectors nothing calls it (-Werror: unused) */
 /* Frame t of test vector n through the streaming API; returns that frame's readout. */
 static const int32_t *step_frame(int32_t n, int32_t t) {
     int8_t frame[SCNN_FRAME_SIZE];
