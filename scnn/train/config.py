@@ -29,6 +29,8 @@ class TrainConfig:
         its SNR range in dB, its colours ("white,pink,brown"), gain range +-dB, speed factor range 1 +- speed.
         Any of them on makes the trainer keep the training waveforms and compute MFCCs per batch in torch.
     noise_dir: a folder of noise recordings (*.wav) drawn as one more noise kind beside the colours ("": none).
+    vtlp: vocal-tract-length perturbation, each training sample's spectrum warped by a factor drawn from
+        1 +- vtlp (scnn.features.wave_augment.vtlp_warp; 0: off); a waveform augmentation like noise.
     mixup: Beta(mixup, mixup) mixup of the training batch's features and losses (0: off).
     """
 
@@ -58,6 +60,7 @@ class TrainConfig:
     speed: float = 0.0
     mixup: float = 0.0
     noise_dir: str = ""
+    vtlp: float = 0.0
 
     def __post_init__(self):
         check_number("train.epochs", self.epochs, 1, integer=True)
@@ -84,6 +87,7 @@ class TrainConfig:
         check_number("train.gain_db", self.gain_db, 0.0)
         check_number("train.speed", self.speed, 0.0, 0.5)
         check_number("train.mixup", self.mixup, 0.0)
+        check_number("train.vtlp", self.vtlp, 0.0, 0.5)
         if not isinstance(self.noise_dir, str):
             raise ValueError(f"train.noise_dir must be a folder path; got {self.noise_dir!r}")
         if self.noise_dir and not self.noise_prob:
@@ -96,7 +100,7 @@ class TrainConfig:
     @property
     def waveform_augmentation(self) -> bool:
         """Whether training batches are augmented as waveforms (features then computed per batch)."""
-        return bool(self.noise_prob or self.gain_db or self.speed)
+        return bool(self.noise_prob or self.gain_db or self.speed or self.vtlp)
 
     def wave_augment_options(self) -> dict:
         """Keyword arguments of :func:`scnn.features.wave_augment.augment_waveforms`."""
