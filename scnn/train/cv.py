@@ -173,8 +173,12 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
 
 
 def _run_folds_in_parallel(run_config, plan: dict, out_dir: Path, parallel: int, progress: bool) -> None:
-    """Train the unfinished folds of ``plan`` in ``parallel`` worker processes (forked, so that datasets
-    registered in this process are known there); the first failure is raised after the others stop."""
+    """Train the unfinished folds of ``plan`` in ``parallel`` worker processes; the first failure is raised
+    after the others stop.
+
+    The workers are spawned, not forked: a fork of a process that has run torch's OpenMP threads aborts.
+    So they know the datasets that importing scnn registers, not ones registered at run time in this
+    process (those run with parallel=1)."""
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -187,7 +191,7 @@ def _run_folds_in_parallel(run_config, plan: dict, out_dir: Path, parallel: int,
                     and (out_dir / fold_name(index) / "predictions.csv").exists())]
     if progress:
         notice(f"{len(todo)} folds to train in {min(parallel, len(todo))} processes, {threads} torch threads each")
-    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_fold, config, plan["fold_speakers"][index], out_dir / fold_name(index), False,
                                None, validation[index]): index for index in todo}
         for future in as_completed(futures):
