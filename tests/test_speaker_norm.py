@@ -169,3 +169,15 @@ def test_vtlp_in_the_batches_is_seeded_and_validation_is_never_augmented(tmp_pat
     # the validation accuracy that chose best.pt is that of the plain validation features
     assert evaluate(model, *data.val, num_classes=3)["accuracy"] == results["val_accuracy"]
     assert load_checkpoint(tmp_path / "run" / "best.pt")["train_config"]["vtlp"] == 0.15
+
+
+def test_the_switches_reach_the_run_config_from_the_command_line(capsys):
+    from scnn.cli import main
+
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "fsdd_model_b.yaml"
+    config = main(["cv", "--config", str(preset), "--vtlp", "0.1", "data.utterance_norm=mean_var",
+                   "--print-config"])
+    assert config["train"]["vtlp"] == 0.1 and config["data"]["utterance_norm"] == "mean_var"
+    assert "utterance_norm: mean_var" in capsys.readouterr().out
