@@ -3,7 +3,9 @@
 Each fold is a normal training run folder OUT/foldN whose test split is the fold's speakers;
 folds run one after another. The run config is built as for `scnn train` (--config FILE, the
 same flags, KEY=VALUE overrides); data.num_val_speakers=N makes each fold's validation N
-training speakers (a seeded choice), so that model selection never sees a training voice.
+training speakers, rotating from fold to fold (the speakers that follow the fold's test speakers: in
+leave-one-speaker-out each speaker validates once), so that model selection never sees a training voice.
+--parallel N trains N folds at once (worker processes; per-fold folders and results unchanged).
 A killed CV continues with --resume (finished folds are read back, the interrupted fold
 resumes from its last.pt); other settings are refused, naming each difference. Writes
 OUT/cv_summary.json, OUT/cv.csv (+ cv.json, cv.md) and OUT/cv_accuracy.png.
@@ -11,6 +13,7 @@ OUT/cv_summary.json, OUT/cv.csv (+ cv.json, cv.md) and OUT/cv_accuracy.png.
 Examples:
     scnn cv --config configs/fsdd_model_b.yaml data.num_val_speakers=1 --threads 1 --out runs/cv_b
     scnn cv --config configs/fsdd_model_b.yaml --folds 3 train.epochs=10 --out runs/cv3_b --resume
+    scnn cv --config configs/fsdd_model_b.yaml data.num_val_speakers=1 --parallel 2 --threads 1 --out runs/cv_b
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cv.add_argument("--folds", type=positive_int,
                     help="k-fold by speaker with K folds (default: leave one speaker out, one fold per speaker)")
     cv.add_argument("--fold-seed", type=any_int, default=0, help="seed of the shuffle of speakers into folds")
+    cv.add_argument("--parallel", type=positive_int, default=1, metavar="N",
+                    help="train N folds at once in worker processes, each with --threads torch threads (default: "
+                         "CPU cores // N); the results are those of one fold after another (default 1)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -40,4 +46,4 @@ def run(args: argparse.Namespace) -> dict:
         print(config.dump(), end="")
         return config.to_dict()
     return cross_validate(config, args.out, folds=args.folds, fold_seed=args.fold_seed, resume=args.resume,
-                          overwrite=args.overwrite, progress=not args.no_progress)
+                          overwrite=args.overwrite, progress=not args.no_progress, parallel=args.parallel)

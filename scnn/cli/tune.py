@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     add_base_config_arguments(parser)
     parser.add_argument("--model", help="preset to search (default: the config's, else model_b; ssm_* for the SSM)")
-    parser.add_argument("--space", choices=("neuron", "ssm"), default="neuron", help="search space (default neuron)")
+    parser.add_argument("--space", choices=("neuron", "ssm", "robust"), default="neuron",
+                        help="search space (default neuron; robust: utterance normalisation, VTLP, noise, speed, mixup, "
+                             "objective the validation accuracy, a speaker's own with data.val_speakers)")
     parser.add_argument("--search", choices=SEARCH_ALGORITHMS, default="optuna", help="search algorithm")
     parser.add_argument("--multi-objective", action="store_true",
                         help="maximise validation accuracy and minimise SynOps (Optuna NSGA-II, no ASHA)")
@@ -80,13 +82,14 @@ def _search(args: argparse.Namespace, out: Path, base, data_config) -> dict:
     from ray.tune.schedulers import ASHAScheduler
 
     from scnn.io import write_json
-    from scnn.search.tune import (make_search_algorithm, neuron_search_space, pareto_front, ssm_search_space,
-                                  train_config_from_trial, trainable)
+    from scnn.search.tune import (data_config_from_trial, make_search_algorithm, neuron_search_space, pareto_front,
+                                  robust_search_space, ssm_search_space, train_config_from_trial, trainable)
     from scnn.train import prepare_data, train
     from scnn.viz.plots import plot_pareto
     from scnn.viz.tables import markdown_table
 
-    data = prepare_data(data_config, progress=False)
+    # The robust space's trials may augment waveforms (they need the training recordings).
+    data = prepare_data(data_config, progress=False, keep_waveforms=args.space == "robust")
     address = args.address or os.environ.get("RAY_ADDRESS")  # ray.init(num_cpus=...) fails if RAY_ADDRESS is set
     if address and address != "local":
         ray.init(address=address, log_to_driver=False)
@@ -95,7 +98,8 @@ def _search(args: argparse.Namespace, out: Path, base, data_config) -> dict:
               f"{ray.cluster_resources().get('CPU', 0):.0f} CPUs")
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    space = (ssm_search_space(args.search) if args.space == "ssm" else
+    space = (ssm_search_space(args.search) if args.space == "ssm" else robust_search_space(args.search)
+             if args.space == "robust" else
              neuron_search_space(args.search, args.tune_lr, args.tune_batch_size, args.models))
     runnable = tune.with_resources(tune.with_parameters(trainable, data=data, base=base, data_config=data_config),
                                    {"cpu": args.cpus_per_trial})
@@ -133,7 +137,7 @@ def _search(args: argparse.Namespace, out: Path, base, data_config) -> dict:
     chosen = max(front if args.multi_objective else finished, key=lambda t: (t["val_accuracy"], -t["synops"]))
     retrain = train_config_from_trial(chosen, base)
     retrain = retrain.__class__(**{**retrain.__dict__, "epochs": args.retrain_epochs or args.epochs})
-    full_train = data_config.__class__(**{**data_config.__dict__, "val_fraction": 0.0})
+    full_train = data_config_from_trial(chosen, data_config.__class__(**{**data_config.__dict__, "val_fraction": 0.0}))
     # A resumed search retrains again: the folder's retrained run is replaced, not resumed.
     final = train(retrain, full_train, out / "retrained", progress=False, overwrite=True)
 

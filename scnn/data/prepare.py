@@ -16,7 +16,7 @@ from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern
 from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
-from scnn.features.normalize import Normalizer
+from scnn.features.normalize import UTTERANCE_NORMS, Normalizer
 from scnn.validate import check_choice, check_number
 
 
@@ -44,6 +44,8 @@ class DataConfig:
         empty, not audio, NaN samples, a name that carries no label) and report them, instead of
         stopping with one error that names them.
     train_per_class: keep only the first N training recordings of each class (0: all), for quick runs.
+    utterance_norm: per-utterance feature normalisation before the per-coefficient one: "none", "mean"
+        (cepstral mean normalisation) or "mean_var" (and variance), :mod:`scnn.features.normalize`.
     """
 
     data_dir: str | None = None
@@ -65,6 +67,7 @@ class DataConfig:
     skip_bad: bool = False
     download: bool = True
     train_per_class: int = 0
+    utterance_norm: str = "none"
 
     def __post_init__(self):
         check_choice("data.split", self.split, SPLITS)
@@ -78,6 +81,7 @@ class DataConfig:
         check_choice("data.feature_preset", self.feature_preset, FEATURE_PRESETS)
         check_number("data.train_per_class", self.train_per_class, 0, integer=True)
         check_number("data.num_val_speakers", self.num_val_speakers, 0, integer=True)
+        check_choice("data.utterance_norm", self.utterance_norm, UTTERANCE_NORMS)
         if self.val_speakers and self.num_val_speakers:
             raise ValueError("data.val_speakers and data.num_val_speakers exclude each other: name the validation "
                              "speakers or say how many to choose")
@@ -110,8 +114,8 @@ class PreparedData:
     skipped: (path, reason) of the files left out with ``skip_bad``. test_files: the path of each
     test row (``test[0][i]`` came from ``test_files[i]``). test_set: :func:`describe_test_set` of
     the test split (empty where the data came from elsewhere, as in tests). train_waveforms: each
-    training row's waveform, trimmed and centre-fitted (:func:`scnn.features.torch_mfcc.fitted_waveform`),
-    for waveform augmentation; None unless asked for.
+    training row's recording as read (float32 ``[samples_i]``, before the silence trim), for waveform
+    augmentation (noise goes in before the trim, as the noise evaluation adds it); None unless asked for.
     """
 
     train: tuple[torch.Tensor, torch.Tensor]
@@ -124,7 +128,7 @@ class PreparedData:
     skipped: list = field(default_factory=list)
     test_files: list[str] = field(default_factory=list)
     test_set: dict = field(default_factory=dict)
-    train_waveforms: torch.Tensor | None = None  # [N_train, samples], fitted (keep_waveforms=True only)
+    train_waveforms: list | None = None  # N_train recordings [samples_i] as read (keep_waveforms=True only)
     train_files: list[str] = field(default_factory=list)  # what train[0][i] came from (Recording.key)
 
     @property
@@ -187,7 +191,7 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         raise ValueError(f"no training recordings left in {root} after the {config.split!r} split"
                          + (" and --skip-bad" if config.skip_bad else ""))
     if normalizer is None:
-        normalizer = Normalizer.fit(train_x, enabled=features_config.normalize)
+        normalizer = Normalizer.fit(train_x, enabled=features_config.normalize, utterance=config.utterance_norm)
     if isinstance(extracted.features, ShardedFeatures):
         # 100k-file sets: each split normalised once into a memory-mapped file beside the shards, so training
         # reads its batches from the page cache instead of holding every feature in memory.
@@ -201,9 +205,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     test_files = [r.key for r in split.test if r.key in row_of]
     train_waveforms = None
     if keep_waveforms:
-        from scnn.features.torch_mfcc import load_fitted_waveforms
+        from scnn.features.torch_mfcc import load_recordings
 
-        train_waveforms = load_fitted_waveforms([r.key for r in split.train if r.key in row_of], features_config)
+        train_waveforms = load_recordings([r.key for r in split.train if r.key in row_of], features_config)
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests),

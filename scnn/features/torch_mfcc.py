@@ -57,11 +57,15 @@ class TorchMFCC(nn.Module):
         self.register_buffer("mel", torch.from_numpy(mel.astype(np.float32)), persistent=False)       # [mels, bins]
         self.register_buffer("dct", torch.from_numpy(dct_matrix.astype(np.float32)), persistent=False)  # [mfcc, mels]
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
+        """warp: optional per-sample maps ``[B, bins, bins]`` applied to the power spectrum before the mel
+        filterbank (vocal-tract-length perturbation, :func:`scnn.features.wave_augment.vtlp_matrices`)."""
         config = self.config
         spectrum = torch.stft(waveform, config.n_fft, config.hop_length, window=self.window, center=True,
                               pad_mode="constant", return_complex=True)                         # [B, bins, frames]
         power = spectrum.real.square() + spectrum.imag.square()
+        if warp is not None:
+            power = warp.to(power.device) @ power
         decibels = 10.0 * torch.log10((self.mel @ power).clamp(min=1e-10))                      # [B, mels, frames]
         peak = decibels.amax(dim=(1, 2), keepdim=True)
         decibels = torch.maximum(decibels, peak - 80.0)
@@ -70,10 +74,16 @@ class TorchMFCC(nn.Module):
         return nn.functional.pad(mfcc, (0, 0, 0, rows - config.n_mfcc))
 
 
-def load_fitted_waveforms(paths: list[str], config: FeatureConfig) -> torch.Tensor:
-    """:func:`fitted_waveform` of each file: float32 ``[len(paths), fitted_length(config)]``."""
+def load_recordings(paths: list[str], config: FeatureConfig) -> list[torch.Tensor]:
+    """Each file as read at ``config.sample_rate``: float32 ``[samples_i]`` (before the silence trim)."""
     from scnn.features.mfcc import load_audio
 
     check_supported(config)
-    waveforms = [fitted_waveform(load_audio(path, config.sample_rate), config) for path in paths]
-    return torch.from_numpy(np.stack(waveforms)) if waveforms else torch.zeros(0, fitted_length(config))
+    return [torch.from_numpy(np.asarray(load_audio(path, config.sample_rate), dtype=np.float32)) for path in paths]
+
+
+def fitted_batch(recordings: list[torch.Tensor], config: FeatureConfig) -> torch.Tensor:
+    """:func:`fitted_waveform` of each recording (1-D tensors, any lengths): float32 ``[B, fitted_length]``."""
+    if not recordings:
+        return torch.zeros(0, fitted_length(config))
+    return torch.from_numpy(np.stack([fitted_waveform(row.numpy(), config) for row in recordings]))

@@ -1,7 +1,9 @@
-"""Waveform augmentation of training batches: additive coloured noise at a random SNR, gain, speed.
+"""Waveform augmentation of training batches: additive coloured noise at a random SNR, gain, speed,
+vocal-tract-length perturbation.
 
-Acts on fitted waveforms ``[B, samples]`` (:func:`scnn.features.torch_mfcc.fitted_waveform`: trimmed,
-levelled, centre-fitted) before the torch MFCC front end; every draw comes from one explicit
+Acts on the training recordings as read (before the silence trim, :func:`augment_recordings`), which
+are then trimmed, levelled and centre-fitted (:func:`scnn.features.torch_mfcc.fitted_waveform`) and go
+through the torch MFCC front end, where VTLP warps each sample's spectrum (:func:`vtlp_matrices`); every draw comes from one explicit
 ``torch.Generator`` (CPU), whose state the trainer checkpoints, so a seeded run and its resume see the
 same augmentations.
 
@@ -10,14 +12,16 @@ speed: each sample is resampled (linear interpolation) by a factor drawn uniform
 gain_db: each sample is scaled by a gain drawn uniformly in [-gain_db, gain_db] dB.
 noise_prob: the share of samples that get noise; its colour is drawn from ``noise_colours`` (and, where
     ``recordings`` of real noise are given, "a recording" as one more equally likely choice: a random one,
-    looped from a random offset) and its SNR uniformly from [snr_min, snr_max] dB, over the fitted waveform
-    (the window the model sees).
+    looped from a random offset) and its SNR uniformly from [snr_min, snr_max] dB, over the whole recording
+    as read, as the noise evaluation (:mod:`scnn.train.noise_eval`) adds it: the trim then sees the noise.
+vtlp: each sample's spectrum is warped by a factor drawn uniformly from [1 - vtlp, 1 + vtlp]
+    (:func:`vtlp_warp`; Jaitly & Hinton 2013 used 0.9..1.1), a speaker-like change of formants that
+    keeps the tempo.
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
 from scnn.features.noise import COLOURS
@@ -85,38 +89,98 @@ def _fit_center(waveform: torch.Tensor, length: int) -> torch.Tensor:
     return torch.nn.functional.pad(waveform, (before, length - current - before))
 
 
+def augment_recordings(recordings: list[torch.Tensor], generator: torch.Generator, noise_prob: float = 0.0,
+                       snr_min: float = 0.0, snr_max: float = 20.0, noise_colours: tuple[str, ...] = COLOURS,
+                       gain_db: float = 0.0, speed: float = 0.0,
+                       noise_recordings: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Augmented copies of ``recordings`` (each 1-D float32 ``[samples_i]``, CPU), lengths may differ.
+
+    In order: speed (the length becomes ``round(samples_i / factor)``), gain, then additive noise whose
+    SNR is measured over the whole recording, as :mod:`scnn.features.noise` and the noise evaluation
+    measure it. Given the recordings as read (before the silence trim), the noise lands where the
+    evaluation puts it. Draws are made in a fixed order and only for the augmentations switched on, so a
+    setting switched off changes nothing else.
+    """
+    batch = len(recordings)
+    out = [row.clone() for row in recordings]
+    if speed:
+        factors = 1.0 + (torch.rand(batch, generator=generator) * 2 - 1) * speed
+        out = [torch.nn.functional.interpolate(row[None, None], size=max(2, round(row.numel() / factor)),
+                                               mode="linear", align_corners=False)[0, 0]
+               for row, factor in zip(out, factors.tolist())]
+    if gain_db:
+        gains = (torch.rand(batch, generator=generator) * 2 - 1) * gain_db
+        out = [row * 10.0 ** (gain / 20.0) for row, gain in zip(out, gains.tolist())]
+    if noise_prob:
+        chosen = torch.rand(batch, generator=generator) < noise_prob
+        picks = torch.randint(0, len(noise_colours) + bool(noise_recordings), (batch,), generator=generator)
+        snr = snr_min + torch.rand(batch, generator=generator) * (snr_max - snr_min)
+        for row in range(batch):
+            length = out[row].numel()
+            if picks[row] == len(noise_colours):
+                noise = recording_noise(noise_recordings, length, generator)
+            else:
+                noise = torch_coloured_noise([COLOURS.index(noise_colours[int(picks[row])])], max(2, length),
+                                             generator)[0, :length]
+            # unit-RMS noise -> P(noise) = P(signal) / 10^(snr/10)
+            gain = (out[row].square().mean() / 10.0 ** (snr[row] / 10.0)).sqrt() * chosen[row]
+            out[row] = out[row] + gain * noise
+    return out
+
+
 def augment_waveforms(waveforms: torch.Tensor, generator: torch.Generator, noise_prob: float = 0.0,
                       snr_min: float = 0.0, snr_max: float = 20.0, noise_colours: tuple[str, ...] = COLOURS,
                       gain_db: float = 0.0, speed: float = 0.0,
                       recordings: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """Augmented copy of ``waveforms [B, samples]`` (float32, CPU). Draws are made in a fixed order and
-    only for the augmentations switched on, so a setting switched off changes nothing else."""
+    """:func:`augment_recordings` of the rows of ``waveforms [B, samples]`` (float32, CPU), each row
+    centre-fitted back to ``samples`` after a speed change: ``[B, samples]``."""
     batch, length = waveforms.shape
-    out = waveforms.clone()
-    if speed:
-        factors = 1.0 + (torch.rand(batch, generator=generator) * 2 - 1) * speed
-        rows = []
-        for row, factor in zip(out, factors.tolist()):
-            resampled = torch.nn.functional.interpolate(row[None, None], size=max(2, round(length / factor)),
-                                                        mode="linear", align_corners=False)[0, 0]
-            rows.append(_fit_center(resampled, length))
-        out = torch.stack(rows)
-    if gain_db:
-        gains = (torch.rand(batch, 1, generator=generator) * 2 - 1) * gain_db
-        out = out * 10.0 ** (gains / 20.0)
-    if noise_prob:
-        chosen = torch.rand(batch, generator=generator) < noise_prob
-        picks = torch.randint(0, len(noise_colours) + bool(recordings), (batch,), generator=generator)
-        snr = snr_min + torch.rand(batch, generator=generator) * (snr_max - snr_min)
-        exponents = [COLOURS.index(noise_colours[min(i, len(noise_colours) - 1)]) for i in picks.tolist()]
-        noise = torch_coloured_noise(exponents, length, generator)
-        if recordings:
-            for row in (picks == len(noise_colours)).nonzero().flatten().tolist():
-                noise[row] = recording_noise(recordings, length, generator)
-        signal_power = out.square().mean(1)
-        gain = (signal_power / 10.0 ** (snr / 10.0)).sqrt() * chosen  # unit-RMS noise -> P(noise) = P(signal)/10^(snr/10)
-        out = out + gain.unsqueeze(1) * noise
-    return out
+    rows = augment_recordings(list(waveforms), generator, noise_prob, snr_min, snr_max, noise_colours, gain_db,
+                              speed, recordings)
+    return torch.stack([_fit_center(row, length) for row in rows]) if rows else waveforms.clone()
+
+
+# --------------------------------------------------------------------------- vocal-tract-length perturbation
+
+VTLP_BOUNDARY = 0.8  # share of the Nyquist frequency up to which the warp is the plain scaling f -> alpha f
+
+
+def vtlp_warp(frequency: np.ndarray | torch.Tensor, alpha: float, nyquist: float):
+    """The piecewise-linear frequency warp of VTLP (Jaitly & Hinton 2013, as Kaldi's VTLN):
+    ``f -> alpha f`` below ``boundary = VTLP_BOUNDARY * nyquist * min(alpha, 1) / alpha``, then the
+    straight line that takes the boundary's image to the Nyquist frequency (which stays fixed), so
+    that the warp is monotone and maps [0, nyquist] onto itself. Frequencies in Hz."""
+    high = VTLP_BOUNDARY * nyquist
+    boundary = high * min(alpha, 1.0) / alpha
+    upper = nyquist - (nyquist - high * min(alpha, 1.0)) / (nyquist - boundary) * (nyquist - frequency)
+    if isinstance(frequency, torch.Tensor):
+        return torch.where(frequency <= boundary, frequency * alpha, upper)
+    return np.where(frequency <= boundary, frequency * alpha, upper)
+
+
+def vtlp_matrices(factors: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """Per-sample linear maps ``[B, bins, bins]`` (bins = n_fft // 2 + 1) that warp a power spectrum
+    ``[bins, frames]`` by :func:`vtlp_warp` with ``factors [B]``: the energy at frequency f moves to
+    warp(f), so alpha > 1 raises formants (a shorter vocal tract). Row k of the map interpolates the
+    input linearly at warp^-1(f_k) (the warp is inverted numerically on the bin grid). Frequencies in
+    bins: the map does not depend on the sample rate."""
+    bins = n_fft // 2 + 1
+    grid = torch.arange(bins, dtype=torch.float64)
+    nyquist = float(bins - 1)
+    maps = torch.zeros(len(factors), bins, bins)
+    for row, alpha in enumerate(factors.tolist()):
+        warped = vtlp_warp(grid, alpha, nyquist)                                  # monotone, 0 -> 0, nyq -> nyq
+        source = torch.from_numpy(np.interp(grid.numpy(), warped.numpy(), grid.numpy()))  # warp^-1(f_k)
+        low = source.floor().long().clamp(0, bins - 2)
+        fraction = (source - low).clamp(0, 1).float()
+        maps[row, torch.arange(bins), low] = 1 - fraction
+        maps[row, torch.arange(bins), low + 1] += fraction
+    return maps
+
+
+def draw_vtlp(batch: int, vtlp: float, generator: torch.Generator) -> torch.Tensor:
+    """Warp factors ``[batch]`` drawn uniformly from [1 - vtlp, 1 + vtlp] (Jaitly & Hinton: 0.9..1.1)."""
+    return 1.0 + (torch.rand(batch, generator=generator) * 2 - 1) * vtlp
 
 
 def mixup_batch(x: torch.Tensor, generator: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:

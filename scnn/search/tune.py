@@ -1,4 +1,5 @@
-"""Ray Tune searches over neuron parameters: the trainable, search spaces, algorithms, Pareto fronts.
+"""Ray Tune searches over neuron parameters (and robustness switches): the trainable, search spaces,
+algorithms, Pareto fronts.
 
 The trainable is a plain function of a config dict that trains with :func:`scnn.train.train`
 and reports once per epoch (validation accuracy, loss, activation sparsity, synaptic
@@ -65,6 +66,69 @@ def ssm_search_space(algorithm: str) -> dict:
             "layers": tune.randint(1, 5), "dt_max": tune.loguniform(0.01, 0.5), "lr": tune.loguniform(1e-3, 1e-2)}
 
 
+UTTERANCE_CHOICES = ("none", "mean", "mean_var")
+ROBUST_TRAIN_KEYS = ("vtlp", "noise_prob", "speed", "mixup")
+
+
+def robust_search_space(algorithm: str) -> dict:
+    """Augmentation and normalisation switches for speaker-independent accuracy: per-utterance
+    normalisation (data.utterance_norm), VTLP (train.vtlp), additive noise share (train.noise_prob, at the
+    base config's SNR range), speed perturbation (train.speed) and mixup (train.mixup).
+
+    The objective is the trainable's: validation accuracy. For a speaker-independent choice give a
+    speaker split with validation speakers of its own (``data.split=speaker data.holdout_speaker=S
+    data.val_speakers=V``): the objective is then one leave-one-speaker-out fold's validation-speaker
+    accuracy, a voice that neither training nor the test saw. Bayesian optimisation gets continuous
+    ranges (the normalisation as an index in [0, 3), floored).
+    """
+    from ray import tune
+
+    if algorithm == "bayesopt":
+        return {"utterance_norm": tune.uniform(0.0, 3.0), "vtlp": tune.uniform(0.0, 0.2),
+                "noise_prob": tune.uniform(0.0, 0.8), "speed": tune.uniform(0.0, 0.15), "mixup": tune.uniform(0.0, 0.4)}
+    return {"utterance_norm": tune.choice(list(UTTERANCE_CHOICES)), "vtlp": tune.choice([0.0, 0.05, 0.1, 0.15]),
+            "noise_prob": tune.choice([0.0, 0.3, 0.5]), "speed": tune.choice([0.0, 0.05, 0.1]),
+            "mixup": tune.choice([0.0, 0.2])}
+
+
+def utterance_norm_of_trial(config: dict) -> str | None:
+    """The trial's per-utterance normalisation (a name, or bayesopt's index in [0, 3)); None if not searched."""
+    value = config.get("utterance_norm")
+    if value is None or isinstance(value, str):
+        return value
+    return UTTERANCE_CHOICES[min(len(UTTERANCE_CHOICES) - 1, max(0, int(math.floor(value))))]
+
+
+def data_config_from_trial(config: dict, data_config: DataConfig) -> DataConfig:
+    """The data config of a trial: the base one with the trial's per-utterance normalisation, if searched."""
+    utterance = utterance_norm_of_trial(config)
+    return data_config if utterance is None else replace(data_config, utterance_norm=utterance)
+
+
+def renormalized(data: PreparedData, utterance: str) -> PreparedData:
+    """``data`` normalised again with per-utterance normalisation ``utterance`` (the per-coefficient
+    statistics refitted on its training split): the features are un-normalised with ``data``'s own
+    normaliser, so trials share one prepared data set whatever normalisation they draw."""
+    import numpy as np
+
+    from scnn.features.normalize import Normalizer
+
+    old = data.normalizer
+    if utterance == old.utterance:
+        return data
+    if old.utterance != "none":
+        raise ValueError(f"cannot change per-utterance normalisation {old.utterance!r} after the fact; prepare the "
+                         "search's data with data.utterance_norm=none")
+
+    def raw(x: torch.Tensor) -> np.ndarray:  # [N, 1, rows, frames] -> [N, rows, frames] as extracted
+        x = x[:, 0].numpy()
+        return x * old.std[:, None] + old.mean[:, None] if old.enabled else x
+
+    new = Normalizer.fit(raw(data.train[0]), enabled=old.enabled, utterance=utterance)
+    parts = [(torch.from_numpy(new(raw(x))).unsqueeze(1), y) for x, y in (data.train, data.val, data.test)]
+    return replace(data, train=parts[0], val=parts[1], test=parts[2], normalizer=new)
+
+
 def train_config_from_trial(config: dict, base: TrainConfig) -> TrainConfig:
     """Map a trial's sampled values onto a training config (integers rounded down where needed)."""
     overrides = dict(base.model_overrides)
@@ -85,6 +149,9 @@ def train_config_from_trial(config: dict, base: TrainConfig) -> TrainConfig:
         changes["batch_size"] = int(config["batch_size"])
     if "model" in config:
         changes["model"] = config["model"]
+    for key in ROBUST_TRAIN_KEYS:
+        if key in config:
+            changes[key] = float(config[key])
     return replace(base, model_overrides=overrides, **changes)
 
 
@@ -94,6 +161,8 @@ def trainable(config: dict, data: PreparedData, base: TrainConfig, data_config: 
 
     torch.set_num_threads(max(1, base.threads))
     train_config = train_config_from_trial(config, base)
+    data_config = data_config_from_trial(config, data_config)
+    data = renormalized(data, data_config.utterance_norm)
     run_dir = Path(tempfile.mkdtemp(prefix="scnn-trial-"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a paused or restored trial continues from its last epoch

@@ -29,6 +29,8 @@ class TrainConfig:
         its SNR range in dB, its colours ("white,pink,brown"), gain range +-dB, speed factor range 1 +- speed.
         Any of them on makes the trainer keep the training waveforms and compute MFCCs per batch in torch.
     noise_dir: a folder of noise recordings (*.wav) drawn as one more noise kind beside the colours ("": none).
+    vtlp: vocal-tract-length perturbation, each training sample's spectrum warped by a factor drawn from
+        1 +- vtlp (scnn.features.wave_augment.vtlp_warp; 0: off); a waveform augmentation like noise.
     mixup: Beta(mixup, mixup) mixup of the training batch's features and losses (0: off).
     event_channel_jitter, event_time_jitter, event_drop: event-level augmentation of spike-event datasets
         (SHD, SSC; :func:`scnn.data.heidelberg.augment_events`), drawn afresh for every training batch of every
@@ -65,6 +67,7 @@ class TrainConfig:
     event_channel_jitter: float = 0.0
     event_time_jitter: float = 0.0
     event_drop: float = 0.0
+    vtlp: float = 0.0
 
     def __post_init__(self):
         check_number("train.epochs", self.epochs, 1, integer=True)
@@ -99,6 +102,7 @@ class TrainConfig:
         if self.event_augmentation and self.waveform_augmentation:
             raise ValueError("train.event_* (spike events) and train.noise_prob / gain_db / speed (waveforms) "
                              "exclude each other: a dataset holds one or the other")
+        check_number("train.vtlp", self.vtlp, 0.0, 0.5)
         if not isinstance(self.noise_dir, str):
             raise ValueError(f"train.noise_dir must be a folder path; got {self.noise_dir!r}")
         if self.noise_dir and not self.noise_prob:
@@ -111,7 +115,7 @@ class TrainConfig:
     @property
     def waveform_augmentation(self) -> bool:
         """Whether training batches are augmented as waveforms (features then computed per batch)."""
-        return bool(self.noise_prob or self.gain_db or self.speed)
+        return bool(self.noise_prob or self.gain_db or self.speed or self.vtlp)
 
     @property
     def event_augmentation(self) -> bool:

@@ -65,7 +65,32 @@ def plan_cv(run_config, folds: int | None, fold_seed: int) -> dict:
                          "cross-validation choose validation speakers per fold with data.num_val_speakers=N")
     return {"kind": "cv_plan", "protocol": "leave_one_speaker_out" if folds is None else "kfold",
             "num_folds": len(fold_speakers), "fold_seed": fold_seed, "speakers": speakers,
-            "fold_speakers": fold_speakers, "run_config": run_config.to_dict()}
+            "fold_speakers": fold_speakers,
+            "fold_val_speakers": rotated_validation(fold_speakers, data.num_val_speakers),
+            "run_config": run_config.to_dict()}
+
+
+def rotated_validation(fold_speakers: list[list[str]], count: int) -> list[list[str]] | None:
+    """Each fold's validation speakers: the ``count`` speakers that follow its test speakers in the
+    folds' order, wrapping round (None where ``count`` is 0: validation carved from training).
+
+    Leave-one-speaker-out over speakers s1..sn thus validates fold i on s(i+1) and every speaker
+    validates exactly once, instead of one seeded choice that lands on the same speaker in most folds.
+    ValueError where ``count`` leaves a fold no training speaker.
+    """
+    if not count:
+        return None
+    order = [speaker for fold in fold_speakers for speaker in fold]
+    chosen = []
+    for fold in fold_speakers:
+        start = order.index(fold[-1]) + 1
+        following = [order[(start + step) % len(order)] for step in range(len(order))]
+        others = [speaker for speaker in following if speaker not in fold]
+        if count >= len(others):
+            raise ValueError(f"data.num_val_speakers={count} leaves no training speaker in the fold that tests "
+                             f"{', '.join(fold)} ({len(others)} other speakers)")
+        chosen.append(sorted(others[:count]))
+    return chosen
 
 
 def _comparable(plan: dict) -> dict:
@@ -76,15 +101,19 @@ def _comparable(plan: dict) -> dict:
     return plan
 
 
-def fold_run_config(run_config, speakers: list[str]):
-    """The run config of the fold that tests ``speakers``: split "speaker" holding them out."""
+def fold_run_config(run_config, speakers: list[str], val_speakers: list[str] | None = None):
+    """The run config of the fold that tests ``speakers``: split "speaker" holding them out, validating
+    on ``val_speakers`` where given (:func:`rotated_validation`)."""
     data = dataclasses.replace(run_config.data, split="speaker", holdout_speaker=",".join(speakers))
+    if val_speakers:
+        data = dataclasses.replace(data, val_speakers=",".join(val_speakers), num_val_speakers=0)
     return dataclasses.replace(run_config, data=data)
 
 
 def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fold_seed: int = 0,
                    resume: bool = False, overwrite: bool = False, progress: bool = True,
-                   stop_after_folds: int | None = None, stop_after_epochs: int | None = None) -> dict:
+                   stop_after_folds: int | None = None, stop_after_epochs: int | None = None,
+                   parallel: int = 1) -> dict:
     """Run (or continue) a cross-validation in ``out_dir``; returns the summary (see :func:`summarize`).
 
     run_config: a :class:`scnn.train.RunConfig` (its split is replaced per fold). folds: k, or
@@ -93,8 +122,15 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
     field); overwrite: remove its plan, summary and fold folders first. stop_after_folds,
     stop_after_epochs: a deliberate interruption (tests): return after that many folds of this
     call have run, the last of them stopped after ``stop_after_epochs`` epochs;
-    ``{"interrupted_in_fold": n}`` is returned then.
+    ``{"interrupted_in_fold": n}`` is returned then. parallel: folds trained at once in that many worker
+    processes (each with ``train.threads``, or the CPU count // parallel torch threads where that is 0);
+    the fold folders and the summary are the same as one after another (the folds are independent and
+    seeded), and a killed parallel CV resumes like a serial one.
     """
+    if parallel < 1:
+        raise ValueError(f"parallel must be at least 1 worker process, got {parallel}")
+    if parallel > 1 and (stop_after_folds is not None or stop_after_epochs is not None):
+        raise ValueError("stop_after_folds / stop_after_epochs interrupt a serial cross-validation; use parallel=1")
     out_dir = check_output_folder(out_dir)
     with folder_lock(out_dir):
         if resume and overwrite:
@@ -118,12 +154,15 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
         elif any(out_dir.glob("fold*/results.json")) or any(out_dir.glob("fold*/last.pt")):
             raise RunFolderError(f"{out_dir} holds fold folders but no {PLAN}; choose another output folder")
         write_json(plan_path, plan)
-        for index, speakers in enumerate(plan["fold_speakers"]):
+        validation = plan["fold_val_speakers"] or [None] * plan["num_folds"]
+        if parallel > 1:
+            _run_folds_in_parallel(run_config, plan, out_dir, parallel, progress)
+        for index, speakers in enumerate(plan["fold_speakers"]):  # in parallel: only reads the finished folds
             if stop_after_folds is not None and index >= stop_after_folds:
                 return {"interrupted_in_fold": index + 1}
             last = stop_after_folds is not None and index == stop_after_folds - 1
             outcome = run_fold(run_config, speakers, out_dir / fold_name(index), progress,
-                               stop_after_epochs if last else None)
+                               stop_after_epochs if last else None, validation[index])
             if "interrupted_after_epoch" in outcome:
                 return {"interrupted_in_fold": index + 1}
         summary = summarize(out_dir, plan)
@@ -133,16 +172,47 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
     return summary
 
 
+def _run_folds_in_parallel(run_config, plan: dict, out_dir: Path, parallel: int, progress: bool) -> None:
+    """Train the unfinished folds of ``plan`` in ``parallel`` worker processes; the first failure is raised
+    after the others stop.
+
+    The workers are spawned, not forked: a fork of a process that has run torch's OpenMP threads aborts.
+    So they know the datasets that importing scnn registers, not ones registered at run time in this
+    process (those run with parallel=1)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = run_config.train.threads or max(1, (os.cpu_count() or 1) // parallel)
+    config = dataclasses.replace(run_config, train=dataclasses.replace(run_config.train, threads=threads))
+    validation = plan["fold_val_speakers"] or [None] * plan["num_folds"]
+    todo = [index for index in range(plan["num_folds"])
+            if not ((out_dir / fold_name(index) / "results.json").exists()
+                    and (out_dir / fold_name(index) / "predictions.csv").exists())]
+    if progress:
+        notice(f"{len(todo)} folds to train in {min(parallel, len(todo))} processes, {threads} torch threads each")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_fold, config, plan["fold_speakers"][index], out_dir / fold_name(index), False,
+                               None, validation[index]): index for index in todo}
+        for future in as_completed(futures):
+            results = future.result()  # a failed fold raises here; the pool's exit waits for the running ones
+            if progress:
+                notice(f"{fold_name(futures[future])} done: test accuracy {results['test_accuracy']:.4f}, "
+                       f"validation {results['val_accuracy']:.4f}")
+
+
 def run_fold(run_config, speakers: list[str], fold_dir: Path, progress: bool,
-             stop_after_epochs: int | None = None) -> dict:
-    """Train (or finish) one fold and write its ``predictions.csv``; a finished fold is read back."""
+             stop_after_epochs: int | None = None, val_speakers: list[str] | None = None) -> dict:
+    """Train (or finish) one fold and write its ``predictions.csv``; a finished fold is read back.
+
+    val_speakers: the fold's validation speakers (:func:`rotated_validation`; None: the run config's own)."""
     import json
 
-    config = fold_run_config(run_config, speakers)
+    config = fold_run_config(run_config, speakers, val_speakers)
     results_path = fold_dir / "results.json"
     if results_path.exists() and (fold_dir / "predictions.csv").exists():
         return json.loads(results_path.read_text())
-    data = prepare_data(config.data, progress=progress)
+    data = prepare_data(config.data, progress=progress, keep_waveforms=config.train.waveform_augmentation)
     if not results_path.exists():
         resume = (fold_dir / "last.pt").exists()
         if progress:

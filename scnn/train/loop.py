@@ -483,23 +483,27 @@ def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None
     MFCCs in torch (:class:`scnn.features.torch_mfcc.TorchMFCC`) with the data's normaliser; else None."""
     if not config.waveform_augmentation:
         return None
-    from scnn.features.torch_mfcc import TorchMFCC
-    from scnn.features.wave_augment import augment_waveforms, load_noise_folder
+    from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
+    from scnn.features.wave_augment import augment_recordings, draw_vtlp, load_noise_folder, vtlp_matrices
 
-    waveforms = data.train_waveforms
-    if waveforms is None or len(waveforms) != len(data.train[1]):
-        raise ValueError("waveform augmentation (train.noise_prob, gain_db or speed) needs the training waveforms: "
-                         "prepare the data with prepare_data(..., keep_waveforms=True)")
+    recordings = data.train_waveforms
+    if recordings is None or len(recordings) != len(data.train[1]):
+        raise ValueError("waveform augmentation (train.noise_prob, gain_db, speed or vtlp) needs the training "
+                         "waveforms: prepare the data with prepare_data(..., keep_waveforms=True)")
+    recordings = list(recordings)
     front_end, options, normalizer = TorchMFCC(data.feature_config), config.wave_augment_options(), data.normalizer
     if config.noise_dir:
-        options["recordings"] = load_noise_folder(config.noise_dir, data.feature_config.sample_rate)
-    mean = torch.from_numpy(normalizer.mean)[:, None] if normalizer.enabled else torch.zeros(1, 1)
-    std = torch.from_numpy(normalizer.std)[:, None] if normalizer.enabled else torch.ones(1, 1)
+        options["noise_recordings"] = load_noise_folder(config.noise_dir, data.feature_config.sample_rate)
 
     def features(index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        # Noise, gain and speed act on the recordings as read; the silence trim and the centre fit follow,
+        # as in the noise evaluation; VTLP warps the spectrum inside the front end.
+        noisy = augment_recordings([recordings[i] for i in index.tolist()], generator, **options)
+        warp = vtlp_matrices(draw_vtlp(len(noisy), config.vtlp, generator), data.feature_config.n_fft) \
+            if config.vtlp else None
         with torch.no_grad():
-            mfcc = front_end(augment_waveforms(waveforms[index], generator, **options))
-        return ((mfcc - mean) / std).unsqueeze(1)
+            mfcc = front_end(fitted_batch(noisy, data.feature_config), warp)
+        return normalizer.torch(mfcc).unsqueeze(1)
 
     return features
 

@@ -1,0 +1,183 @@
+"""Speaker normalisation and speaker augmentation: per-utterance CMN/CMVN (data.utterance_norm), VTLP
+(train.vtlp), and training noise added before the silence trim, where the noise evaluation adds it.
+
+What matters: CMN removes a per-utterance offset of the cepstra (a speaker's or a channel's), the
+same way in numpy (prepared features) and torch (per-batch features); VTLP moves a formant by the
+drawn factor and is the identity at 1; the training path computes the features the evaluation path
+computes from the same noisy recording; all of it is seeded and never touches validation or test.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from scnn.data.prepare import DataConfig, PreparedData
+from scnn.features.mfcc import feature_config, waveform_to_mfcc
+from scnn.features.noise import measure_snr
+from scnn.features.normalize import Normalizer, utterance_normalize
+from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
+from scnn.features.wave_augment import augment_recordings, draw_vtlp, vtlp_matrices, vtlp_warp
+from scnn.io import load_checkpoint
+from scnn.train.config import TrainConfig
+from scnn.train.evaluate import evaluate, load_trained_model
+from scnn.train.loop import train, waveform_batches
+
+
+def features(count=5, rows=6, frames=20, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, rows, frames)).astype(np.float32)
+    x[:, -1] = 0.0  # a zero-padded row (num_rows > n_mfcc)
+    return x
+
+
+# --------------------------------------------------------------------------- per-utterance normalisation
+
+def test_cmn_removes_a_per_utterance_offset_and_cmvn_a_per_utterance_scale():
+    x = features()
+    rng = np.random.default_rng(1)
+    offset = rng.normal(scale=5.0, size=(len(x), x.shape[1], 1)).astype(np.float32)
+    offset[:, -1] = 0.0
+    scale = rng.uniform(0.5, 3.0, size=(len(x), x.shape[1], 1)).astype(np.float32)
+    plain_mean = Normalizer.fit(x, utterance="mean")
+    assert np.allclose(Normalizer.fit(x + offset, utterance="mean")(x + offset), plain_mean(x), atol=1e-5)
+    plain_mv = Normalizer.fit(x, utterance="mean_var")
+    assert np.allclose(Normalizer.fit(x * scale + offset, utterance="mean_var")(x * scale + offset), plain_mv(x),
+                       atol=1e-4)
+    # without it the offset survives: the check above is not vacuous
+    assert not np.allclose(Normalizer.fit(x + offset)(x + offset)[0], Normalizer.fit(x)(x)[0], atol=1e-2)
+    cmvn = utterance_normalize(x, "mean_var")
+    assert np.allclose(cmvn[:, :-1].mean(-1), 0, atol=1e-6) and np.allclose(cmvn[:, :-1].std(-1), 1, atol=1e-5)
+    assert np.all(cmvn[:, -1] == 0)  # the zero row stays zero, no division by 0
+
+
+def test_torch_and_numpy_normalise_alike_and_the_mode_is_saved():
+    x = features()
+    for mode in ("none", "mean", "mean_var"):
+        normalizer = Normalizer.fit(x, utterance=mode)
+        assert np.allclose(normalizer.torch(torch.from_numpy(x)).numpy(), normalizer(x), atol=1e-5), mode
+        again = Normalizer.from_state_dict(normalizer.state_dict())
+        assert again.utterance == mode and np.array_equal(again(x), normalizer(x))
+    old_state = {k: v for k, v in Normalizer.fit(x).state_dict().items() if k != "utterance"}
+    assert Normalizer.from_state_dict(old_state).utterance == "none"  # checkpoints from before the option
+
+
+def test_bad_utterance_norm_is_named():
+    with pytest.raises(ValueError, match="data.utterance_norm"):
+        DataConfig(utterance_norm="cepstral")
+    with pytest.raises(ValueError, match="mean_var"):
+        utterance_normalize(features(), "zscore")
+
+
+def test_prepared_data_uses_the_configured_utterance_norm(fsdd_dir, feature_cache):
+    from scnn.data.prepare import prepare_data
+
+    config = DataConfig(data_dir=str(fsdd_dir), cache_dir=str(feature_cache), train_per_class=2, download=False,
+                        utterance_norm="mean")
+    data = prepare_data(config, progress=False)
+    assert data.normalizer.utterance == "mean"
+    raw = data.train[0][:, 0].numpy() * data.normalizer.std[:, None] + data.normalizer.mean[:, None]
+    assert np.allclose(raw.mean(-1), 0, atol=1e-4)  # every utterance's rows were centred before the standardising
+
+
+# --------------------------------------------------------------------------- VTLP
+
+def test_vtlp_is_the_identity_at_one_and_moves_a_formant_by_the_factor():
+    maps = vtlp_matrices(torch.tensor([1.0, 1.1, 0.9]), n_fft=256)
+    assert maps.shape == (3, 129, 129) and torch.allclose(maps[0], torch.eye(129))
+    config = feature_config()
+    t = torch.arange(4000) / config.sample_rate
+    tone = torch.sin(2 * torch.pi * 1000.0 * t)  # 1000 Hz = bin 32 of 129 at 8 kHz, n_fft 256
+    spectrum = torch.stft(tone, 256, 128, window=torch.hann_window(256), return_complex=True).abs().square()
+    for row, alpha in ((1, 1.1), (2, 0.9)):
+        peak = int((maps[row] @ spectrum).mean(1).argmax())
+        assert abs(peak - 32 * alpha) <= 1, (alpha, peak)
+    grid = np.linspace(0, 4000, 101)
+    for alpha in (0.8, 0.9, 1.1, 1.2):
+        warped = vtlp_warp(grid, alpha, 4000.0)
+        assert warped[0] == 0 and abs(warped[-1] - 4000) < 1e-9 and np.all(np.diff(warped) > 0)
+
+
+def test_vtlp_draws_are_seeded_and_in_range():
+    first = draw_vtlp(64, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(first, draw_vtlp(64, 0.1, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, draw_vtlp(64, 0.1, torch.Generator().manual_seed(1)))
+    assert first.min() >= 0.9 and first.max() <= 1.1 and first.std() > 0.03
+    with pytest.raises(ValueError, match="train.vtlp"):
+        TrainConfig(vtlp=0.7)
+    assert TrainConfig(vtlp=0.1).waveform_augmentation
+
+
+# --------------------------------------------------------------------------- noise before the trim
+
+def word_in_silence(seed=0, before=2500, after=1500):
+    """A 'word' (a chirp-like two-tone burst) with silence around it: [before + 3000 + after] float32."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(3000) / 8000
+    word = (np.sin(2 * np.pi * (400 + 100 * seed) * t) + 0.5 * np.sin(2 * np.pi * 1300 * t)) * np.hanning(3000)
+    audio = np.concatenate([np.zeros(before), word, np.zeros(after)]) + 1e-4 * rng.standard_normal(before + 3000 + after)
+    return torch.from_numpy(audio.astype(np.float32))
+
+
+def test_training_noise_is_added_to_the_recording_as_read_at_the_drawn_snr():
+    recordings = [word_in_silence(seed) for seed in range(4)]
+    noisy = augment_recordings(recordings, torch.Generator().manual_seed(0), noise_prob=1.0, snr_min=10,
+                               snr_max=10, noise_colours=("white",))
+    for clean, mixed in zip(recordings, noisy):
+        assert mixed.shape == clean.shape  # the whole recording, not the trimmed window
+        assert abs(measure_snr(clean.numpy(), mixed.numpy()) - 10.0) < 0.1  # SNR over the whole recording
+        assert (mixed[:2000] - clean[:2000]).abs().mean() > 0.01  # noise in the leading silence, before any trim
+
+
+def test_training_features_are_the_evaluation_features_of_the_same_noisy_recording():
+    """The per-batch training path (noise on the recording as read -> trim -> torch MFCC -> normaliser) equals
+    the evaluation path (:func:`waveform_to_mfcc` of the noisy recording, which trims it, then the normaliser)."""
+    config = feature_config()
+    recordings = [word_in_silence(seed) for seed in range(6)]
+    clean = np.stack([waveform_to_mfcc(r.numpy(), config) for r in recordings])
+    normalizer = Normalizer.fit(clean, utterance="mean_var")
+    x = torch.from_numpy(normalizer(clean)).unsqueeze(1)
+    labels = torch.arange(6) % 3
+    data = PreparedData((x, labels), (x, labels), (x, labels), ["a", "b", "c"], normalizer, config, "words",
+                        train_waveforms=recordings)
+    options = dict(noise_prob=1.0, noise_snr_min=5, noise_snr_max=5, noise_colours="white")
+    batch = waveform_batches(data, TrainConfig(**options))(torch.arange(6), torch.Generator().manual_seed(4))
+    noisy = augment_recordings(recordings, torch.Generator().manual_seed(4), noise_prob=1.0, snr_min=5, snr_max=5,
+                               noise_colours=("white",))
+    expected = normalizer(np.stack([waveform_to_mfcc(r.numpy(), config) for r in noisy]))
+    assert batch.shape == (6, 1, *config.shape)
+    assert np.abs(batch[:, 0].numpy() - expected).max() < 0.01  # the torch/librosa tolerance, in normalised units
+    # noise added after the trim (the previous training path) gives other features: the test can tell them apart
+    after_trim = fitted_batch(recordings, config)
+    after_trim = after_trim + (torch.stack(noisy)[:, :after_trim.shape[1]] - torch.stack(recordings)[:, :after_trim.shape[1]])
+    old = normalizer.torch(TorchMFCC(config)(after_trim)).numpy()
+    assert np.abs(old - expected).max() > 0.5
+
+
+def test_vtlp_in_the_batches_is_seeded_and_validation_is_never_augmented(tmp_path):
+    from test_robust import tone_data
+
+    data = tone_data()
+    batches = waveform_batches(data, TrainConfig(vtlp=0.1))
+    index = torch.arange(6)
+    first = batches(index, torch.Generator().manual_seed(0))
+    assert torch.equal(first, batches(index, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, batches(index, torch.Generator().manual_seed(1)))
+    config = TrainConfig(model="model_b", model_overrides={"num_steps": 3}, epochs=2, batch_size=6, seed=5,
+                         vtlp=0.15, noise_prob=0.5, noise_snr_min=0, noise_snr_max=20)
+    results = train(config, DataConfig(), tmp_path / "run", progress=False, data=tone_data())
+    model, _ = load_trained_model(tmp_path / "run" / "best.pt")
+    # the validation accuracy that chose best.pt is that of the plain validation features
+    assert evaluate(model, *data.val, num_classes=3)["accuracy"] == results["val_accuracy"]
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["train_config"]["vtlp"] == 0.15
+
+
+def test_the_switches_reach_the_run_config_from_the_command_line(capsys):
+    from scnn.cli import main
+
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "fsdd_model_b.yaml"
+    config = main(["cv", "--config", str(preset), "--vtlp", "0.1", "data.utterance_norm=mean_var",
+                   "--print-config"])
+    assert config["train"]["vtlp"] == 0.1 and config["data"]["utterance_norm"] == "mean_var"
+    assert "utterance_norm: mean_var" in capsys.readouterr().out
