@@ -8,7 +8,7 @@ import pytest
 
 from scnn.data.fixtures import write_tone
 from scnn.train.cv import cross_validate, plan_cv, rotated_validation
-from test_cv import SPEAKERS, comparable, config_of, tones  # noqa: F401  (tones is a fixture)
+from tests.test_cv import SPEAKERS, comparable, config_of, tones  # noqa: F401  (tones is a fixture)
 
 
 def test_leave_one_speaker_out_validates_every_speaker_once():

@@ -154,7 +154,7 @@ def test_training_features_are_the_evaluation_features_of_the_same_noisy_recordi
 
 
 def test_vtlp_in_the_batches_is_seeded_and_validation_is_never_augmented(tmp_path):
-    from test_robust import tone_data
+    from tests.test_robust import tone_data
 
     data = tone_data()
     batches = waveform_batches(data, TrainConfig(vtlp=0.1))
