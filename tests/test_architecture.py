@@ -306,8 +306,32 @@ def test_rate_encoding_is_seeded_bernoulli_of_the_squashed_features():
     assert torch.allclose(spikes.mean(0), torch.sigmoid(x), atol=0.02)
     torch.manual_seed(0)
     assert torch.equal(get_encoder("rate").encode(x, 4000), spikes)
-    with pytest.raises(ValueError, match="unknown encoding 'morse'; registered: direct, frames, rate"):
+    with pytest.raises(ValueError, match="unknown encoding 'morse'; registered: delta, direct, frames, rate"):
         get_encoder("morse")
+
+
+def test_delta_encoding_is_snntorchs_delta_of_the_frames_and_causal():
+    import snntorch.spikegen as spikegen
+
+    from scnn.features.encoders import DELTA_THRESHOLD, get_encoder
+    from scnn.models import create_model
+
+    x = torch.randn(3, 1, 20, 16, generator=torch.Generator().manual_seed(0))
+    spikes = get_encoder("delta").encode(x, 99)
+    assert get_encoder("delta").kind == "sequence" and spikes.shape == (16, 3, 1, 20, 1)
+    frames = x.permute(3, 0, 1, 2).unsqueeze(-1)
+    expected = spikegen.delta(frames, threshold=DELTA_THRESHOLD, off_spike=True)
+    assert torch.equal(spikes, expected)
+    assert set(spikes.unique().tolist()) == {-1.0, 0.0, 1.0}
+    later = x.clone()
+    later[..., 9] += 5.0  # frame 9 changes: steps 0-8 do not, steps 9 and 10 do
+    changed = get_encoder("delta").encode(later, 99)
+    assert torch.equal(changed[:9], spikes[:9]) and not torch.equal(changed[9:11], spikes[9:11])
+    model = create_model("16FC-3FC", input_shape=(1, 20, 1), encoding="delta", threshold=0.2)
+    output = model(x)
+    output.logits.sum().backward()
+    weight = next(model.blocks[0].parameters())
+    assert output.logits.shape == (3, 3) and weight.grad.abs().sum() > 0
 
 
 def test_a_rate_encoded_model_trains_and_counts_its_first_layer_as_spike_driven(tmp_path, toy_dataset):

@@ -144,7 +144,8 @@ def test_heidelberg_files_download_checked_and_gunzipped(server, tmp_path):
         packed = gzip.compress(path.read_bytes())
         (site / f"{path.name}.gz").write_bytes(packed)
         digests[f"{path.name}.gz"] = hashlib.sha256(packed).hexdigest()
-    with pytest.raises(ValueError, match=r"no SHA-256 known for ssc_train.h5.gz, ssc_valid.h5.gz, ssc_test.h5.gz"):
+    with pytest.raises(ValueError, match=r"no SHA-256 known for ssc_train.h5.gz, ssc_valid.h5.gz, ssc_test.h5.gz "
+                                         r"and not listed in .*/md5sums.txt"):
         download_heidelberg("ssc", tmp_path / "ssc", base_url=url, progress=False)
     wrong = {**digests, "ssc_test.h5.gz": "2" * 64}
     with pytest.raises(DownloadError, match="ssc_test.h5 .*failed its SHA-256 check"):
@@ -155,3 +156,15 @@ def test_heidelberg_files_download_checked_and_gunzipped(server, tmp_path):
     for part, path in files.items():
         assert path.read_bytes() == originals[part].read_bytes()
     assert len(read_event_file(files["val"]).labels) == 2
+
+    # without pinned digests: each file is checked against the authors' md5sums.txt (as zenkelab.org publishes)
+    sums = {f"{p.name}.gz": hashlib.md5((site / f"{p.name}.gz").read_bytes()).hexdigest() for p in originals.values()}
+    (site / "md5sums.txt").write_text("".join(f"{md5}  {name}\n" for name, md5 in sums.items()))
+    files = download_heidelberg("ssc", tmp_path / "by_md5", base_url=url, progress=False)
+    assert all(path.read_bytes() == originals[part].read_bytes() for part, path in files.items())
+    assert sorted(p.name for p in (tmp_path / "by_md5").iterdir()) == ["ssc_test.h5", "ssc_train.h5", "ssc_valid.h5"]
+    (site / "md5sums.txt").write_text(f"{'3' * 32}  ssc_test.h5.gz\n" + "".join(
+        f"{md5}  {name}\n" for name, md5 in sums.items() if name != "ssc_test.h5.gz"))
+    with pytest.raises(DownloadError, match="ssc_test.h5 .*failed its MD5 check"):
+        download_heidelberg("ssc", tmp_path / "bad_md5", base_url=url, progress=False)
+    assert sorted(p.name for p in (tmp_path / "bad_md5").iterdir()) == ["ssc_train.h5", "ssc_valid.h5"]

@@ -94,13 +94,17 @@ class ResumingDownloader:
 
 
 def download_file(url: str, dest: str | Path, sha256: str | None, what: str | None = None, progress: bool = True,
-                  timeout_s: float = 60.0) -> Path:
+                  timeout_s: float = 60.0, md5: str | None = None) -> Path:
     """``dest``, fetched from ``url`` unless it is already there with the right SHA-256.
 
     sha256: the pinned hex digest (None: not checked, for archives checked file by file afterwards,
-    as FSDD's). A mismatch raises :class:`DownloadError` and removes the download, including the
+    as FSDD's). md5: instead of sha256, a publisher's MD5 (where that is all there is, as for SHD/SSC).
+    A mismatch raises :class:`DownloadError` and removes the download, including the
     partial file, so the next call starts afresh; an interruption keeps ``dest.part`` for the next call.
     """
+    if sha256 and md5:
+        raise ValueError("download_file: pass sha256 or md5, not both")
+    algorithm, digest = ("MD5", md5) if md5 else ("SHA-256", sha256)
     import pooch
 
     dest = Path(dest)
@@ -109,11 +113,11 @@ def download_file(url: str, dest: str | Path, sha256: str | None, what: str | No
     part = dest.with_name(dest.name + ".part")
     pooch.get_logger().setLevel("WARNING")  # our own progress bar and messages say what happens
     try:
-        pooch.retrieve(url, known_hash=f"sha256:{sha256}" if sha256 else None, fname=dest.name, path=dest.parent,
-                       downloader=ResumingDownloader(part, what, progress, timeout_s))
+        pooch.retrieve(url, known_hash=f"{algorithm.replace('-', '').lower()}:{digest}" if digest else None,
+                       fname=dest.name, path=dest.parent, downloader=ResumingDownloader(part, what, progress, timeout_s))
     except ValueError as error:  # pooch's hash mismatch
         part.unlink(missing_ok=True)
-        raise DownloadError(f"{what} from {url} failed its SHA-256 check (expected {sha256}; the download "
+        raise DownloadError(f"{what} from {url} failed its {algorithm} check (expected {digest}; the download "
                             "was removed)") from error
     return dest
 

@@ -36,10 +36,11 @@ FILES = {
 }
 ENV_VARS = {"shd": "SCNN_SHD_DIR", "ssc": "SCNN_SSC_DIR"}
 BASE_URL = "https://zenkelab.org/datasets"  # the authors' host of <file>.h5.gz
-# No SHA-256 is pinned for these: the authors publish MD5 sums (md5sums.txt beside the files), the
-# copies quoted in other projects disagree, and the files could not be fetched here to measure them.
-# download_heidelberg() therefore takes the digests from its caller and refuses to run without them.
+# No SHA-256 is pinned for these: the files could not be fetched here to measure them, and the copies
+# quoted in other projects disagree. The authors publish MD5 sums (md5sums.txt beside the files):
+# download_heidelberg() checks each file against a SHA-256 the caller gives, else against that list.
 SHA256: dict[str, str] = {}
+MD5_LIST = "md5sums.txt"
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels")
 
 
@@ -170,8 +171,10 @@ def download_heidelberg(name: str, dest: str | Path, sha256: dict[str, str] | No
     .gz checked against ``sha256[file + ".gz"]``, resumed after an interruption), gunzip each to a
     temporary name and rename it into place, delete the .gz. Returns the .h5 paths by part.
 
-    sha256: digests of the .gz files (default :data:`SHA256`, empty: none is pinned yet); a missing one
-    is an error naming it, since an unchecked download is what this module exists to avoid.
+    sha256: digests of the .gz files (default :data:`SHA256`, empty: none is pinned yet). A file without
+    one is checked against the MD5 the authors publish in ``<base_url>/md5sums.txt`` ("<md5>  <file>"
+    lines); a file in neither is an error naming it, since an unchecked download is what this module
+    exists to avoid.
     """
     import gzip
     import shutil
@@ -180,23 +183,47 @@ def download_heidelberg(name: str, dest: str | Path, sha256: dict[str, str] | No
     from scnn.io import atomic_write
 
     digests = {**SHA256, **(sha256 or {})}
-    unpinned = [f"{file}.gz" for file in FILES[name].values() if f"{file}.gz" not in digests]
-    if unpinned:
-        raise ValueError(f"no SHA-256 known for {', '.join(unpinned)}: pass sha256={{file: digest}} (measure a "
-                         f"copy you trust with scnn.data.download.sha256_of), or download them from {base_url} "
-                         "yourself and pass --data-dir")
     dest = Path(dest)
+    unpinned = [f"{file}.gz" for file in FILES[name].values()
+                if f"{file}.gz" not in digests and not (dest / file).is_file()]
+    md5 = _published_md5(base_url, dest) if unpinned else {}
+    unchecked = [file for file in unpinned if file not in md5]
+    if unchecked:
+        raise ValueError(f"no SHA-256 known for {', '.join(unchecked)} and not listed in {base_url}/{MD5_LIST}: "
+                         "pass sha256={file: digest} (measure a copy you trust with scnn.data.download.sha256_of), "
+                         f"or download them from {base_url} yourself and pass --data-dir")
     written = {}
     for part, file in FILES[name].items():
         target = dest / file
         if not target.is_file():
-            archive = download_file(f"{base_url}/{file}.gz", dest / f"{file}.gz", digests[f"{file}.gz"],
-                                    what=f"{name.upper()} {file}", progress=progress)
+            archive = download_file(f"{base_url}/{file}.gz", dest / f"{file}.gz", digests.get(f"{file}.gz"),
+                                    what=f"{name.upper()} {file}", progress=progress,
+                                    md5=None if f"{file}.gz" in digests else md5[f"{file}.gz"])
             with gzip.open(archive, "rb") as source:
                 atomic_write(target, lambda handle: shutil.copyfileobj(source, handle, 1 << 20))
             archive.unlink()
         written[part] = target
     return written
+
+
+def _published_md5(base_url: str, dest: Path) -> dict[str, str]:
+    """{file name: MD5} from the authors' ``md5sums.txt`` ({} where the host has none)."""
+    from scnn.data.download import DownloadError, download_file
+
+    listing = dest / f".{MD5_LIST}"
+    try:
+        download_file(f"{base_url}/{MD5_LIST}", listing, None, what=MD5_LIST, progress=False)
+    except DownloadError:
+        return {}
+    try:
+        sums = {}
+        for line in listing.read_text().splitlines():
+            fields = line.split()
+            if len(fields) == 2 and len(fields[0]) == 32:
+                sums[fields[1].lstrip("*").split("/")[-1]] = fields[0].lower()
+        return sums
+    finally:
+        listing.unlink(missing_ok=True)
 
 
 def event_listing(name: str, config) -> DatasetListing:

@@ -72,3 +72,19 @@ def frames(x: torch.Tensor, num_steps: int) -> torch.Tensor:
     ``[B, C, F, W]`` -> ``[W, B, C, F, 1]``; T is the number of frames W (``num_steps`` is not used).
     A model fed this way can answer while the audio arrives (:mod:`scnn.stream`)."""
     return x.permute(3, 0, 1, 2).unsqueeze(-1)
+
+
+DELTA_THRESHOLD = 0.5  # in units of the normalised features (one standard deviation per coefficient = 1)
+
+
+@register_encoder("delta", kind="sequence")
+def delta(x: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Delta (temporal-contrast) spikes, frame by frame, as ``snntorch.spikegen.delta(..., off_spike=True)``:
+    step t compares feature frame t with frame t - 1 (a zero frame before the first) and emits +1 where
+    a coefficient rose by at least ``DELTA_THRESHOLD``, -1 where it fell by at least as much, else 0.
+    ``[B, C, F, W]`` -> ``[W, B, C, F, 1]`` in {-1, 0, 1}; causal (step t sees frames t - 1 and t);
+    T is the number of frames W (``num_steps`` is not used). The input shape is that of :func:`frames`."""
+    sequence = frames(x, num_steps)
+    previous = torch.cat([torch.zeros_like(sequence[:1]), sequence[:-1]])
+    change = sequence - previous
+    return (change >= DELTA_THRESHOLD).to(x.dtype) - (-change >= DELTA_THRESHOLD).to(x.dtype)

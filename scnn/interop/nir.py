@@ -226,8 +226,9 @@ def export_nir(model: nn.Module):
             encoding = "frames"
             input_note = "frame t of the [C, F, W] features at step t: input [C, F, 1], as many steps as frames"
         else:
-            raise ValueError(f"NIR export: encoding {config.encoding!r} is not deterministic; a NIR graph takes "
-                             "the input of each step (direct, frames or a given sequence)")
+            raise ValueError(f"NIR export: encoding {config.encoding!r} is not part of a NIR graph (rate is random, "
+                             "delta compares frames); a NIR graph takes the input of each step (direct, frames or "
+                             "a given sequence)")
     else:
         raise ValueError(f"NIR export takes spec nets (Model A/B, spec strings) and streaming models, got "
                          f"{type(model).__name__}")
