@@ -45,12 +45,13 @@ CHUNK_BYTES = 8 << 20  # float32 rows converted at once in the backward pass
 
 # Sparse training products of spike-fed dense layers (module docstring), from the measured crossover
 # (`python benchmarks/bench_engine.py --crossover-train`, docs/engine.md): with 1280 rows (T 10,
-# batch 128) the sparse products won up to 0.075-0.1 density, the sparse forward as well as the
-# weight gradient (max_forward_density); with 160 rows (batch 16) they only tied below 0.02 and lost
-# above: the weight gradient's N x M transposition and the index pass cost the same at any row
+# batch 128) the sparse products won up to 0.075-0.1 density on a shared machine, and on an idle one
+# (2026-11-29 07:37) up to 0.05 for 12544 -> 128 (0.075 lost, 49 against 46 ms) and 0.075 for
+# 5400 -> 128, hence 0.05, the sparse forward as well as the weight gradient (max_forward_density);
+# with 160 rows (batch 16) they only tied below 0.02 and lost above: the weight gradient's N x M transposition and the index pass cost the same at any row
 # count, hence min_rows. min_weights: smaller layers stay dense (the index costs more than their
 # product). scnn.engine.policy.sparse_training() changes these for a block.
-SPARSE_TRAINING = {"enabled": True, "max_density": 0.075, "max_forward_density": 0.075, "min_weights": 1 << 16,
+SPARSE_TRAINING = {"enabled": True, "max_density": 0.05, "max_forward_density": 0.05, "min_weights": 1 << 16,
                    "min_rows": 1024}
 
 
