@@ -22,16 +22,21 @@ def fixture_data(tmp_path_factory):
     return root
 
 
-def test_every_benchmark_has_a_spiking_and_an_ssm_recipe():
+def test_every_benchmark_has_a_spiking_cnn_a_frame_by_frame_snn_and_an_ssm_recipe():
     # Named <benchmark>_<model> (test_architecture: the model's name is in the file's); the spiking CNNs are
-    # presets of their spec strings (scnn/models/spec_net.py).
-    assert RECIPES == ["gsc12_cnn", "gsc12_ssm_small",
-                       "gsc35_cnn", "gsc35_ssm_small",
-                       "shd_cnn", "shd_ssm_small",
-                       "ssc_cnn", "ssc_ssm_small"]
+    # presets of their spec strings (scnn/models/spec_net.py); "streaming" is the adaptive-LIF network fed
+    # one frame (or event bin) per step.
+    assert RECIPES == ["gsc12_cnn", "gsc12_ssm_small", "gsc12_streaming",
+                       "gsc35_cnn", "gsc35_ssm_small", "gsc35_streaming",
+                       "shd_cnn", "shd_ssm_small", "shd_streaming",
+                       "ssc_cnn", "ssc_ssm_small", "ssc_streaming"]
+    for recipe in RECIPES:
+        if recipe.endswith("_streaming"):
+            config = load_run_config(CONFIGS / f"{recipe}.yaml")
+            assert config.model["name"] == "streaming" and config.train.model == "streaming"
 
 
-@pytest.mark.slow  # eight one-epoch trainings, about 40 s together on a free core
+@pytest.mark.slow  # twelve one-epoch trainings, about 60 s together on a free core
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
     benchmark = recipe.split("_")[0]
@@ -43,7 +48,7 @@ def test_recipe_trains_one_epoch_on_fixtures(recipe, fixture_data, tmp_path):
     assert len(results["confusion_matrix"]) == CLASSES[benchmark]
     assert (tmp_path / "run" / "results.json").is_file()
     # A checkpoint alone rebuilds its data: the silence clips, the binned events.
-    if recipe in ("gsc12_ssm_small", "shd_cnn"):
+    if recipe in ("gsc12_ssm_small", "shd_cnn", "shd_streaming"):
         from scnn.train.evaluate import evaluate_checkpoint
 
         again = evaluate_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "eval", progress=False)
