@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from scnn.engine.recurrent import FusedALIFSequence, check_engine, fused_sequence_applies
-from scnn.neurons.base import (RESET_MECHANISMS, SpikingNeuron, check_range, make_surrogate, per_channel,
+from scnn.neurons.base import (SpikingNeuron, check_lif_arguments, check_range, make_surrogate, per_channel,
                                register_neuron)
 
 
@@ -51,10 +51,7 @@ class ALIF(SpikingNeuron):
                  rho: float = 0.9, adaptation: float = 1.0, learn_adaptation: bool = False, engine: str = "fused"):
         super().__init__()
         self.engine = check_engine(engine, surrogate)
-        if reset_mechanism not in RESET_MECHANISMS:
-            raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
-        check_range("beta", beta, 0.0, 1.0)
-        check_range("threshold", threshold, 0.0, strictly_above=True)
+        check_lif_arguments(reset_mechanism, beta, threshold)
         check_range("rho", rho, 0.0, 1.0)
         check_range("adaptation", adaptation, 0.0)
         self.reset_to_zero = reset_mechanism == "zero"

@@ -138,6 +138,14 @@ def check_range(name: str, value, low: float | None = None, high: float | None =
         raise ValueError(f"{name} must be <= {high}, got {value}")
 
 
+def check_lif_arguments(reset_mechanism: str, beta, threshold) -> None:
+    """The checks every LIF-family neuron makes: a known reset, beta in [0, 1], threshold > 0."""
+    if reset_mechanism not in RESET_MECHANISMS:
+        raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+    check_range("beta", beta, 0.0, 1.0)
+    check_range("threshold", threshold, 0.0, strictly_above=True)
+
+
 def per_channel(value: float, num_channels: int | None, channel_dims: int) -> torch.Tensor:
     """``value`` as a scalar tensor, or one copy per channel ``[C, 1, ...]`` (channel_dims trailing ones)."""
     tensor = torch.tensor(float(value))

@@ -21,7 +21,7 @@ from torch import nn
 import snntorch
 
 from scnn.engine.recurrent import FusedRLeakySequence, check_engine, fused_sequence_applies
-from scnn.neurons.base import (RESET_MECHANISMS, SpikingNeuron, check_range, make_surrogate, per_channel,
+from scnn.neurons.base import (SpikingNeuron, check_lif_arguments, make_surrogate, per_channel,
                                register_neuron)
 
 
@@ -52,10 +52,7 @@ class RLeaky(SpikingNeuron):
                  recurrent_kernel: int = 3, engine: str = "fused"):
         super().__init__()
         self.engine = check_engine(engine, surrogate)
-        if reset_mechanism not in RESET_MECHANISMS:
-            raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
-        check_range("beta", beta, 0.0, 1.0)
-        check_range("threshold", threshold, 0.0, strictly_above=True)
+        check_lif_arguments(reset_mechanism, beta, threshold)
         recurrent = {}
         if all_to_all:
             if size is None or int(size) < 1:

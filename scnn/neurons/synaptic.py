@@ -19,7 +19,7 @@ from torch import nn
 import snntorch
 
 from scnn.engine.recurrent import FusedSynapticSequence, check_engine, fused_sequence_applies
-from scnn.neurons.base import (RESET_MECHANISMS, SpikingNeuron, check_range, make_surrogate, per_channel,
+from scnn.neurons.base import (SpikingNeuron, check_lif_arguments, check_range, make_surrogate, per_channel,
                                register_neuron)
 
 
@@ -43,11 +43,8 @@ class Synaptic(SpikingNeuron):
                  alpha: float = 0.5, learn_alpha: bool = False, engine: str = "fused"):
         super().__init__()
         self.engine = check_engine(engine, surrogate)
-        if reset_mechanism not in RESET_MECHANISMS:
-            raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {reset_mechanism!r}")
+        check_lif_arguments(reset_mechanism, beta, threshold)
         check_range("alpha", alpha, 0.0, 1.0)
-        check_range("beta", beta, 0.0, 1.0)
-        check_range("threshold", threshold, 0.0, strictly_above=True)
         self.slope = float(slope)
         self.synaptic = snntorch.Synaptic(
             alpha=per_channel(alpha, num_channels, channel_dims), beta=per_channel(beta, num_channels, channel_dims),
