@@ -73,8 +73,7 @@ class Streamer:
         self.model = model.eval()
         self.features = features
         self.normalizer = normalizer
-        self.front_end = CausalMfcc(features.sample_rate, features.n_fft, features.hop_length, features.n_mels,
-                                    features.n_mfcc)
+        self.front_end = CausalMfcc.from_config(features)
         self.class_names = class_names or [str(i) for i in range(model.num_classes)]
         self.runner = None
         if engine != "torch":
@@ -160,7 +159,7 @@ def offline_evidence(model: nn.Module, features: FeatureConfig, normalizer: Norm
     """The multi-step pass over a whole waveform: readout membrane per frame ``[frames, classes]``."""
     _check_streamable(model, features)
     mfcc = causal_mfcc(waveform, features.sample_rate, features.n_fft, features.hop_length, features.n_mels,
-                       features.n_mfcc)
+                       features.n_mfcc, features.peak_range_db, features.running_mean_frames)
     rows = features.num_rows or features.n_mfcc
     mfcc = np.pad(mfcc, ((0, rows - len(mfcc)), (0, 0)))
     x = torch.from_numpy(normalizer(mfcc))[None, None]

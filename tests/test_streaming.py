@@ -295,3 +295,68 @@ def test_scnn_stream_prints_what_it_hears_and_draws_the_evidence(tmp_path, fsdd_
         main(["stream", str(tmp_path / "missing.wav"), "--checkpoint", str(checkpoint)])
     assert stopped.value.code == 2
     assert "audio file" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- causal normalisation
+
+NORMALISED = dict(CAUSAL, peak_range_db=60.0, running_mean_frames=8.0)
+
+
+def test_running_level_reference_follows_its_equation():
+    audio = _speech_like(3000, seed=3)
+    absolute = CausalMfcc(**CAUSAL)
+    relative = causal_mfcc(audio, **dict(CAUSAL, peak_range_db=60.0))
+    # the same log-mel, then R[t] = max over frames <= t and bins, floored 60 dB below: rebuild it from M
+    stream = np.concatenate([np.zeros(128, np.float64), audio.astype(np.float64)])
+    frames = np.stack([stream[t * 128: t * 128 + 256] for t in range(3000 // 128)])
+    log_mel = 10 * np.log10(np.maximum((np.abs(np.fft.rfft(frames * absolute.window, axis=1)) ** 2)
+                                       @ absolute.mel_filters.T, 1e-10))
+    loudest = np.maximum.accumulate(log_mel.max(axis=1))
+    expected = (np.maximum(log_mel - loudest[:, None], -60.0) @ absolute.dct.T).T
+    assert np.allclose(relative, expected, atol=1e-4)
+    # a gain changes the absolute features but not the relative ones (no bin at the floor moves)
+    louder = causal_mfcc(audio * 4.0, **dict(CAUSAL, peak_range_db=60.0))
+    assert not np.allclose(causal_mfcc(audio * 4.0, **CAUSAL), causal_mfcc(audio, **CAUSAL), atol=1.0)
+    assert np.allclose(louder, relative, atol=1e-3)
+
+
+def test_running_cepstral_mean_removes_a_constant_offset_and_is_causal():
+    audio = _speech_like(4000, seed=4)
+    plain = causal_mfcc(audio, **CAUSAL)
+    normalised = causal_mfcc(audio, **dict(CAUSAL, running_mean_frames=8.0))
+    decay, total, weight = 1 - 1 / 8, np.zeros(20), 0.0
+    for t in range(plain.shape[1]):
+        total, weight = decay * total + plain[:, t], decay * weight + 1
+        assert np.allclose(normalised[:, t], plain[:, t] - total / weight, atol=1e-4)
+    assert np.allclose(normalised[:, 0], 0.0)
+    # in chunks: the same numbers; a future change leaves earlier frames alone
+    stream, pieces = CausalMfcc(**NORMALISED), []
+    for start in range(0, 4000, 77):
+        pieces.append(stream.push(audio[start:start + 77]))
+    assert np.array_equal(np.concatenate(pieces).T, causal_mfcc(audio, **NORMALISED))
+    changed = audio.copy()
+    changed[20 * 128:] *= 3.0
+    before, after = causal_mfcc(audio, **NORMALISED), causal_mfcc(changed, **NORMALISED)
+    assert np.array_equal(after[:, :20], before[:, :20]) and not np.allclose(after[:, 21], before[:, 21])
+
+
+def test_torch_front_end_computes_the_causal_features():
+    from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
+
+    for preset in ("causal", "causal_norm"):
+        config = feature_config(preset)
+        audio = [torch.from_numpy(_speech_like(n, seed=n)) for n in (3000, 5000, 9000)]
+        ours = TorchMFCC(config)(fitted_batch(audio, config))
+        reference = np.stack([waveform_to_mfcc(a.numpy(), config) for a in audio])
+        assert ours.shape == reference.shape == (3, 20, 64)
+        # float32 STFT against float64 numpy; the floor and the log keep the differences small
+        assert np.abs(ours.numpy() - reference).max() < 2e-2, preset
+
+
+def test_causal_normalisation_options_are_checked():
+    with pytest.raises(ValueError, match="peak_range_db must be None or a positive number of dB"):
+        feature_config("causal", peak_range_db=-3.0)
+    with pytest.raises(ValueError, match="running_mean_frames must be 0 .off. or a time constant of at least 1"):
+        feature_config("causal", running_mean_frames=0.5)
+    with pytest.raises(ValueError, match="need representation 'causal_mfcc', not 'mfcc'"):
+        feature_config("default", running_mean_frames=8.0)

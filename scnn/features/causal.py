@@ -7,14 +7,29 @@ depends on the whole file. Here frame t depends only on the samples up to its en
     stream  = n_fft - hop zeros, then the audio x[0], x[1], ...
     frame t = stream[t*hop : t*hop + n_fft]       (ends at audio sample (t+1)*hop: latency one hop)
     P[t]    = |rfft(hann(n_fft) * frame t)|^2                        power spectrum [n_fft//2 + 1]
-    M[t]    = 10 * log10(max(mel_filters @ P[t], 1e-10))             log-mel (dB) [n_mels], no clipping
+    M[t]    = 10 * log10(max(mel_filters @ P[t], 1e-10))             log-mel (dB) [n_mels]
     C[t]    = DCT-II(M[t], norm="ortho")[:n_mfcc]                    MFCC [n_mfcc] (librosa's DCT)
 
-:class:`CausalMfcc` keeps the samples not yet framed and returns every frame completed by a
-new chunk; :func:`causal_mfcc` runs it on a whole waveform, so offline features and streamed
-ones are the same numbers. ``FeatureConfig(representation="causal_mfcc")`` uses it for datasets:
-the waveform is centre-padded with zeros (or centre-cropped) to ``num_frames * hop_length``
-samples, with no trim (``top_db`` must be None).
+Two optional causal normalisations, off by default (the "causal" preset), on in "causal_norm":
+
+- ``peak_range_db`` (a running level reference): the log-mel in dB below the loudest mel bin heard
+  so far, floored ``peak_range_db`` below it,
+      R[t]  = max(R[t-1], max_m M[t])          (R[-1] = -inf)
+      M'[t] = max(M[t] - R[t], -peak_range_db)
+  the causal counterpart of the default front end's 80 dB clip below the recording's peak: a
+  recording's gain and its noise floor (or digital silence) no longer reach the features.
+- ``running_mean_frames`` = tau > 0 (running cepstral mean normalisation): each MFCC minus an
+  exponentially weighted mean of the frames so far, time constant tau frames, bias-corrected,
+      S[t] = (1 - 1/tau) S[t-1] + C[t],   W[t] = (1 - 1/tau) W[t-1] + 1   (S[-1] = 0, W[-1] = 0)
+      out[t] = C[t] - S[t] / W[t]
+  the causal counterpart of per-utterance CMN: a microphone's or a vocal tract's constant
+  offset per coefficient is removed once a few frames have been heard.
+
+:class:`CausalMfcc` keeps the samples not yet framed (and R, S, W) and returns every frame
+completed by a new chunk; :func:`causal_mfcc` runs it on a whole waveform, so offline features
+and streamed ones are the same numbers. ``FeatureConfig(representation="causal_mfcc")`` uses it
+for datasets: the waveform is centre-padded with zeros (or centre-cropped) to
+``num_frames * hop_length`` samples, with no trim (``top_db`` must be None).
 """
 
 from __future__ import annotations
@@ -26,23 +41,39 @@ class CausalMfcc:
     """Incremental causal MFCC (equations in the module docstring).
 
     push(samples [n]) -> new frames ``[k, n_mfcc]`` float32 (k >= 0: every frame the chunk completed).
+    peak_range_db: None (absolute dB) or the running level reference's floor in dB (> 0);
+    running_mean_frames: 0 (off) or the running CMN's time constant in frames (>= 1).
     """
 
-    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, n_mfcc: int):
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, n_mfcc: int,
+                 peak_range_db: float | None = None, running_mean_frames: float = 0.0):
         import librosa
         from scipy.fft import dct
 
         if hop_length > n_fft:
             raise ValueError(f"causal MFCC: hop_length ({hop_length}) must not exceed n_fft ({n_fft})")
+        check_causal_normalisation(peak_range_db, running_mean_frames)
         self.n_fft, self.hop_length, self.n_mfcc = int(n_fft), int(hop_length), int(n_mfcc)
+        self.peak_range_db = None if peak_range_db is None else float(peak_range_db)
+        self.decay = 1.0 - 1.0 / running_mean_frames if running_mean_frames else None
         self.window = np.hanning(n_fft + 1)[:-1].astype(np.float64)  # periodic Hann, as librosa's STFT
         self.mel_filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).astype(np.float64)
         self.dct = dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]  # [n_mfcc, n_mels]
         self.reset()
 
+    @classmethod
+    def from_config(cls, config) -> "CausalMfcc":
+        """The front end of a :class:`scnn.features.mfcc.FeatureConfig` with representation 'causal_mfcc'."""
+        return cls(config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.n_mfcc,
+                   config.peak_range_db, config.running_mean_frames)
+
     def reset(self) -> None:
-        """Start a new stream: the buffer holds the n_fft - hop zeros before the first sample."""
+        """Start a new stream: the buffer holds the n_fft - hop zeros before the first sample;
+        no level heard yet, an empty running mean."""
         self.buffer = np.zeros(self.n_fft - self.hop_length, dtype=np.float64)
+        self.loudest_db = -np.inf
+        self.mean_sum = np.zeros(self.n_mfcc, dtype=np.float64)
+        self.mean_weight = 0.0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         return self.push_frames(samples)[0]
@@ -60,11 +91,31 @@ class CausalMfcc:
         self.buffer = self.buffer[count * self.hop_length:]
         power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
         log_mel = 10.0 * np.log10(np.maximum(power @ self.mel_filters.T, 1e-10))
+        if self.peak_range_db is not None:
+            loudest = np.maximum.accumulate(np.maximum(log_mel.max(axis=1), self.loudest_db))  # R[t] [count]
+            self.loudest_db = float(loudest[-1])
+            log_mel = np.maximum(log_mel - loudest[:, None], -self.peak_range_db)
+        mfcc = log_mel @ self.dct.T  # [count, n_mfcc]
+        if self.decay is not None:
+            for index in range(count):
+                self.mean_sum = self.decay * self.mean_sum + mfcc[index]
+                self.mean_weight = self.decay * self.mean_weight + 1.0
+                mfcc[index] = mfcc[index] - self.mean_sum / self.mean_weight
         levels = 10.0 * np.log10(np.maximum(np.mean(frames[:, -self.hop_length:] ** 2, axis=1), 1e-12))
-        return (log_mel @ self.dct.T).astype(np.float32), levels.astype(np.float32)
+        return mfcc.astype(np.float32), levels.astype(np.float32)
+
+
+def check_causal_normalisation(peak_range_db: float | None, running_mean_frames: float) -> None:
+    """Clear errors for the two options of the module docstring."""
+    if peak_range_db is not None and not (isinstance(peak_range_db, (int, float)) and peak_range_db > 0):
+        raise ValueError(f"peak_range_db must be None or a positive number of dB; got {peak_range_db!r}")
+    if not isinstance(running_mean_frames, (int, float)) or not (running_mean_frames == 0 or running_mean_frames >= 1):
+        raise ValueError(f"running_mean_frames must be 0 (off) or a time constant of at least 1 frame; "
+                         f"got {running_mean_frames!r}")
 
 
 def causal_mfcc(waveform: np.ndarray, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
-                n_mfcc: int) -> np.ndarray:
+                n_mfcc: int, peak_range_db: float | None = None, running_mean_frames: float = 0.0) -> np.ndarray:
     """``[n_mfcc, frames]`` of a whole waveform ``[samples]``: frames = samples // hop_length."""
-    return CausalMfcc(sample_rate, n_fft, hop_length, n_mels, n_mfcc).push(waveform).T
+    return CausalMfcc(sample_rate, n_fft, hop_length, n_mels, n_mfcc, peak_range_db,
+                      running_mean_frames).push(waveform).T

@@ -90,6 +90,8 @@ class FeatureConfig:
     normalize: bool = True
     representation: str = "mfcc"
     level: str = "none"
+    peak_range_db: float | None = None
+    running_mean_frames: float = 0.0
 
     def __post_init__(self):
         positive = ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels", "num_frames")
@@ -102,6 +104,12 @@ class FeatureConfig:
         if self.representation == "causal_mfcc" and (self.top_db is not None or self.level != "none"):
             raise ValueError("FeatureConfig.top_db must be None and level 'none' for representation 'causal_mfcc' "
                              "(trimming silence and scaling the level need the whole recording)")
+        if self.representation != "causal_mfcc" and (self.peak_range_db is not None or self.running_mean_frames):
+            raise ValueError("FeatureConfig.peak_range_db and running_mean_frames are causal normalisations: they need "
+                             f"representation 'causal_mfcc', not {self.representation!r}")
+        from scnn.features.causal import check_causal_normalisation
+
+        check_causal_normalisation(self.peak_range_db, self.running_mean_frames)
         if self.representation == "events" and self.num_rows is None:
             raise ValueError("FeatureConfig.num_rows (channel rows) is required for representation='events'")
         if self.level not in LEVELS:
@@ -138,6 +146,11 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # Streaming: 20 causal MFCCs from 40 mel bands, 32 ms windows every 16 ms, 64 frames (1.02 s),
     # no trim (scnn.features.causal): what a stream computes frame by frame.
     "causal": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64),
+    # The same with both causal normalisations: the log-mel below the loudest bin so far, floored 80 dB
+    # below it (as the default front end's clip below the recording's peak), and a running cepstral mean
+    # over about 0.5 s (32 frames) subtracted.
+    "causal_norm": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64,
+                                 peak_range_db=80.0, running_mean_frames=32.0),
     # Spike events of SHD / SSC: 100 frames of 14 ms (1.4 s, as Zenke's SHD tutorial and Cramer et al.
     # 2020 bin them), the 700 channels summed in fives to 140 rows (float32 [140, 100] is 56 kB a
     # sample: SHD's 8,156 training samples hold 0.46 GB); spike counts, not normalised.
@@ -226,7 +239,7 @@ def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
         waveform = _fit_length(waveform, config.num_frames * config.hop_length)
         mfcc = causal_mfcc(waveform, config.sample_rate, config.n_fft, config.hop_length, config.n_mels,
-                           config.n_mfcc)
+                           config.n_mfcc, config.peak_range_db, config.running_mean_frames)
         return np.pad(mfcc, ((0, (config.num_rows or config.n_mfcc) - config.n_mfcc), (0, 0))).astype(np.float32)
     if config.fit == "center":
         # librosa's centred STFT gives 1 + samples // hop frames.

@@ -6,7 +6,10 @@ per recording): centred STFT (periodic Hann window, zero padding), power, libros
 (Slaney), ``10 log10`` floored at ``1e-10`` and at 80 dB below each recording's peak (librosa's
 ``power_to_db`` defaults), DCT-II with orthonormal scaling, zero rows up to ``num_rows``.
 ``tests/test_robust.py`` states the agreement with librosa on FSDD recordings.
-Only ``representation="mfcc"`` with ``fit="center"`` is supported (the default preset).
+Supported: ``representation="mfcc"`` with ``fit="center"`` (the default preset), and
+``"causal_mfcc"`` (:mod:`scnn.features.causal`: left-padded uncentred STFT, no clip, the optional
+running level reference and running cepstral mean), so streaming models train with waveform
+augmentation too.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from scnn.features.mfcc import FeatureConfig, _fit_length, normalize_level
 
 
 def check_supported(config: FeatureConfig) -> None:
+    if config.representation == "causal_mfcc":
+        return
     if config.representation != "mfcc" or config.fit != "center":
-        raise ValueError("waveform augmentation needs MFCC features with fit='center' (the default preset); "
-                         f"got representation={config.representation!r}, fit={config.fit!r}")
+        raise ValueError("waveform augmentation needs MFCC features with fit='center' (the default preset) or "
+                         f"causal MFCCs; got representation={config.representation!r}, fit={config.fit!r}")
 
 
 def fitted_length(config: FeatureConfig) -> int:
-    """Samples of a fitted waveform: a centred STFT of it has exactly ``num_frames`` frames."""
+    """Samples of a fitted waveform: a centred STFT of it (a causal one: of it after n_fft - hop zeros)
+    has exactly ``num_frames`` frames."""
+    if config.representation == "causal_mfcc":
+        return config.num_frames * config.hop_length
     return (config.num_frames - 1) * config.hop_length
 
 
@@ -35,7 +43,7 @@ def fitted_waveform(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     import librosa
 
     check_supported(config)
-    if config.top_db is not None and waveform.size > 0:
+    if config.top_db is not None and waveform.size > 0:  # None for causal MFCCs
         waveform, _ = librosa.effects.trim(waveform, top_db=config.top_db)
     waveform = normalize_level(waveform, config.level)
     return _fit_length(waveform, fitted_length(config)).astype(np.float32)
@@ -61,17 +69,38 @@ class TorchMFCC(nn.Module):
         """warp: optional per-sample maps ``[B, bins, bins]`` applied to the power spectrum before the mel
         filterbank (vocal-tract-length perturbation, :func:`scnn.features.wave_augment.vtlp_matrices`)."""
         config = self.config
-        spectrum = torch.stft(waveform, config.n_fft, config.hop_length, window=self.window, center=True,
+        causal = config.representation == "causal_mfcc"
+        if causal:  # frame t = the n_fft samples ending at audio sample (t + 1) * hop
+            waveform = nn.functional.pad(waveform, (config.n_fft - config.hop_length, 0))
+        spectrum = torch.stft(waveform, config.n_fft, config.hop_length, window=self.window, center=not causal,
                               pad_mode="constant", return_complex=True)                         # [B, bins, frames]
         power = spectrum.real.square() + spectrum.imag.square()
         if warp is not None:
             power = warp.to(power.device) @ power
         decibels = 10.0 * torch.log10((self.mel @ power).clamp(min=1e-10))                      # [B, mels, frames]
-        peak = decibels.amax(dim=(1, 2), keepdim=True)
-        decibels = torch.maximum(decibels, peak - 80.0)
+        if not causal:
+            peak = decibels.amax(dim=(1, 2), keepdim=True)
+            decibels = torch.maximum(decibels, peak - 80.0)
+        elif config.peak_range_db is not None:
+            loudest = decibels.amax(dim=1, keepdim=True).cummax(dim=2).values                    # R[t] [B, 1, frames]
+            decibels = torch.clamp(decibels - loudest, min=-config.peak_range_db)
         mfcc = self.dct @ decibels                                                               # [B, mfcc, frames]
+        if causal and config.running_mean_frames:
+            mfcc = running_mean_removed(mfcc, config.running_mean_frames)
         rows = config.num_rows or config.n_mfcc
         return nn.functional.pad(mfcc, (0, 0, 0, rows - config.n_mfcc))
+
+
+def running_mean_removed(mfcc: torch.Tensor, time_constant: float) -> torch.Tensor:
+    """``mfcc [B, rows, frames]`` minus the bias-corrected exponentially weighted mean of the frames so
+    far (:mod:`scnn.features.causal`, running cepstral mean normalisation)."""
+    decay = 1.0 - 1.0 / time_constant
+    total, weight, out = torch.zeros_like(mfcc[..., 0]), 0.0, torch.empty_like(mfcc)
+    for t in range(mfcc.shape[-1]):
+        total = decay * total + mfcc[..., t]
+        weight = decay * weight + 1.0
+        out[..., t] = mfcc[..., t] - total / weight
+    return out
 
 
 def load_recordings(paths: list[str], config: FeatureConfig) -> list[torch.Tensor]:
