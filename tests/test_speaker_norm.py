@@ -181,3 +181,40 @@ def test_the_switches_reach_the_run_config_from_the_command_line(capsys):
                    "--print-config"])
     assert config["train"]["vtlp"] == 0.1 and config["data"]["utterance_norm"] == "mean_var"
     assert "utterance_norm: mean_var" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- random channel response (eq_db)
+
+def test_eq_gains_follow_their_equation_are_seeded_and_bounded():
+    from scnn.features.wave_augment import draw_eq_gains
+
+    gains = draw_eq_gains(256, 6.0, 129, torch.Generator().manual_seed(0))
+    assert gains.shape == (256, 129)
+    assert torch.equal(gains, draw_eq_gains(256, 6.0, 129, torch.Generator().manual_seed(0)))
+    assert not torch.equal(gains, draw_eq_gains(256, 6.0, 129, torch.Generator().manual_seed(1)))
+    decibels = 10 * torch.log10(gains)
+    assert decibels.abs().max() <= 6.0 * (1 + 1 / 2 + 1 / 3) + 1e-4  # |sum a_k cos| <= sum eq_db / k
+    assert decibels.std(dim=1).mean() > 1.0  # curves, not flat gains
+    # the first coefficient is a tilt: the ends of each curve move in opposite directions by 2 a_1 in total
+    amplitudes = (torch.rand(256, 3, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 6.0 / torch.arange(1., 4.)
+    expected_ends = amplitudes.sum(1), (amplitudes * torch.tensor([-1., 1., -1.])).sum(1)
+    assert torch.allclose(decibels[:, 0], expected_ends[0], atol=1e-4)
+    assert torch.allclose(decibels[:, -1], expected_ends[1], atol=1e-4)
+    with pytest.raises(ValueError, match="train.eq_db"):
+        TrainConfig(eq_db=-1)
+    assert TrainConfig(eq_db=6).waveform_augmentation
+
+
+def test_eq_in_the_batches_filters_the_spectrum_and_is_seeded():
+    from tests.test_robust import tone_data
+
+    data = tone_data()
+    index = torch.arange(6)
+    plain = waveform_batches(data, TrainConfig(gain_db=1e-9))(index, torch.Generator().manual_seed(0))
+    batches = waveform_batches(data, TrainConfig(eq_db=10.0))
+    first = batches(index, torch.Generator().manual_seed(0))
+    assert torch.equal(first, batches(index, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, batches(index, torch.Generator().manual_seed(1)))
+    assert (first - plain).abs().mean() > 0.05
+    with_vtlp = waveform_batches(data, TrainConfig(eq_db=10.0, vtlp=0.1))(index, torch.Generator().manual_seed(0))
+    assert not torch.allclose(with_vtlp, first)

@@ -26,7 +26,7 @@ NEURON_SWITCHES = {"learn_beta": "learn_beta", "learn_threshold": "learn_thresho
                    "per_channel_beta": "per_channel_beta"}
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "grad_clip", "loss",
                "time_shift", "time_mask", "freq_mask", "patience", "seed", "device", "threads",
-               "noise_prob", "noise_colours", "noise_dir", "gain_db", "speed", "mixup", "vtlp",
+               "noise_prob", "noise_colours", "noise_dir", "gain_db", "speed", "mixup", "vtlp", "eq_db",
                "event_channel_jitter", "event_time_jitter", "event_drop")
 
 
@@ -107,6 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     robust.add_argument("--vtlp", type=_probability, metavar="F",
                         help="vocal-tract-length perturbation: spectrum warped by a factor within 1 +- F (0 = off; 0.1 "
                              "as Jaitly & Hinton); per-utterance CMN/CMVN is data.utterance_norm=mean|mean_var")
+    robust.add_argument("--eq-db", type=nonnegative_float, metavar="DB",
+                        help="random channel response: a smooth gain curve over frequency within about +-DB (0 = off)")
     events = parser.add_argument_group("event augmentation of spike datasets (shd, ssc): each training batch, "
                                        "each epoch, before binning")
     events.add_argument("--event-channel-jitter", type=nonnegative_float, metavar="CHANNELS",

@@ -183,6 +183,22 @@ def draw_vtlp(batch: int, vtlp: float, generator: torch.Generator) -> torch.Tens
     return 1.0 + (torch.rand(batch, generator=generator) * 2 - 1) * vtlp
 
 
+def draw_eq_gains(batch: int, eq_db: float, bins: int, generator: torch.Generator) -> torch.Tensor:
+    """Random microphone / channel responses: power gains ``[batch, bins]`` of smooth curves in dB,
+
+        g(f) = sum_{k=1..3} a_k cos(pi k f / F),   a_k uniform in [-eq_db / k, eq_db / k]  (dB),
+
+    f the STFT bin, F the Nyquist bin. k = 1 tilts the spectrum (bright against dull microphones), k = 2, 3
+    raise or cut broad bands. Multiplying the power spectrum by 10^(g / 10) is a linear filter whose
+    magnitude response is that curve: what another microphone or room does to the same voice.
+    """
+    orders = torch.arange(1, 4, dtype=torch.float32)
+    amplitudes = (torch.rand(batch, 3, generator=generator) * 2 - 1) * eq_db / orders      # [batch, 3] dB
+    frequency = torch.linspace(0.0, 1.0, bins)                                             # f / F
+    curves = amplitudes @ torch.cos(torch.pi * orders[:, None] * frequency[None, :])       # [batch, bins] dB
+    return torch.pow(10.0, curves / 10.0)
+
+
 def mixup_batch(x: torch.Tensor, generator: torch.Generator, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Mixup (Zhang et al. 2018): ``(lam * x + (1 - lam) * x[perm], perm, lam)`` with lam ~ Beta(alpha, alpha);
     the loss is then ``lam * loss(y) + (1 - lam) * loss(y[perm])``."""

@@ -31,6 +31,8 @@ class TrainConfig:
     noise_dir: a folder of noise recordings (*.wav) drawn as one more noise kind beside the colours ("": none).
     vtlp: vocal-tract-length perturbation, each training sample's spectrum warped by a factor drawn from
         1 +- vtlp (scnn.features.wave_augment.vtlp_warp; 0: off); a waveform augmentation like noise.
+    eq_db: random channel response of each training sample, a smooth gain curve over frequency within about
+        +-eq_db dB (scnn.features.wave_augment.draw_eq_gains; 0: off); a waveform augmentation like VTLP.
     mixup: Beta(mixup, mixup) mixup of the training batch's features and losses (0: off).
     event_channel_jitter, event_time_jitter, event_drop: event-level augmentation of spike-event datasets
         (SHD, SSC; :func:`scnn.data.heidelberg.augment_events`), drawn afresh for every training batch of every
@@ -68,6 +70,7 @@ class TrainConfig:
     event_time_jitter: float = 0.0
     event_drop: float = 0.0
     vtlp: float = 0.0
+    eq_db: float = 0.0
 
     def __post_init__(self):
         check_number("train.epochs", self.epochs, 1, integer=True)
@@ -103,6 +106,7 @@ class TrainConfig:
             raise ValueError("train.event_* (spike events) and train.noise_prob / gain_db / speed (waveforms) "
                              "exclude each other: a dataset holds one or the other")
         check_number("train.vtlp", self.vtlp, 0.0, 0.5)
+        check_number("train.eq_db", self.eq_db, 0.0, 30.0)
         if not isinstance(self.noise_dir, str):
             raise ValueError(f"train.noise_dir must be a folder path; got {self.noise_dir!r}")
         if self.noise_dir and not self.noise_prob:
@@ -115,7 +119,7 @@ class TrainConfig:
     @property
     def waveform_augmentation(self) -> bool:
         """Whether training batches are augmented as waveforms (features then computed per batch)."""
-        return bool(self.noise_prob or self.gain_db or self.speed or self.vtlp)
+        return bool(self.noise_prob or self.gain_db or self.speed or self.vtlp or self.eq_db)
 
     @property
     def event_augmentation(self) -> bool:

@@ -484,11 +484,12 @@ def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None
     if not config.waveform_augmentation:
         return None
     from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
-    from scnn.features.wave_augment import augment_recordings, draw_vtlp, load_noise_folder, vtlp_matrices
+    from scnn.features.wave_augment import (augment_recordings, draw_eq_gains, draw_vtlp, load_noise_folder,
+                                            vtlp_matrices)
 
     recordings = data.train_waveforms
     if recordings is None or len(recordings) != len(data.train[1]):
-        raise ValueError("waveform augmentation (train.noise_prob, gain_db, speed or vtlp) needs the training "
+        raise ValueError("waveform augmentation (train.noise_prob, gain_db, speed, vtlp or eq_db) needs the training "
                          "waveforms: prepare the data with prepare_data(..., keep_waveforms=True)")
     recordings = list(recordings)
     front_end, options, normalizer = TorchMFCC(data.feature_config), config.wave_augment_options(), data.normalizer
@@ -501,6 +502,9 @@ def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None
         noisy = augment_recordings([recordings[i] for i in index.tolist()], generator, **options)
         warp = vtlp_matrices(draw_vtlp(len(noisy), config.vtlp, generator), data.feature_config.n_fft) \
             if config.vtlp else None
+        if config.eq_db:  # a random channel response after the warp: power' = diag(gains) @ warp @ power
+            gains = draw_eq_gains(len(noisy), config.eq_db, data.feature_config.n_fft // 2 + 1, generator)
+            warp = torch.diag_embed(gains) if warp is None else gains[:, :, None] * warp
         with torch.no_grad():
             mfcc = front_end(fitted_batch(noisy, data.feature_config), warp)
         return normalizer.torch(mfcc).unsqueeze(1)
