@@ -166,13 +166,13 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
 # --------------------------------------------------------------------------- the Streamer
 
 
-def _streaming_setup(seed: int = 0):
+def _streaming_setup(preset: str = "causal", seed: int = 0):
     """An untrained streaming with active layers and a normaliser fitted on causal features of noise-like audio."""
     from scnn.features.normalize import Normalizer
 
     torch.manual_seed(seed)
     model = create_model("streaming", input_shape=(1, 20, 64), threshold=0.5, hidden=(32, 32)).eval()
-    features = feature_config("causal")
+    features = feature_config(preset)
     examples = np.stack([waveform_to_mfcc(_speech_like(8192, seed=s), features) for s in range(4)])
     return model, features, Normalizer.fit(examples)
 
@@ -191,11 +191,13 @@ def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tu
     return np.concatenate(pieces), spans
 
 
-@pytest.mark.parametrize("chunk_ms, engine", [(16.0, "numpy"), (7.0, "numpy"), (100.0, "numpy"), (16.0, "torch")])
-def test_the_streamer_equals_the_offline_pass(chunk_ms, engine):
+@pytest.mark.parametrize("chunk_ms, engine, preset", [(16.0, "numpy", "causal"), (7.0, "numpy", "causal"),
+                                                       (100.0, "numpy", "causal"), (16.0, "torch", "causal"),
+                                                       (7.0, "numpy", "causal_norm"), (16.0, "torch", "causal_norm")])
+def test_the_streamer_equals_the_offline_pass(chunk_ms, engine, preset):
     from scnn.stream import Streamer, offline_evidence
 
-    model, features, normalizer = _streaming_setup()
+    model, features, normalizer = _streaming_setup(preset)
     audio = np.concatenate([_speech_like(5000, seed=5), np.zeros(2000, np.float32), _speech_like(3000, seed=6)])
     streamer = Streamer(model, features, normalizer, engine=engine)
     assert streamer.engine == engine
