@@ -185,3 +185,41 @@ def test_output_shape_matches_torch():
         shape = (2, conv.in_channels, height, width)
         assert sparse_conv.output_shape(shape, conv.weight.shape, conv.stride, conv.padding,
                                         conv.dilation) == tuple(conv(torch.zeros(shape)).shape)
+
+
+def test_crossover_benchmark_writes_its_table_and_restores_the_policy(tmp_path):
+    """benchmarks/bench_engine.py --crossover-conv: one row per (rows, density), every path timed, the
+    table reads back, and the settings it moved are put back (the timing itself is the lead's to run)."""
+    import importlib.util
+    from pathlib import Path
+
+    from scnn.result_tables import load_table, write_table
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
+    spec = importlib.util.spec_from_file_location("bench_engine_for_conv", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = dict(synapses.SPARSE_CONV_TRAINING)
+    rows = bench.sparse_conv_crossover(repeats=1, row_counts=(4, 8), densities=(0.0, 0.05))
+    assert synapses.SPARSE_CONV_TRAINING == before
+    assert [(row["rows"], row["density"]) for row in rows] == [(4, 0.0), (4, 0.05), (8, 0.0), (8, 0.05)]
+    assert all(row[key] > 0 for row in rows for key in ("dense_ms", "sparse_ms", "sparse_gradient_only_ms", "speedup"))
+    written = write_table(rows, tmp_path / "bench_engine_conv_crossover.csv", "engine_conv_crossover", {"argv": []})
+    assert load_table(written, "engine_conv_crossover").rows == rows
+
+
+def test_default_policy_follows_the_measured_thresholds(calls):
+    """With the shipped settings: event-driven forward and weight gradient at 1 %, only the weight
+    gradient at 3 %, neither at Model A's 15-18 % nor below the fewest rows (docs/engine.md)."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(6, 16, 3)
+    rows = synapses.SPARSE_CONV_TRAINING["min_rows"]
+    expected = [(rows, 0.01, {"forward": 1, "weight_gradient": 1}),
+                (rows, 0.03, {"forward": 1, "weight_gradient": 2}),
+                (rows, 0.17, {"forward": 1, "weight_gradient": 2}),
+                (rows - 1, 0.01, {"forward": 1, "weight_gradient": 2})]
+    for count, density, after in expected:
+        spikes = _spikes((count, 6, 30, 30), density, seed=count)
+        output = _run(conv, spikes, torch.randn(count, 16, 28, 28), input_grad=False)[0]
+        torch.testing.assert_close(output, conv(spikes).detach(), rtol=1e-5, atol=1e-5)
+        assert calls == after, (count, density)

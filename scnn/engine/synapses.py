@@ -27,6 +27,10 @@ dense ones cost M per input, so they pay below a measured density (``python
 benchmarks/bench_engine.py --crossover-train``; docs/engine.md) and the dense path runs above it.
 The values are those of the dense path up to float32 summation order (tests/test_sparse_training.py).
 
+Spike-fed convolutions (:class:`SpikeConv2dFunction`) likewise take event-driven forward and
+weight-gradient products below their own measured densities (:data:`SPARSE_CONV_TRAINING`,
+:mod:`scnn.engine.sparse_conv`).
+
 Used by :class:`scnn.models.SpecNet` in training for every synapse fed by spikes (not the
 first, which sees the input, and not behind an active dropout, whose output is not 0/1).
 """
@@ -55,12 +59,16 @@ CHUNK_BYTES = 8 << 20  # float32 rows converted at once in the backward pass
 SPARSE_TRAINING = {"enabled": True, "max_density": 0.05, "max_forward_density": 0.05, "min_weights": 1 << 16,
                    "min_rows": 1024}
 
-# Event-driven training products of spike-fed convolutions (SpikeConv2dFunction, scnn.engine.sparse_conv):
-# the weight gradient at or below max_density, the forward at or below max_forward_density (it pays at
-# lower densities: the dense forward is oneDNN's efficient direct convolution), from T * B >= min_rows.
-# Defaults from `python benchmarks/bench_engine.py --crossover-conv` (docs/engine.md, "Sparse convolution
-# training"); scnn.engine.policy.sparse_conv_training() changes them for a block.
-SPARSE_CONV_TRAINING = {"enabled": False, "max_density": 0.0, "max_forward_density": 0.0, "min_rows": 0}
+# Event-driven training products of spike-fed convolutions (SpikeConv2dFunction, scnn.engine.sparse_conv),
+# from `python benchmarks/bench_engine.py --crossover-conv` (docs/engine.md, "Sparse convolution training";
+# Model A's 16C3, 1 thread, interleaved, machine shared with two trainings): the event-driven weight
+# gradient beside a dense forward won up to 0.03 at 160, 1280 and 3200 rows (1.24-1.46x), tied or won at
+# 0.05 (1.00-1.17x) and lost from 0.075, hence max_density 0.04; the event-driven forward only beat
+# oneDNN's direct convolution up to 0.01 and tied at 0.02, hence max_forward_density 0.015. min_rows:
+# the fewest rows measured (T 10, batch 16). Model A's first LIF spikes at 15-18 % (random inputs and two
+# trained checkpoints), so its 16C3 stays dense; sparser spike maps take the event-driven products.
+# scnn.engine.policy.sparse_conv_training() changes these for a block.
+SPARSE_CONV_TRAINING = {"enabled": True, "max_density": 0.04, "max_forward_density": 0.015, "min_rows": 160}
 
 
 def _row_chunks(rows: int, row_elements: int) -> range:
