@@ -223,3 +223,19 @@ def test_default_policy_follows_the_measured_thresholds(calls):
         output = _run(conv, spikes, torch.randn(count, 16, 28, 28), input_grad=False)[0]
         torch.testing.assert_close(output, conv(spikes).detach(), rtol=1e-5, atol=1e-5)
         assert calls == after, (count, density)
+
+
+@pytest.mark.parametrize("blocks", [2, 5])
+def test_row_blocks_of_several_threads_give_the_same_values(monkeypatch, blocks):
+    """The kernels split the rows into one block per thread (9 rows: 5 + 4, or 2 + 2 + 2 + 2 + 1),
+    each with its own buffers and float64 sums: the same output and gradients as the dense convolution."""
+    monkeypatch.setattr(sparse_conv, "_blocks", lambda rows: blocks)
+    torch.manual_seed(4)
+    conv = nn.Conv2d(6, 16, 3, padding=1)
+    spikes = _spikes((9, 6, 30, 30), 0.05)
+    grad_output = torch.randn(9, 16, 30, 30)
+    with sparse_conv_training(enabled=False):
+        dense = _run(conv, spikes, grad_output)
+    with sparse_conv_training(**ON):
+        sparse = _run(conv, spikes, grad_output)
+    _assert_same(sparse, dense)
