@@ -668,7 +668,8 @@ def main() -> None:
     parser.add_argument("--no-spikingjelly", action="store_true", help="leave SpikingJelly's column out")
     parser.add_argument("--no-sparse-training", action="store_true",
                         help="train spike-fed dense and convolution layers densely at any density "
-                             "(scnn.engine.policy.sparse_training, sparse_conv_training; compare two runs to see what the sparse products give; memory children inherit it)")
+                             "(scnn.engine.policy.sparse_training, sparse_conv_training; compare two runs to see "
+                             "what the sparse products give; memory children inherit it)")
     parser.add_argument("--no-profile", action="store_true",
                         help="no profiles (default: engine training at T = 10, batch 16, and every cell that "
                              "misses a target)")

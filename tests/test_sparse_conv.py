@@ -143,8 +143,8 @@ def test_sparse_conv_training_restores_and_rejects_bad_settings():
         assert synapses.SPARSE_CONV_TRAINING == {"enabled": True, "max_density": 0.2, "max_forward_density": 0.1,
                                                  "min_rows": 7}
     assert synapses.SPARSE_CONV_TRAINING == before
-    for settings, name in (({"max_density": 1.5}, "max_density"), ({"max_forward_density": -0.1}, "max_forward_density"),
-                           ({"min_rows": -1}, "min_rows")):
+    for settings, name in (({"max_density": 1.5}, "max_density"),
+                           ({"max_forward_density": -0.1}, "max_forward_density"), ({"min_rows": -1}, "min_rows")):
         with pytest.raises(ValueError, match=name):
             with sparse_conv_training(**settings):
                 pass

@@ -15,12 +15,15 @@ with G = dL/dy. Each spike costs at most KH * KW * M additions where the dense c
 measured density (``python benchmarks/bench_engine.py --crossover-conv``, docs/engine.md).
 
 The kernels (numba, one block of rows per thread) take the spikes as the CSR index of
-:func:`scnn.engine.synapses.spike_index` over the ``[R, C * H * W]`` view (column ``c * H * W + y * W + x``).
-Per row they accumulate in a channels-last scratch ``[Ho * Wo, M]`` so that the M additions of a tap
-are contiguous (vectorised), and the forward writes it back transposed to ``[M, Ho, Wo]``; the weight
-gradient transposes ``G[r]`` into the same layout first and sums in float64 (the dense path's float32
-blocked sums differ from it only by float32 rounding). Values equal the dense path's within float32
-summation order (tests/test_sparse_conv.py). Zero padding, any stride and dilation, groups 1.
+:func:`scnn.engine.synapses.spike_index` over the ``[R, C * H * W]`` view (column ``c * H * W + y * W + x``,
+ascending within a row, so each input channel's spikes are one run) and a table of the output
+position each input position reaches through each tap (:func:`_targets`). The forward goes output
+channel by output channel, adding ``W[m, c, ky, kx]`` into one output plane that stays in L1; the
+weight gradient transposes each row of G to ``[Ho * Wo, M]`` and sums, per input channel and tap,
+the M-vectors at the positions its spikes reach (float32 within a row, float64 across rows, so it
+differs from the dense path's float32 blocked sums only by float32 rounding). Values equal the
+dense path's within float32 summation order (tests/test_sparse_conv.py). Zero padding, any stride
+and dilation, groups 1.
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ if spike_kernels.available():
                         plane[positions[i]] += weights[filter_columns[i]]
 
     @njit(parallel=True, cache=True, error_model="numpy")
-    def _scatter_weight_gradient(row_starts, columns, targets, grad_output, blocks, totals):  # pragma: no cover
+    def _gather_weight_gradient(row_starts, columns, targets, grad_output, blocks, totals):  # pragma: no cover
         """totals [blocks, M, C * KH * KW] float64 (zeroed here): for every spike and tap, the output
         gradient ``grad_output[r, :, p]`` ([R, M, P] float32) at the position p the tap reaches, added
         into the tap's filter column.
@@ -176,7 +179,8 @@ def sparse_conv_forward(row_starts: torch.Tensor, columns: torch.Tensor, input_s
     out = weight.new_empty(shape)
     bias_values = bias.detach() if bias is not None else weight.new_zeros(shape[1])
     targets = _targets(input_shape, shape, weight.shape[2:], stride, padding, dilation)
-    _scatter_forward(row_starts.numpy(), columns.numpy(), targets, weight.detach().reshape(shape[1], -1).contiguous().numpy(),
+    weight_rows = weight.detach().reshape(shape[1], -1).contiguous()  # [M, C * KH * KW]
+    _scatter_forward(row_starts.numpy(), columns.numpy(), targets, weight_rows.numpy(),
                      bias_values.contiguous().numpy(), _blocks(shape[0]), out.view(shape[0], shape[1], -1).numpy())
     return out
 
@@ -189,8 +193,8 @@ def sparse_conv_weight_gradient(row_starts: torch.Tensor, columns: torch.Tensor,
     totals = np.empty((blocks, channels_out, input_shape[1] * kernel_size[0] * kernel_size[1]), np.float64)
     gradient = grad_output.detach().contiguous()
     targets = _targets(input_shape, gradient.shape, kernel_size, stride, padding, dilation)
-    _scatter_weight_gradient(row_starts.numpy(), columns.numpy(), targets, gradient.view(rows, channels_out, -1).numpy(),
-                             blocks, totals)
+    _gather_weight_gradient(row_starts.numpy(), columns.numpy(), targets,
+                            gradient.view(rows, channels_out, -1).numpy(), blocks, totals)
     total = torch.from_numpy(totals.sum(0)).reshape(channels_out, input_shape[1], *kernel_size)
     return total.to(grad_output.dtype)
 
