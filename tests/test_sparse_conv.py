@@ -239,3 +239,17 @@ def test_row_blocks_of_several_threads_give_the_same_values(monkeypatch, blocks)
     with sparse_conv_training(**ON):
         sparse = _run(conv, spikes, grad_output)
     _assert_same(sparse, dense)
+
+
+def test_non_contiguous_spikes_are_indexed_in_logical_order(calls):
+    """Spikes in channels-last memory (or any strided view) index as [R, C*H*W] in logical order."""
+    torch.manual_seed(5)
+    conv = nn.Conv2d(6, 16, 3)
+    spikes = _spikes((10, 6, 30, 30), 0.05).to(memory_format=torch.channels_last)
+    grad_output = torch.randn(10, 16, 28, 28)
+    with sparse_conv_training(enabled=False):
+        dense = _run(conv, spikes.contiguous(), grad_output)
+    with sparse_conv_training(**ON):
+        sparse = _run(conv, spikes, grad_output)
+    assert calls == {"forward": 1, "weight_gradient": 1}
+    _assert_same(sparse, dense)
