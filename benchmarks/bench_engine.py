@@ -44,12 +44,14 @@ Results: the "engine" table OUT/bench_engine.csv (its sidecar bench_engine.json 
 machine), the figure OUT/bench_engine_grid.png (:func:`scnn.viz.engine.engine_grid_figure`)
 and, where measured, bench_engine_epochs.csv, bench_engine_profile.csv,
 bench_engine_trained.csv, bench_engine_trained_profile.csv, (``--crossover``)
-bench_engine_crossover.csv and (``--crossover-train``) bench_engine_train_crossover.csv: see
-docs/results_formats.md and :mod:`scnn.result_tables`.
+bench_engine_crossover.csv, (``--crossover-train``) bench_engine_train_crossover.csv and
+(``--crossover-conv``) bench_engine_conv_crossover.csv: see docs/results_formats.md and
+:mod:`scnn.result_tables`.
 
     python benchmarks/bench_engine.py --quick --out runs/bench_engine
     python benchmarks/bench_engine.py --out runs/bench_engine          # full grid
     python benchmarks/bench_engine.py --crossover-train                # sparse training products
+    python benchmarks/bench_engine.py --crossover-conv --threads 1     # event-driven convolution training
 """
 
 from __future__ import annotations
@@ -476,6 +478,53 @@ def sparse_training_crossover(quick: bool = False, repeats: int = 15) -> list[di
     return results
 
 
+def sparse_conv_crossover(quick: bool = False, repeats: int = 15, row_counts: tuple | None = None,
+                          densities: tuple | None = None) -> list[dict]:
+    """Milliseconds of a spike-fed convolution's training products (forward, weight and bias gradient;
+    the input gradient is the same dense transposed convolution on every path and left out) by spike
+    density, on Model A's spike-fed 16C3 (6 x 30 x 30 spike maps -> 16 x 28 x 28): dense (oneDNN),
+    event-driven (index the spikes, scatter forward, gather weight gradient) and event-driven weight
+    gradient only (dense forward): the measurement behind ``SPARSE_CONV_TRAINING``
+    (:mod:`scnn.engine.synapses`, :mod:`scnn.engine.sparse_conv`). Interleaved."""
+    from scnn.engine import synapses
+
+    if row_counts is None:  # T * B: T 10 at batch 16 and 128, T 25 at 128
+        row_counts = (160, 1280) if quick else (160, 1280, 3200)
+    if densities is None:
+        densities = (0.01, 0.05, 0.1) if quick else (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15)
+    conv = nn.Conv2d(6, 16, 3)
+    saved = dict(synapses.SPARSE_CONV_TRAINING)
+    results = []
+    try:
+        for rows in row_counts:
+            grad_output = torch.randn(rows, 16, 28, 28)
+            for density in densities:
+                spikes = (torch.rand(rows, 6, 30, 30) < density).float()
+
+                def step(**settings):
+                    synapses.SPARSE_CONV_TRAINING.update(settings)
+                    conv.weight.grad = conv.bias.grad = None
+                    synapses.SpikeConv2dFunction.apply(spikes, conv.weight, conv.bias, conv.stride, conv.padding,
+                                                       conv.dilation, conv.groups).backward(grad_output)
+
+                times = interleaved({
+                    "dense": lambda: step(enabled=False),
+                    "sparse": lambda: step(enabled=True, max_density=1.0, max_forward_density=1.0, min_rows=0),
+                    "gradient_only": lambda: step(enabled=True, max_density=1.0, max_forward_density=0.0, min_rows=0),
+                }, repeats)
+                results.append({"in_channels": 6, "out_channels": 16, "kernel": 3, "height": 30, "width": 30,
+                                "rows": rows, "density": density,
+                                "dense_ms": 1e3 * statistics.median(times["dense"]),
+                                "sparse_ms": 1e3 * statistics.median(times["sparse"]),
+                                "sparse_gradient_only_ms": 1e3 * statistics.median(times["gradient_only"]),
+                                "speedup": median_ratio(times["dense"], times["sparse"]),
+                                "gradient_only_speedup": median_ratio(times["dense"], times["gradient_only"])})
+    finally:
+        synapses.SPARSE_CONV_TRAINING.clear()
+        synapses.SPARSE_CONV_TRAINING.update(saved)
+    return results
+
+
 # --------------------------------------------------------------------------- trained models
 
 
@@ -618,8 +667,9 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
     parser.add_argument("--no-spikingjelly", action="store_true", help="leave SpikingJelly's column out")
     parser.add_argument("--no-sparse-training", action="store_true",
-                        help="train spike-fed dense layers densely at any density (scnn.engine.policy.sparse_training; "
-                             "compare two runs to see what the sparse products give; memory children inherit it)")
+                        help="train spike-fed dense and convolution layers densely at any density "
+                             "(scnn.engine.policy.sparse_training, sparse_conv_training; compare two runs to see "
+                             "what the sparse products give; memory children inherit it)")
     parser.add_argument("--no-profile", action="store_true",
                         help="no profiles (default: engine training at T = 10, batch 16, and every cell that "
                              "misses a target)")
@@ -631,6 +681,10 @@ def main() -> None:
     parser.add_argument("--crossover-train", action="store_true",
                         help="only time the sparse training products (forward + weight gradient from the active "
                              "spikes) against the dense ones by spike density")
+    parser.add_argument("--crossover-conv", action="store_true",
+                        help="only time the event-driven training products of Model A's spike-fed 16C3 convolution "
+                             "(forward + weight gradient from the active spikes) against the dense ones by spike "
+                             "density (--quick: fewer rows and densities; --repeats, default 15)")
     parser.add_argument("--checkpoints", nargs="*", type=Path, default=[],
                         help="trained checkpoints (best.pt) whose FSDD test set is run at batch 16 too")
     parser.add_argument("--data-dir", default=None, help="FSDD recordings for --checkpoints (default: as trained)")
@@ -644,6 +698,7 @@ def main() -> None:
         from scnn.engine import synapses
 
         synapses.SPARSE_TRAINING["enabled"] = False
+        synapses.SPARSE_CONV_TRAINING["enabled"] = False
     if args.memory_child:
         name, steps, batch, engine = args.memory_child
         _memory_child(name, int(steps), int(batch), engine, args.threads)
@@ -671,6 +726,18 @@ def main() -> None:
                   f"{row['dense_ms']:8.3f} {row['sparse_ms']:8.3f} {row['sparse_gradient_only_ms']:8.3f}", flush=True)
         path = write_table(rows, args.out / "bench_engine_train_crossover.csv", "engine_train_crossover",
                            {"machine": machine, "argv": sys.argv})
+        print(f"\nwrote {path}")
+        return
+    if args.crossover_conv:
+        print(f"{'rows':>5} {'density':>7} {'dense':>8} {'sparse':>8} {'sparse W':>8} {'xdense':>6} {'xW':>6} "
+              f"ms (16C3 on 6x30x30: forward + weight gradient; sparse W: dense forward, event-driven weight gradient)")
+        rows = sparse_conv_crossover(quick=args.quick, repeats=args.repeats or 15)
+        for row in rows:
+            print(f"{row['rows']:5d} {row['density']:7.3f} {row['dense_ms']:8.2f} {row['sparse_ms']:8.2f} "
+                  f"{row['sparse_gradient_only_ms']:8.2f} {row['speedup']:6.2f} {row['gradient_only_speedup']:6.2f}",
+                  flush=True)
+        path = write_table(rows, args.out / "bench_engine_conv_crossover.csv", "engine_conv_crossover",
+                           {"machine": machine, "argv": sys.argv, "load_average_end": os.getloadavg()})
         print(f"\nwrote {path}")
         return
     if args.quick:

@@ -666,6 +666,24 @@ register_table(Table(
     "sparse against dense training products of a spike-fed dense layer by spike density"))
 
 register_table(Table(
+    "engine_conv_crossover", 1, (
+        Column("in_channels", "int", "channels", "spike maps feeding the convolution"),
+        Column("out_channels", "int", "channels", "filters"),
+        Column("kernel", "int", "pixels", "square kernel size (stride 1, no padding)"),
+        Column("height", "int", "pixels", "spike map height"),
+        Column("width", "int", "pixels", "spike map width"),
+        Column("rows", "int", "rows", "T * B spike maps"),
+        Column("density", "float", "fraction", "spike density set"),
+        Column("dense_ms", "float", "ms", "dense forward + weight and bias gradient (oneDNN)"),
+        Column("sparse_ms", "float", "ms", "the same from the active spikes (index build, event-driven products)"),
+        Column("sparse_gradient_only_ms", "float", "ms", "index build, dense forward, event-driven weight gradient"),
+        Column("speedup", "float", "ratio", "median per-repetition ratio dense / event-driven"),
+        Column("gradient_only_speedup", "float", "ratio", "median per-repetition ratio dense / gradient only"),
+    ), "OUT/bench_engine_conv_crossover.csv, bench_engine_conv_crossover.json",
+    "python benchmarks/bench_engine.py --crossover-conv --out OUT",
+    "event-driven against dense training products of a spike-fed convolution by spike density"))
+
+register_table(Table(
     "neuron_speed", 1, (
         Column("case", "str", "name", "one layer of a neuron (rleaky_all_to_all, ...) or a streaming preset"),
         Column("reference", "str", "text", "what the fused engine is timed against: snntorch loop or step loop"),

@@ -19,9 +19,10 @@ default and can be switched off (or the CSR threshold moved) for a block::
         logits = model(x).logits        # the plain torch path
 
 Training takes the torch path, except for one grouped product: the first LIF under static
-input and the dense layer after it (:func:`grouped_training_applies`), and the sparse products
+input and the dense layer after it (:func:`grouped_training_applies`), the sparse products
 of large spike-fed dense layers at low spike density (:func:`sparse_training`,
-:mod:`scnn.engine.synapses`).
+:mod:`scnn.engine.synapses`) and the event-driven products of spike-fed convolutions
+(:func:`sparse_conv_training`, :mod:`scnn.engine.sparse_conv`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,35 @@ def sparse_training(enabled: bool = True, max_density: float | None = None, min_
     finally:
         synapses.SPARSE_TRAINING.clear()
         synapses.SPARSE_TRAINING.update(previous)
+
+
+@contextmanager
+def sparse_conv_training(enabled: bool = True, max_density: float | None = None, min_rows: int | None = None,
+                         max_forward_density: float | None = None):
+    """Within the block, turn the event-driven training products of spike-fed convolutions on or off
+    (:data:`scnn.engine.synapses.SPARSE_CONV_TRAINING`, :mod:`scnn.engine.sparse_conv`), or move their
+    density thresholds (``max_density``: the weight gradient, and the forward too unless
+    ``max_forward_density`` is given) or the fewest rows (T * B) they take."""
+    from scnn.engine import synapses
+
+    for name, value in (("max_density", max_density), ("max_forward_density", max_forward_density)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    if min_rows is not None and min_rows < 0:
+        raise ValueError(f"min_rows must be at least 0, got {min_rows}")
+    previous = dict(synapses.SPARSE_CONV_TRAINING)
+    synapses.SPARSE_CONV_TRAINING["enabled"] = enabled
+    if max_density is not None:
+        synapses.SPARSE_CONV_TRAINING.update(max_density=max_density, max_forward_density=max_density)
+    if max_forward_density is not None:
+        synapses.SPARSE_CONV_TRAINING["max_forward_density"] = max_forward_density
+    if min_rows is not None:
+        synapses.SPARSE_CONV_TRAINING["min_rows"] = min_rows
+    try:
+        yield
+    finally:
+        synapses.SPARSE_CONV_TRAINING.clear()
+        synapses.SPARSE_CONV_TRAINING.update(previous)
 
 
 def _kernels_can_run(tensor: torch.Tensor) -> bool:

@@ -27,6 +27,10 @@ dense ones cost M per input, so they pay below a measured density (``python
 benchmarks/bench_engine.py --crossover-train``; docs/engine.md) and the dense path runs above it.
 The values are those of the dense path up to float32 summation order (tests/test_sparse_training.py).
 
+Spike-fed convolutions (:class:`SpikeConv2dFunction`) likewise take event-driven forward and
+weight-gradient products below their own measured densities (:data:`SPARSE_CONV_TRAINING`,
+:mod:`scnn.engine.sparse_conv`).
+
 Used by :class:`scnn.models.SpecNet` in training for every synapse fed by spikes (not the
 first, which sees the input, and not behind an active dropout, whose output is not 0/1).
 """
@@ -40,6 +44,7 @@ import torch
 from torch import nn
 
 from scnn.engine import kernels as spike_kernels
+from scnn.engine import sparse_conv
 
 CHUNK_BYTES = 8 << 20  # float32 rows converted at once in the backward pass
 
@@ -53,6 +58,17 @@ CHUNK_BYTES = 8 << 20  # float32 rows converted at once in the backward pass
 # product). scnn.engine.policy.sparse_training() changes these for a block.
 SPARSE_TRAINING = {"enabled": True, "max_density": 0.05, "max_forward_density": 0.05, "min_weights": 1 << 16,
                    "min_rows": 1024}
+
+# Event-driven training products of spike-fed convolutions (SpikeConv2dFunction, scnn.engine.sparse_conv),
+# from `python benchmarks/bench_engine.py --crossover-conv` (docs/engine.md, "Sparse convolution training";
+# Model A's 16C3, 1 thread, interleaved, machine shared with two trainings): the event-driven weight
+# gradient beside a dense forward won up to 0.05 at 160 rows (1.12x; 0.075 tied, 0.98x) and up to 0.075 at
+# 1280 and 3200 rows (1.12-1.16x; 0.1 tied), hence max_density 0.06; the event-driven forward only beat
+# oneDNN's direct convolution up to 0.01 and tied at 0.02, hence max_forward_density 0.015. min_rows:
+# the fewest rows measured (T 10, batch 16). Model A's first LIF spikes at 15-18 % (random inputs and two
+# trained checkpoints), so its 16C3 stays dense; sparser spike maps take the event-driven products.
+# scnn.engine.policy.sparse_conv_training() changes these for a block.
+SPARSE_CONV_TRAINING = {"enabled": True, "max_density": 0.06, "max_forward_density": 0.015, "min_rows": 160}
 
 
 def _row_chunks(rows: int, row_elements: int) -> range:
@@ -209,25 +225,59 @@ class SpikeLinearFunction(torch.autograd.Function):
         return grad_spikes, grad_weight, grad_bias
 
 
+def sparse_conv_training_applies(spikes: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    """Whether a spike-fed convolution may take the event-driven training products (before the density
+    test): enabled, CPU float32 with numba, a 4-D input of at least ``min_rows`` rows, groups 1."""
+    return (SPARSE_CONV_TRAINING["enabled"] and spikes.device.type == "cpu" and spikes.dtype == torch.float32
+            and weight.dtype == torch.float32 and spikes.dim() == 4 and groups == 1
+            and spikes.shape[0] >= SPARSE_CONV_TRAINING["min_rows"] and spike_kernels.available()
+            and not torch.jit.is_tracing())
+
+
 class SpikeConv2dFunction(torch.autograd.Function):
-    """``conv2d(spikes, weight, bias)`` for spikes ``[R, C, H, W]`` (0/1, float), saved as bool."""
+    """``conv2d(spikes, weight, bias)`` for spikes ``[R, C, H, W]`` (0/1, float), saved as bool or, when
+    sparse enough (:data:`SPARSE_CONV_TRAINING`), computed from and saved as the CSR index of the
+    active spikes (:mod:`scnn.engine.sparse_conv`: forward and weight gradient event-driven, input
+    gradient dense)."""
 
     @staticmethod
     def forward(ctx, spikes, weight, bias, stride, padding, dilation, groups):
-        ctx.save_for_backward(_kept(spikes), weight)
         ctx.conv = (stride, padding, dilation, groups)
         ctx.bias_shape = None if bias is None else list(bias.shape)
+        index = None
+        if sparse_conv_training_applies(spikes, weight, groups):
+            index = spike_index(spikes.reshape(spikes.shape[0], -1), SPARSE_CONV_TRAINING["max_density"])
+        ctx.sparse = index is not None
+        if index is not None:
+            row_starts, columns = index
+            ctx.input_shape = tuple(spikes.shape)
+            ctx.save_for_backward(row_starts, columns, weight)
+            if len(columns) <= SPARSE_CONV_TRAINING["max_forward_density"] * spikes.numel():
+                return sparse_conv.sparse_conv_forward(row_starts, columns, spikes.shape, weight, bias, stride,
+                                                       padding, dilation)
+            return nn.functional.conv2d(spikes, weight, bias, stride, padding, dilation, groups)
+        ctx.save_for_backward(_kept(spikes), weight)
         return nn.functional.conv2d(spikes, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_output):
-        saved_spikes, weight = ctx.saved_tensors
         stride, padding, dilation, groups = ctx.conv
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
         need_bias = need_bias and ctx.bias_shape is not None
+        grad_bias = grad_output.sum((0, 2, 3)) if need_bias else None
+        if ctx.sparse:
+            row_starts, columns, weight = ctx.saved_tensors
+            grad_weight = grad_spikes = None
+            if need_weight:
+                grad_weight = sparse_conv.sparse_conv_weight_gradient(row_starts, columns, ctx.input_shape, grad_output,
+                                                                      weight.shape[2:], stride, padding, dilation)
+            if need_input:
+                grad_spikes = sparse_conv.conv_input_gradient(ctx.input_shape, weight, grad_output, stride, padding,
+                                                              dilation, groups)
+            return grad_spikes, grad_weight, grad_bias, None, None, None, None
+        saved_spikes, weight = ctx.saved_tensors
         grad_spikes = grad_output.new_empty(saved_spikes.shape) if need_input else None
         grad_weight = None
-        grad_bias = grad_output.sum((0, 2, 3)) if need_bias else None
         for start, stop, spikes in _chunks_as(saved_spikes, weight.dtype):
             grad_in, grad_w, _ = torch.ops.aten.convolution_backward(
                 grad_output[start:stop], spikes, weight, None,
