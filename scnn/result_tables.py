@@ -711,9 +711,10 @@ register_table(Table(
         Column("seed", "int", "", "noise seed"),
         Column("measured_snr_db_min", "float", "dB", "lowest SNR measured on the mixtures", optional=True),
         Column("measured_snr_db_max", "float", "dB", "highest SNR measured on the mixtures", optional=True),
-    ), "OUT/noise.csv, noise.json, noise.png, noise_results.json",
+    ), "OUT/noise.csv, noise.json, noise.png, noise_results.json (noise_val.* with --noise-on val)",
     "scnn evaluate --checkpoint CHECKPOINT --noise white,pink,babble --snr 20,10,5,0 --out OUT",
-    "accuracy of a checkpoint on its test recordings with noise mixed in at each SNR"))
+    "accuracy of a checkpoint on its test (or, --noise-on val, validation) recordings with noise mixed in at "
+    "each SNR"))
 
 register_table(Table(
     "cv", 1, (

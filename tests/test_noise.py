@@ -116,6 +116,28 @@ def test_noise_evaluation_of_a_checkpoint(tiny_snn_run, tmp_path):
     assert again == rows  # same seed, same numbers
 
 
+def test_noise_evaluation_on_the_validation_recordings(tiny_snn_run, tmp_path):
+    """part="val": the checkpoint's validation recordings (never the test ones), for choosing a recipe."""
+    from scnn.data.prepare import checkpoint_data
+    from scnn.io import load_checkpoint
+    from scnn.result_tables import read_table
+    from scnn.train.evaluate import evaluate, load_trained_model
+    from scnn.train.noise_eval import noise_evaluation
+
+    checkpoint = tiny_snn_run / "best.pt"
+    data = checkpoint_data(load_checkpoint(checkpoint), None, False)
+    assert len(data.val_files) == len(data.val[1]) > 0 and not set(data.val_files) & set(data.test_files)
+    model, _ = load_trained_model(checkpoint)
+    rows = noise_evaluation(checkpoint, tmp_path / "out", ["white"], [40, -10], seed=0, device="cpu", part="val")
+    # the clean row through the waveform path equals the prepared validation features' accuracy
+    assert rows[0]["accuracy"] == evaluate(model, *data.val, num_classes=10)["accuracy"]
+    assert all(r["num_test"] == len(data.val_files) for r in rows)
+    assert read_table(tmp_path / "out" / "noise_val.csv", "noise") == rows
+    assert not (tmp_path / "out" / "noise.csv").exists()
+    with pytest.raises(ValueError, match="part must be 'test' or 'val'"):
+        noise_evaluation(checkpoint, tmp_path / "bad", ["white"], [10], part="train")
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--noise", "white,grey"], "--noise: unknown noise kind(s) ['grey']"),
     (["--noise", "white", "--snr", "20,loud"], "--snr: expected comma-separated numbers"),

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "recordings: comma-separated white, pink, brown, babble (other test recordings)")
     noise.add_argument("--snr", metavar="DB", default="20,10,5,0", help="SNRs in dB for --noise (default 20,10,5,0)")
     noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise (default 0)")
+    noise.add_argument("--noise-on", choices=("test", "val"), default="test",
+                       help="recordings the noise goes into: the test split (default) or the validation split, "
+                            "to choose a recipe without the test set (writes noise_val.*)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -44,7 +47,9 @@ def run(args: argparse.Namespace) -> dict:
         from scnn.train.noise_eval import noise_evaluation
 
         rows = noise_evaluation(args.checkpoint, args.out, args.noise, args.snr, seed=args.noise_seed,
-                                data_overrides=overrides, device=args.device, progress=not args.no_progress)
+                                data_overrides=overrides, device=args.device, progress=not args.no_progress,
+                                part=args.noise_on)
         results["noise"] = rows
-        print(f"accuracy against SNR in {args.out}/noise.csv and noise.png")
+        stem = "noise" if args.noise_on == "test" else "noise_val"
+        print(f"accuracy against SNR in {args.out}/{stem}.csv and {stem}.png")
     return results

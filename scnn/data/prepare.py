@@ -130,6 +130,7 @@ class PreparedData:
     test_set: dict = field(default_factory=dict)
     train_waveforms: list | None = None  # N_train recordings [samples_i] as read (keep_waveforms=True only)
     train_files: list[str] = field(default_factory=list)  # what train[0][i] came from (Recording.key)
+    val_files: list[str] = field(default_factory=list)  # what val[0][i] came from
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -211,7 +212,8 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests),
-                        train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of])
+                        train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of],
+                        val_files=[r.key for r in split.val if r.key in row_of])
 
 
 def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:
