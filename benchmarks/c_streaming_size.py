@@ -6,6 +6,7 @@ code, not on the weight values. Each export is checked bit-exact on the host (an
 the numpy reference before its size is reported.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/c_streaming_size.py --out runs/c_streaming_size [--qemu]
+        [--hidden 256 256]      # other hidden layer sizes (configs/fsdd_streaming.yaml's)
 
 Writes OUT/c_streaming_size.json; prints one line per preset.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 FLASH_LIMIT, RAM_LIMIT = 1024 * 1024, 256 * 1024
 
 
-def measure(preset: str, out: Path, qemu: bool) -> dict:
+def measure(preset: str, out: Path, qemu: bool, hidden: list[int] | None = None) -> dict:
     import torch
 
     from scnn.models import create_model
@@ -30,7 +31,7 @@ def measure(preset: str, out: Path, qemu: bool) -> dict:
     from scnn.quant.integer import export_integer, make_test_vectors, quantize_input, save_integer
 
     torch.manual_seed(0)
-    model = create_model(preset).eval()
+    model = create_model(preset, **({"hidden": tuple(hidden)} if hidden else {})).eval()
     x = torch.randn(8, *model.config.input_shape)
     description, arrays = export_integer(quantize(model, calibration_data=x))
     folder = out / preset
@@ -45,7 +46,7 @@ def measure(preset: str, out: Path, qemu: bool) -> dict:
     flash = library["text"] + library["data"]
     # RAM: the caller's state struct + one frame of codes (+ the stack, documented in scnn_model.h)
     ram = exported["state_bytes"] + description["input_shape"][0] * description["input_shape"][1]
-    result = {"preset": preset, "input_shape": description["input_shape"],
+    result = {"preset": preset, "hidden": list(model.config.hidden), "input_shape": description["input_shape"],
               "neurons": [entry["activation"]["type"] for entry in description["layers"]],
               "weight_bytes": exported["weight_bytes"], "library": library, "flash_bytes": flash,
               "state_bytes": exported["state_bytes"], "ram_bytes": ram, "harness_m4": build["harness"],
@@ -60,18 +61,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the exports and c_streaming_size.json")
     parser.add_argument("--qemu", action="store_true", help="also run the test vectors under qemu (MPS2-AN386)")
+    parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes (default: the presets' 128 128)")
     args = parser.parse_args(argv)
+    if args.hidden and min(args.hidden) <= 0:
+        parser.error(f"--hidden: sizes must be positive, got {args.hidden}")
     import torch
 
     torch.set_num_threads(1)
     out = Path(args.out)
-    results = [measure(preset, out, args.qemu) for preset in ("streaming", "streaming_rleaky")]
+    results = [measure(preset, out, args.qemu, args.hidden) for preset in ("streaming", "streaming_rleaky")]
     out.mkdir(parents=True, exist_ok=True)
     from scnn.io import write_text
 
     write_text(out / "c_streaming_size.json", json.dumps(results, indent=1) + "\n")
     for r in results:
-        print(f"{r['preset']}: flash {r['flash_bytes']} B ({r['flash_bytes'] / 1024:.1f} KiB; weights "
+        print(f"{r['preset']} (hidden {r['hidden']}): flash {r['flash_bytes']} B ({r['flash_bytes'] / 1024:.1f} KiB; weights "
               f"{r['weight_bytes']} B), RAM {r['ram_bytes']} B ({r['ram_bytes'] / 1024:.1f} KiB: state "
               f"{r['state_bytes']} + one frame) + stack; fits 1 MiB / 256 KiB: {r['fits_1MiB_flash_256KiB_ram']}"
               + (f"; qemu bit-exact: {r['qemu_bit_exact']}" if "qemu_bit_exact" in r else ""))
