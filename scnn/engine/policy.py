@@ -60,30 +60,40 @@ def fast_inference(enabled: bool = True, max_density: float = 0.075):
 
 
 @contextmanager
+def _overridden(settings: dict, enabled: bool, max_density: float | None, min_rows: int | None,
+                max_forward_density: float | None = None):
+    """``settings`` (a module-level dict of thresholds) changed for the block and restored after it:
+    ``max_density`` moves the weight-gradient and forward thresholds, ``max_forward_density`` the forward's
+    alone (after it)."""
+    for name, value in (("max_density", max_density), ("max_forward_density", max_forward_density)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    if min_rows is not None and min_rows < 0:
+        raise ValueError(f"min_rows must be at least 0, got {min_rows}")
+    previous = dict(settings)
+    settings["enabled"] = enabled
+    if max_density is not None:
+        settings.update(max_density=max_density, max_forward_density=max_density)
+    if max_forward_density is not None:
+        settings["max_forward_density"] = max_forward_density
+    if min_rows is not None:
+        settings["min_rows"] = min_rows
+    try:
+        yield
+    finally:
+        settings.clear()
+        settings.update(previous)
+
+
 def sparse_training(enabled: bool = True, max_density: float | None = None, min_rows: int | None = None):
     """Within the block, turn the sparse training products of spike-fed dense layers on or off
     (:data:`scnn.engine.synapses.SPARSE_TRAINING`; default on), or move their density threshold
     (forward and weight gradient alike) or the fewest rows (T * B) they take."""
     from scnn.engine import synapses
 
-    if max_density is not None and not 0.0 <= max_density <= 1.0:
-        raise ValueError(f"max_density must lie in [0, 1], got {max_density}")
-    if min_rows is not None and min_rows < 0:
-        raise ValueError(f"min_rows must be at least 0, got {min_rows}")
-    previous = dict(synapses.SPARSE_TRAINING)
-    synapses.SPARSE_TRAINING["enabled"] = enabled
-    if max_density is not None:
-        synapses.SPARSE_TRAINING.update(max_density=max_density, max_forward_density=max_density)
-    if min_rows is not None:
-        synapses.SPARSE_TRAINING["min_rows"] = min_rows
-    try:
-        yield
-    finally:
-        synapses.SPARSE_TRAINING.clear()
-        synapses.SPARSE_TRAINING.update(previous)
+    return _overridden(synapses.SPARSE_TRAINING, enabled, max_density, min_rows)
 
 
-@contextmanager
 def sparse_conv_training(enabled: bool = True, max_density: float | None = None, min_rows: int | None = None,
                          max_forward_density: float | None = None):
     """Within the block, turn the event-driven training products of spike-fed convolutions on or off
@@ -92,24 +102,7 @@ def sparse_conv_training(enabled: bool = True, max_density: float | None = None,
     ``max_forward_density`` is given) or the fewest rows (T * B) they take."""
     from scnn.engine import synapses
 
-    for name, value in (("max_density", max_density), ("max_forward_density", max_forward_density)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {value}")
-    if min_rows is not None and min_rows < 0:
-        raise ValueError(f"min_rows must be at least 0, got {min_rows}")
-    previous = dict(synapses.SPARSE_CONV_TRAINING)
-    synapses.SPARSE_CONV_TRAINING["enabled"] = enabled
-    if max_density is not None:
-        synapses.SPARSE_CONV_TRAINING.update(max_density=max_density, max_forward_density=max_density)
-    if max_forward_density is not None:
-        synapses.SPARSE_CONV_TRAINING["max_forward_density"] = max_forward_density
-    if min_rows is not None:
-        synapses.SPARSE_CONV_TRAINING["min_rows"] = min_rows
-    try:
-        yield
-    finally:
-        synapses.SPARSE_CONV_TRAINING.clear()
-        synapses.SPARSE_CONV_TRAINING.update(previous)
+    return _overridden(synapses.SPARSE_CONV_TRAINING, enabled, max_density, min_rows, max_forward_density)
 
 
 def _kernels_can_run(tensor: torch.Tensor) -> bool:
