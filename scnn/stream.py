@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from scnn.data.prepare import DataConfig
-from scnn.features.causal import CausalMfcc, causal_mfcc
+from scnn.features.causal import CausalMfcc
 from scnn.features.mfcc import FeatureConfig
 from scnn.features.normalize import Normalizer
 from scnn.models.frame_runner import FrameRunner
@@ -158,8 +158,7 @@ def offline_evidence(model: nn.Module, features: FeatureConfig, normalizer: Norm
                      waveform: np.ndarray) -> np.ndarray:
     """The multi-step pass over a whole waveform: readout membrane per frame ``[frames, classes]``."""
     _check_streamable(model, features)
-    mfcc = causal_mfcc(waveform, features.sample_rate, features.n_fft, features.hop_length, features.n_mels,
-                       features.n_mfcc, features.peak_range_db, features.running_mean_frames)
+    mfcc = CausalMfcc.from_config(features).push(waveform).T
     rows = features.num_rows or features.n_mfcc
     mfcc = np.pad(mfcc, ((0, rows - len(mfcc)), (0, 0)))
     x = torch.from_numpy(normalizer(mfcc))[None, None]

@@ -235,11 +235,10 @@ def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if config.representation == "waveform":
         return _fit_length(waveform, config.num_frames)[None, :].astype(np.float32)
     if config.representation == "causal_mfcc":
-        from scnn.features.causal import causal_mfcc
+        from scnn.features.causal import CausalMfcc
 
         waveform = _fit_length(waveform, config.num_frames * config.hop_length)
-        mfcc = causal_mfcc(waveform, config.sample_rate, config.n_fft, config.hop_length, config.n_mels,
-                           config.n_mfcc, config.peak_range_db, config.running_mean_frames)
+        mfcc = CausalMfcc.from_config(config).push(waveform).T
         return np.pad(mfcc, ((0, (config.num_rows or config.n_mfcc) - config.n_mfcc), (0, 0))).astype(np.float32)
     if config.fit == "center":
         # librosa's centred STFT gives 1 + samples // hop frames.
