@@ -725,9 +725,13 @@ register_table(Table(
         Column("run", "str", "path", "the fold's run folder, relative to the table's folder"),
         Column("test_accuracy", "float", "fraction", "test accuracy of the best-validation weights"),
         Column("val_accuracy", "float", "fraction", "best validation accuracy"),
+        Column("final_val_accuracy", "float", "fraction", "validation accuracy of the last epoch (what a refit, "
+               "which keeps its last epoch, is chosen by)", optional=True),
         Column("best_epoch", "int", "epoch", "epoch of the best validation accuracy (1-based)"),
         Column("epochs_run", "int", "epochs", "epochs trained"),
         Column("test_samples", "int", "samples", "test recordings of the fold"),
         Column("seconds_per_epoch", "float", "s", "wall time per epoch"),
+        Column("refit_test_accuracy", "float", "fraction", "test accuracy of the fold's refit (OUT/foldN/refit: "
+               "trained on the validation speakers too, last epoch; blank: no refit)", optional=True),
     ), "OUT/cv.csv, cv.json, cv.md, cv_summary.json (mean ± std, per speaker, per class), cv_accuracy.png",
     "scnn cv --config FILE [--folds K] --out OUT", "cross-validation by speaker, one row per fold"))

@@ -158,3 +158,30 @@ def test_sigkill_in_a_fold_then_resume_gives_the_uninterrupted_summary(tmp_path)
     resumed = main(["cv", "--no-progress", "--folds", "2", "--threads", "1", "--out", str(cut), "--resume",
                     *overrides])
     assert comparable(resumed) == comparable(whole)
+
+
+def test_refit_trains_on_the_validation_speakers_too_and_keeps_its_last_epoch(tmp_path, tones):
+    config = config_of(tones, tmp_path / "cache", epochs=3)
+    summary = cross_validate(config, tmp_path / "refit", folds=None, progress=False, refit=True)
+    plain = cross_validate(config, tmp_path / "plain", folds=None, progress=False)
+    assert summary["refit"] is not None and plain["refit"] is None
+    validated = {**summary, "refit": None, "folds": [{**row, "refit_test_accuracy": None} for row in summary["folds"]]}
+    assert comparable(validated) == comparable(plain), "the validated runs do not change"
+    for row in summary["folds"]:
+        folder = tmp_path / "refit" / row["run"] / "refit"
+        checkpoint = load_checkpoint(folder / "best.pt")
+        results = json.loads((folder / "results.json").read_text())
+        # 3 classes x 4 takes per speaker: one test speaker, the other three (validation speaker included) train
+        assert results["split_sizes"] == {"train": 36, "val": 0, "test": 12}
+        assert checkpoint["data_config"]["holdout_speaker"] == row["test_speakers"]
+        assert results["best_epoch"] == results["epochs_run"] == 3, "no validation set: the last epoch is kept"
+        assert row["refit_test_accuracy"] == results["test_accuracy"]
+        history = [json.loads(line) for line in (tmp_path / "refit" / row["run"] / "metrics.jsonl").read_text().splitlines()]
+        assert row["final_val_accuracy"] == history[-1]["val_accuracy"]
+    refit = summary["refit"]
+    assert refit["mean_test_accuracy"] == pytest.approx(np.mean([r["refit_test_accuracy"] for r in summary["folds"]]))
+    assert sum(v["samples"] for v in refit["per_speaker"].values()) == 48
+    assert read_table(tmp_path / "refit" / "cv.csv", "cv") == summary["folds"]
+    assert "Refit on the validation speakers too" in (tmp_path / "refit" / "cv.md").read_text()
+    with pytest.raises(SettingsMismatch, match=r"refit: True -> False"):
+        cross_validate(config, tmp_path / "refit", folds=None, resume=True, progress=False)

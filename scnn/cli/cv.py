@@ -6,6 +6,8 @@ same flags, KEY=VALUE overrides); data.num_val_speakers=N makes each fold's vali
 training speakers, rotating from fold to fold (the speakers that follow the fold's test speakers: in
 leave-one-speaker-out each speaker validates once), so that model selection never sees a training voice.
 --parallel N trains N folds at once (worker processes; per-fold folders and results unchanged).
+--refit trains each fold once more on its validation speakers too, for the same epochs, keeping the last
+epoch (OUT/foldN/refit): choose a recipe on the validated runs' validation accuracy, report the refits.
 A killed CV continues with --resume (finished folds are read back, the interrupted fold
 resumes from its last.pt); other settings are refused, naming each difference. Writes
 OUT/cv_summary.json, OUT/cv.csv (+ cv.json, cv.md) and OUT/cv_accuracy.png.
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cv.add_argument("--parallel", type=positive_int, default=1, metavar="N",
                     help="train N folds at once in worker processes, each with --threads torch threads (default: "
                          "CPU cores // N); the results are those of one fold after another (default 1)")
+    cv.add_argument("--refit", action="store_true",
+                    help="train each fold again on every speaker but its test speakers (its validation speakers "
+                         "too) for the same epochs, keeping the last epoch, in OUT/foldN/refit; the summary reports "
+                         "both (choose recipes on the validated runs' validation accuracy)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -46,4 +52,5 @@ def run(args: argparse.Namespace) -> dict:
         print(config.dump(), end="")
         return config.to_dict()
     return cross_validate(config, args.out, folds=args.folds, fold_seed=args.fold_seed, resume=args.resume,
-                          overwrite=args.overwrite, progress=not args.no_progress, parallel=args.parallel)
+                          overwrite=args.overwrite, progress=not args.no_progress, parallel=args.parallel,
+                          refit=args.refit)

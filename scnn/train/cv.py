@@ -13,6 +13,13 @@ was interrupted from its ``last.pt`` and runs the rest; a rerun with other setti
 refused with every differing field named. When all folds are done it writes the summary:
 ``cv_summary.json`` (per fold, mean ± std, per speaker, per class), the ``cv`` results table
 (``cv.csv``, ``cv.json``, ``cv.md``, docs/results_formats.md) and ``cv_accuracy.png``.
+
+With ``refit`` each fold is trained a second time (``OUT/foldN/refit``, a normal run folder) on
+every speaker but its test speakers, its validation speakers included, for the same epochs, and
+keeps the last epoch (there is no validation set left to choose one): the usual "choose on
+validation, then refit on all the training data" protocol. The validated runs still say how well
+a recipe does (the validation accuracies, their last epochs' in ``final_val_accuracy``); the
+refits' test accuracies are reported beside the validated runs', never used to choose anything.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from scnn.train.run import (RESULTS_SCHEMA_VERSION, RunFolderError, SettingsMism
                             folder_lock, setting_differences)
 
 PLAN = "cv_plan.json"
+REFIT = "refit"  # a fold's refit run folder: OUT/foldN/refit
 SUMMARY = "cv_summary.json"
 # Settings that do not change a fold's result, left out when a rerun is compared with the plan.
 UNCOMPARED = {"train": ("threads", "device"), "data": ("cache_dir", "download")}
@@ -44,10 +52,11 @@ def fold_name(index: int) -> str:
     return f"fold{index + 1}"
 
 
-def plan_cv(run_config, folds: int | None, fold_seed: int) -> dict:
+def plan_cv(run_config, folds: int | None, fold_seed: int, refit: bool = False) -> dict:
     """What a CV runs: the protocol, the speakers and each fold's test speakers (nothing trained).
 
-    folds: k for k-fold by speaker, None for leave-one-speaker-out. The speakers come from the
+    folds: k for k-fold by speaker, None for leave-one-speaker-out. refit: each fold also
+    trained on its validation speakers (see the module docstring). The speakers come from the
     dataset (or ``data.group_pattern`` / ``data.group_manifest``); ValueError where a fold
     would hold no speaker or validation speakers are named that a fold tests.
     """
@@ -67,7 +76,7 @@ def plan_cv(run_config, folds: int | None, fold_seed: int) -> dict:
             "num_folds": len(fold_speakers), "fold_seed": fold_seed, "speakers": speakers,
             "fold_speakers": fold_speakers,
             "fold_val_speakers": rotated_validation(fold_speakers, data.num_val_speakers),
-            "run_config": run_config.to_dict()}
+            "refit": bool(refit), "run_config": run_config.to_dict()}
 
 
 def rotated_validation(fold_speakers: list[list[str]], count: int) -> list[list[str]] | None:
@@ -94,7 +103,8 @@ def rotated_validation(fold_speakers: list[list[str]], count: int) -> list[list[
 
 
 def _comparable(plan: dict) -> dict:
-    plan = {**plan, "run_config": {section: dict(values) for section, values in plan["run_config"].items()}}
+    plan = {"refit": False, **plan,  # a plan written before refits existed had none
+            "run_config": {section: dict(values) for section, values in plan["run_config"].items()}}
     for section, names in UNCOMPARED.items():
         for name in names:
             plan["run_config"].get(section, {}).pop(name, None)
@@ -110,10 +120,24 @@ def fold_run_config(run_config, speakers: list[str], val_speakers: list[str] | N
     return dataclasses.replace(run_config, data=data)
 
 
+def refit_run_config(run_config, speakers: list[str]):
+    """The run config of the refit of the fold that tests ``speakers``: trained on every other speaker
+    (no validation set: val_fraction 0, no validation speakers), so it keeps its last epoch."""
+    data = dataclasses.replace(run_config.data, split="speaker", holdout_speaker=",".join(speakers),
+                               val_speakers="", num_val_speakers=0, val_fraction=0.0)
+    return dataclasses.replace(run_config, data=data)
+
+
+def fold_finished(fold_dir: Path, refit: bool) -> bool:
+    """Whether the fold in ``fold_dir`` has its results and predictions (and its refit's, with ``refit``)."""
+    folders = [fold_dir, fold_dir / REFIT] if refit else [fold_dir]
+    return all((folder / "results.json").exists() and (folder / "predictions.csv").exists() for folder in folders)
+
+
 def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fold_seed: int = 0,
                    resume: bool = False, overwrite: bool = False, progress: bool = True,
                    stop_after_folds: int | None = None, stop_after_epochs: int | None = None,
-                   parallel: int = 1) -> dict:
+                   parallel: int = 1, refit: bool = False) -> dict:
     """Run (or continue) a cross-validation in ``out_dir``; returns the summary (see :func:`summarize`).
 
     run_config: a :class:`scnn.train.RunConfig` (its split is replaced per fold). folds: k, or
@@ -125,7 +149,8 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
     ``{"interrupted_in_fold": n}`` is returned then. parallel: folds trained at once in that many worker
     processes (each with ``train.threads``, or the CPU count // parallel torch threads where that is 0);
     the fold folders and the summary are the same as one after another (the folds are independent and
-    seeded), and a killed parallel CV resumes like a serial one.
+    seeded), and a killed parallel CV resumes like a serial one. refit: train each fold again on its
+    validation speakers too (the module docstring); the summary's ``refit`` part reports those.
     """
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1 worker process, got {parallel}")
@@ -136,7 +161,7 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
         if resume and overwrite:
             raise RunFolderError(f"resume and overwrite exclude each other: resume continues the cross-validation "
                                  f"in {out_dir}, overwrite replaces it")
-        plan = plan_cv(run_config, folds, fold_seed)
+        plan = plan_cv(run_config, folds, fold_seed, refit)
         plan_path = out_dir / PLAN
         if plan_path.exists() and not overwrite:
             import json
@@ -162,13 +187,15 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
                 return {"interrupted_in_fold": index + 1}
             last = stop_after_folds is not None and index == stop_after_folds - 1
             outcome = run_fold(run_config, speakers, out_dir / fold_name(index), progress,
-                               stop_after_epochs if last else None, validation[index])
+                               stop_after_epochs if last else None, validation[index], refit)
             if "interrupted_after_epoch" in outcome:
                 return {"interrupted_in_fold": index + 1}
         summary = summarize(out_dir, plan)
     if progress:
+        refit_line = (f"; refit {summary['refit']['mean_test_accuracy']:.4f} ± {summary['refit']['std_test_accuracy']:.4f}"
+                      if summary["refit"] else "")
         print(f"cross-validation ({plan['num_folds']} folds): test accuracy {summary['mean_test_accuracy']:.4f} "
-              f"± {summary['std_test_accuracy']:.4f}; results in {out_dir}")
+              f"± {summary['std_test_accuracy']:.4f}{refit_line}; results in {out_dir}")
     return summary
 
 
@@ -186,14 +213,13 @@ def _run_folds_in_parallel(run_config, plan: dict, out_dir: Path, parallel: int,
     threads = run_config.train.threads or max(1, (os.cpu_count() or 1) // parallel)
     config = dataclasses.replace(run_config, train=dataclasses.replace(run_config.train, threads=threads))
     validation = plan["fold_val_speakers"] or [None] * plan["num_folds"]
-    todo = [index for index in range(plan["num_folds"])
-            if not ((out_dir / fold_name(index) / "results.json").exists()
-                    and (out_dir / fold_name(index) / "predictions.csv").exists())]
+    refit = plan.get("refit", False)
+    todo = [index for index in range(plan["num_folds"]) if not fold_finished(out_dir / fold_name(index), refit)]
     if progress:
         notice(f"{len(todo)} folds to train in {min(parallel, len(todo))} processes, {threads} torch threads each")
     with ProcessPoolExecutor(max_workers=parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_fold, config, plan["fold_speakers"][index], out_dir / fold_name(index), False,
-                               None, validation[index]): index for index in todo}
+                               None, validation[index], refit): index for index in todo}
         for future in as_completed(futures):
             results = future.result()  # a failed fold raises here; the pool's exit waits for the running ones
             if progress:
@@ -202,13 +228,28 @@ def _run_folds_in_parallel(run_config, plan: dict, out_dir: Path, parallel: int,
 
 
 def run_fold(run_config, speakers: list[str], fold_dir: Path, progress: bool,
-             stop_after_epochs: int | None = None, val_speakers: list[str] | None = None) -> dict:
+             stop_after_epochs: int | None = None, val_speakers: list[str] | None = None,
+             refit: bool = False) -> dict:
     """Train (or finish) one fold and write its ``predictions.csv``; a finished fold is read back.
 
-    val_speakers: the fold's validation speakers (:func:`rotated_validation`; None: the run config's own)."""
+    val_speakers: the fold's validation speakers (:func:`rotated_validation`; None: the run config's own).
+    refit: then train (or finish) the fold's refit in ``fold_dir/refit`` (:func:`refit_run_config`).
+    Returns the validated run's results."""
+    outcome = _train_and_predict(fold_run_config(run_config, speakers, val_speakers), speakers, fold_dir, progress,
+                                 stop_after_epochs)
+    if refit and "interrupted_after_epoch" not in outcome:
+        refitted = _train_and_predict(refit_run_config(run_config, speakers), speakers, fold_dir / REFIT, progress,
+                                      None)
+        if "interrupted_after_epoch" in refitted:
+            return refitted
+    return outcome
+
+
+def _train_and_predict(config, speakers: list[str], fold_dir: Path, progress: bool,
+                       stop_after_epochs: int | None) -> dict:
+    """One run of a fold (validated or refit): trained or finished, then its ``predictions.csv``."""
     import json
 
-    config = fold_run_config(run_config, speakers, val_speakers)
     results_path = fold_dir / "results.json"
     if results_path.exists() and (fold_dir / "predictions.csv").exists():
         return json.loads(results_path.read_text())
@@ -216,7 +257,8 @@ def run_fold(run_config, speakers: list[str], fold_dir: Path, progress: bool,
     if not results_path.exists():
         resume = (fold_dir / "last.pt").exists()
         if progress:
-            notice(f"{fold_dir.name}: test speakers {', '.join(speakers)}" + (" (resumed)" if resume else ""))
+            label = fold_dir.name if fold_dir.name != REFIT else f"{fold_dir.parent.name} refit"
+            notice(f"{label}: test speakers {', '.join(speakers)}" + (" (resumed)" if resume else ""))
         results = train(config.train, config.data, fold_dir, resume=resume, progress=progress,
                         stop_after_epochs=stop_after_epochs, data=data)
         if "interrupted_after_epoch" in results:
@@ -264,7 +306,8 @@ def summarize(out_dir: str | Path, plan: dict) -> dict:
     recordings = assign_groups(dataset_listing(_data_config(data)).recordings, data.get("group_pattern"),
                                data.get("group_manifest"))
     speaker_of = {str(r.path): r.speaker for r in recordings}
-    rows, predictions = [], []
+    refit = plan.get("refit", False)
+    rows, predictions, refit_predictions = [], [], []
     for index, speakers in enumerate(plan["fold_speakers"]):
         folder = out_dir / fold_name(index)
         results = json.loads((folder / "results.json").read_text())
@@ -274,18 +317,16 @@ def summarize(out_dir: str | Path, plan: dict) -> dict:
             "fold": index + 1, "test_speakers": ";".join(speakers),
             "val_speakers": None, "run": fold_name(index),
             "test_accuracy": results["test_accuracy"], "val_accuracy": results["val_accuracy"],
+            "final_val_accuracy": _last_epoch_val_accuracy(folder),
             "best_epoch": results["best_epoch"], "epochs_run": results["epochs_run"],
             "test_samples": len(fold_predictions), "seconds_per_epoch": results["seconds_per_epoch"],
+            "refit_test_accuracy": None,
         })
-    accuracies = np.array([row["test_accuracy"] for row in rows])
+        if refit:
+            rows[-1]["refit_test_accuracy"] = json.loads((folder / REFIT / "results.json").read_text())["test_accuracy"]
+            refit_predictions += _read_predictions(folder / REFIT / "predictions.csv")
 
-    def accuracy_by(key):
-        groups: dict[str, list[bool]] = {}
-        for row in predictions:
-            groups.setdefault(key(row), []).append(row["label"] == row["prediction"])
-        return {name: {"accuracy": float(np.mean(hits)), "samples": len(hits)} for name, hits in sorted(groups.items())}
-
-    unknown = [row["file"] for row in predictions if row["file"] not in speaker_of]
+    unknown = [row["file"] for row in predictions + refit_predictions if row["file"] not in speaker_of]
     if unknown:
         raise ValueError(f"{out_dir}: {len(unknown)} predicted files are not in the dataset's listing any more "
                          f"(first: {unknown[0]})")
@@ -295,14 +336,14 @@ def summarize(out_dir: str | Path, plan: dict) -> dict:
     summary = {
         "schema_version": RESULTS_SCHEMA_VERSION, "kind": "cv", "protocol": plan["protocol"],
         "num_folds": plan["num_folds"], "fold_seed": plan["fold_seed"], "folds": rows,
-        "mean_test_accuracy": float(accuracies.mean()),
-        "std_test_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
-        "worst_fold_accuracy": float(accuracies.min()),
-        "pooled_test_accuracy": float(np.mean([row["label"] == row["prediction"] for row in predictions])),
-        "per_speaker": accuracy_by(lambda row: speaker_of[row["file"]]),
-        "per_class": accuracy_by(lambda row: row["label"]),
-        "validation": validation, "run_config": plan["run_config"],
+        **_accuracy_summary([row["test_accuracy"] for row in rows], predictions, speaker_of),
+        "mean_val_accuracy": float(np.mean([row["val_accuracy"] for row in rows])),
+        "mean_final_val_accuracy": float(np.mean([row["final_val_accuracy"] for row in rows])),
+        "validation": validation, "refit": None, "run_config": plan["run_config"],
     }
+    if refit:
+        summary["refit"] = _accuracy_summary([row["refit_test_accuracy"] for row in rows], refit_predictions,
+                                             speaker_of)
     write_json(out_dir / SUMMARY, summary)
     write_table(rows, out_dir / "cv.csv", "cv", {"protocol": plan["protocol"], "num_folds": plan["num_folds"],
                                                  "validation": validation})
@@ -310,6 +351,33 @@ def summarize(out_dir: str | Path, plan: dict) -> dict:
     plot_cv_accuracy(summary, out_dir / "cv_accuracy.png", title=f"{plan['run_config']['model']['name']}: "
                      f"{plan['protocol'].replace('_', ' ')}")
     return summary
+
+
+def _accuracy_summary(fold_accuracies: list[float], predictions: list[dict], speaker_of: dict) -> dict:
+    """Mean ± sample std (0 for one fold), worst and pooled test accuracy, per speaker and per class."""
+    accuracies = np.array(fold_accuracies)
+
+    def accuracy_by(key):
+        groups: dict[str, list[bool]] = {}
+        for row in predictions:
+            groups.setdefault(key(row), []).append(row["label"] == row["prediction"])
+        return {name: {"accuracy": float(np.mean(hits)), "samples": len(hits)} for name, hits in sorted(groups.items())}
+
+    return {"mean_test_accuracy": float(accuracies.mean()),
+            "std_test_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+            "worst_fold_accuracy": float(accuracies.min()),
+            "pooled_test_accuracy": float(np.mean([row["label"] == row["prediction"] for row in predictions])),
+            "per_speaker": accuracy_by(lambda row: speaker_of[row["file"]]),
+            "per_class": accuracy_by(lambda row: row["label"])}
+
+
+def _last_epoch_val_accuracy(folder: Path) -> float:
+    """The validation accuracy of a run's last epoch (its ``metrics.jsonl``): what a refit, which keeps
+    its last epoch, is chosen by."""
+    import json
+
+    lines = [line for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return float(json.loads(lines[-1])["val_accuracy"])
 
 
 def _data_config(values: dict):
@@ -334,16 +402,29 @@ def _fold_val_speakers(folder: Path) -> str | None:
 
 
 def cv_markdown(summary: dict) -> str:
-    """The summary for people: the per-fold table, mean ± std, per speaker and per class."""
+    """The summary for people: the per-fold table, mean ± std, per speaker and per class (and the refits')."""
     from scnn.result_tables import markdown_table
 
+    def headline(part: dict, what: str) -> str:
+        return (f"{what} {100 * part['mean_test_accuracy']:.2f} % ± {100 * part['std_test_accuracy']:.2f} "
+                f"(mean ± sample std over folds); worst fold {100 * part['worst_fold_accuracy']:.2f} %; pooled "
+                f"{100 * part['pooled_test_accuracy']:.2f} %.")
+
+    def accuracy_lines(title: str, values: dict, key: str) -> list[str]:
+        return (["", f"## {title}", "", f"| {key} | accuracy (%) | recordings |", "|---|---|---|"]
+                + [f"| {name} | {100 * v['accuracy']:.2f} | {v['samples']} |" for name, v in values.items()])
+
+    refit = summary.get("refit")
     lines = [f"# Cross-validation: {summary['protocol'].replace('_', ' ')}, {summary['num_folds']} folds", "",
-             f"Test accuracy {100 * summary['mean_test_accuracy']:.2f} % ± {100 * summary['std_test_accuracy']:.2f} "
-             f"(mean ± sample std over folds); worst fold {100 * summary['worst_fold_accuracy']:.2f} %; pooled "
-             f"{100 * summary['pooled_test_accuracy']:.2f} %. Validation: {summary['validation']}.", "",
-             markdown_table(summary["folds"], "cv"), "## Per speaker", "", "| speaker | accuracy (%) | recordings |",
-             "|---|---|---|"]
-    lines += [f"| {name} | {100 * v['accuracy']:.2f} | {v['samples']} |" for name, v in summary["per_speaker"].items()]
-    lines += ["", "## Per class", "", "| class | accuracy (%) | recordings |", "|---|---|---|"]
-    lines += [f"| {name} | {100 * v['accuracy']:.2f} | {v['samples']} |" for name, v in summary["per_class"].items()]
+             headline(summary, "Test accuracy") + f" Validation: {summary['validation']}, mean "
+             f"{100 * summary['mean_val_accuracy']:.2f} % (best epoch), {100 * summary['mean_final_val_accuracy']:.2f} "
+             "% (last epoch)."]
+    if refit:
+        lines += ["", headline(refit, "Refit on the validation speakers too (last epoch): test accuracy")]
+    lines += ["", markdown_table(summary["folds"], "cv").rstrip("\n")]
+    lines += accuracy_lines("Per speaker", summary["per_speaker"], "speaker")
+    lines += accuracy_lines("Per class", summary["per_class"], "class")
+    if refit:
+        lines += accuracy_lines("Per speaker, refit", refit["per_speaker"], "speaker")
+        lines += accuracy_lines("Per class, refit", refit["per_class"], "class")
     return "\n".join(lines) + "\n"

@@ -88,10 +88,14 @@ class FitState:
     def next_epoch(self) -> int:
         return len(self.history)
 
-    def consider(self, row: dict, model: nn.Module) -> None:
-        """Keep the model's weights if this epoch is the best: highest validation accuracy, then lowest loss."""
+    def consider(self, row: dict, model: nn.Module, validated: bool = True) -> None:
+        """Keep the model's weights if this epoch is the best: highest validation accuracy, then lowest loss.
+
+        validated False (no validation set): every epoch replaces the kept one, so the run ends
+        with its last epoch (a fixed budget, as a refit on training plus validation data uses).
+        """
         score = (row["val_accuracy"], -row.get("val_loss", 0.0))
-        if score > (self.best["val_accuracy"], -self.best.get("val_loss", 0.0)):
+        if not validated or score > (self.best["val_accuracy"], -self.best.get("val_loss", 0.0)):
             self.best = {"val_accuracy": row["val_accuracy"], "val_loss": row.get("val_loss", 0.0),
                          "epoch": row["epoch"], "state": {k: v.detach().cpu().clone()
                                                           for k, v in model.state_dict().items()}}
@@ -137,12 +141,12 @@ def fit(model: nn.Module, data: PreparedData, config: TrainConfig, parts: tuple 
             val = evaluate(model, *data.val, num_classes=num_classes, loss_fn=loss_fn)
             row.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             row.update({f"val_spike_rate_{i}": r for i, r in enumerate(val.get("spike_rate_per_layer", []))})
-        else:
+        else:  # no validation set: the training accuracy stands in the curves, the last epoch is kept
             row["val_accuracy"] = row["train_accuracy"]
         row["epoch_time_s"] = time.perf_counter() - epoch_start
         state.elapsed_s += row["epoch_time_s"]
         state.history.append(row)
-        state.consider(row, model)
+        state.consider(row, model, validated=bool(len(data.val[1])))
         if after_epoch is not None:
             after_epoch(row, state, parts)
         if progress:

@@ -540,18 +540,24 @@ def plot_noise_accuracy(rows: list[dict], path: str | Path, title: str = "") -> 
 
 def plot_cv_accuracy(summary: dict, path: str | Path, title: str = "") -> Path:
     """Cross-validation (:func:`scnn.train.cv.summarize`): test accuracy per speaker (bars) with the
-    mean over folds (line) and its ± sample std (band), and per class."""
+    mean over folds (line) and its ± sample std (band), and per class; the refits' bars beside, if any."""
     speakers = list(summary["per_speaker"])
     classes = list(summary["per_class"])
     figure, (speaker_axis, class_axis) = plt.subplots(1, 2, figsize=(11, 3.8),
                                                       gridspec_kw={"width_ratios": [max(len(speakers), 2),
                                                                                     max(len(classes), 2)]})
     mean, std = 100 * summary["mean_test_accuracy"], 100 * summary["std_test_accuracy"]
-    for axis, names, values, label in (
-            (speaker_axis, speakers, summary["per_speaker"], "speaker (never heard in training)"),
-            (class_axis, classes, summary["per_class"], "class")):
-        heights = [100 * values[name]["accuracy"] for name in names]
-        axis.bar(range(len(names)), heights, color="tab:blue")
+    refit = summary.get("refit")
+    width = 0.4 if refit else 0.8
+    for axis, names, key, label in (
+            (speaker_axis, speakers, "per_speaker", "speaker (never heard in training)"),
+            (class_axis, classes, "per_class", "class")):
+        heights = [100 * summary[key][name]["accuracy"] for name in names]
+        offset = -width / 2 if refit else 0.0
+        axis.bar([i + offset for i in range(len(names))], heights, width, color="tab:blue", label="validated run")
+        if refit:
+            axis.bar([i + width / 2 for i in range(len(names))], [100 * refit[key][name]["accuracy"] for name in names],
+                     width, color="tab:orange", label=f"refit (mean {100 * refit['mean_test_accuracy']:.1f} %)")
         axis.axhline(mean, color="black", lw=1, label=f"mean over folds {mean:.1f} %")
         axis.axhspan(mean - std, mean + std, color="gray", alpha=0.2, label=f"± std {std:.1f}")
         axis.set(xticks=range(len(names)), ylim=(0, 100), xlabel=label, ylabel="test accuracy (%)")
