@@ -185,3 +185,8 @@ def test_refit_trains_on_the_validation_speakers_too_and_keeps_its_last_epoch(tm
     assert "Refit on the validation speakers too" in (tmp_path / "refit" / "cv.md").read_text()
     with pytest.raises(SettingsMismatch, match=r"refit: True -> False"):
         cross_validate(config, tmp_path / "refit", folds=None, resume=True, progress=False)
+    # a refit added to a finished CV on resume: the validated folds are read back, the refits trained
+    fold1 = (tmp_path / "plain" / "fold1" / "results.json").stat().st_mtime_ns
+    added = cross_validate(config, tmp_path / "plain", folds=None, resume=True, progress=False, refit=True)
+    assert comparable(added) == comparable(summary)
+    assert (tmp_path / "plain" / "fold1" / "results.json").stat().st_mtime_ns == fold1

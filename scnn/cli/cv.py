@@ -8,6 +8,7 @@ leave-one-speaker-out each speaker validates once), so that model selection neve
 --parallel N trains N folds at once (worker processes; per-fold folders and results unchanged).
 --refit trains each fold once more on its validation speakers too, for the same epochs, keeping the last
 epoch (OUT/foldN/refit): choose a recipe on the validated runs' validation accuracy, report the refits.
+--refit with --resume adds the refits to a CV that ran without them.
 A killed CV continues with --resume (finished folds are read back, the interrupted fold
 resumes from its last.pt); other settings are refused, naming each difference. Writes
 OUT/cv_summary.json, OUT/cv.csv (+ cv.json, cv.md) and OUT/cv_accuracy.png.

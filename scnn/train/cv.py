@@ -20,6 +20,7 @@ keeps the last epoch (there is no validation set left to choose one): the usual 
 validation, then refit on all the training data" protocol. The validated runs still say how well
 a recipe does (the validation accuracies, their last epochs' in ``final_val_accuracy``); the
 refits' test accuracies are reported beside the validated runs', never used to choose anything.
+A finished or interrupted CV resumed with ``refit`` keeps its validated folds and adds the refits.
 """
 
 from __future__ import annotations
@@ -170,7 +171,10 @@ def cross_validate(run_config, out_dir: str | Path, folds: int | None = None, fo
             if not resume:
                 raise RunFolderError(f"{out_dir} already holds a cross-validation ({PLAN}); pass --resume to "
                                      "continue it, --overwrite to replace it, or choose another output folder")
-            differences = setting_differences(_comparable(old), _comparable(plan))
+            # a refit added on resume leaves the validated folds as they are: only the refits are trained
+            adding_refit = plan["refit"] and not old.get("refit", False)
+            differences = setting_differences(_comparable({**old, "refit": plan["refit"]} if adding_refit else old),
+                                              _comparable(plan))
             if differences:
                 raise SettingsMismatch(f"{out_dir} holds a cross-validation with other settings; it differs in: "
                                        + "; ".join(differences) + " (use --overwrite or another folder)")
