@@ -36,7 +36,7 @@ FEATURE_CACHE_VERSION = 3  # bump when the extraction code or the cache layout c
 
 
 LEVELS = ("none", "peak", "rms")
-REPRESENTATIONS = ("mfcc", "waveform", "causal_mfcc", "events")
+REPRESENTATIONS = ("mfcc", "logmel", "waveform", "causal_mfcc", "events")
 
 
 class AudioFileError(ValueError):
@@ -65,7 +65,8 @@ class FeatureConfig:
         zero-pads or crops its columns at the end (the reference code's way).
     num_rows: zero-pad the coefficient axis up to this many rows (None: n_mfcc).
     normalize: fit per-coefficient mean/std on the training split.
-    representation: "mfcc", or "waveform" for raw audio: the trimmed waveform centre-padded
+    representation: "mfcc", "logmel" (the MFCC's log-mel spectrogram before its DCT: ``n_mels`` rows in dB,
+        floored 80 dB below the recording's peak; n_mfcc unused), or "waveform" for raw audio: the trimmed waveform centre-padded
         or cropped to ``num_frames`` samples, one row (the SSM baseline's raw-audio input), or
         "causal_mfcc": frame t computed from the audio up to its end only, as a stream can
         (:mod:`scnn.features.causal`; the waveform centre-padded or cropped to num_frames hops).
@@ -118,14 +119,18 @@ class FeatureConfig:
             raise ValueError(f"FeatureConfig.fit must be 'center' or 'end', got {self.fit!r}")
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"FeatureConfig.n_mfcc ({self.n_mfcc}) cannot exceed n_mels ({self.n_mels})")
-        if self.num_rows is not None and self.num_rows < self.n_mfcc:
-            raise ValueError(f"FeatureConfig.num_rows ({self.num_rows}) must be >= n_mfcc ({self.n_mfcc})")
+        bands = self.n_mels if self.representation == "logmel" else self.n_mfcc
+        if self.num_rows is not None and self.num_rows < bands:
+            name = "n_mels" if self.representation == "logmel" else "n_mfcc"
+            raise ValueError(f"FeatureConfig.num_rows ({self.num_rows}) must be >= {name} ({bands})")
 
     @property
     def shape(self) -> tuple[int, int]:
         """(rows, frames) of one feature matrix: (1, samples) for the waveform."""
         if self.representation == "waveform":
             return (1, self.num_frames)
+        if self.representation == "logmel":
+            return (self.num_rows or self.n_mels, self.num_frames)
         return (self.num_rows or self.n_mfcc, self.num_frames)
 
 
@@ -225,8 +230,9 @@ def normalize_level(waveform: np.ndarray, level: str) -> np.ndarray:
 
 
 def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """MFCC matrix ``[rows, num_frames]`` (float32) of one mono waveform ``[samples]``
-    (or the fitted waveform itself, ``[1, num_frames]``, for ``representation="waveform"``)."""
+    """MFCC matrix ``[rows, num_frames]`` (float32) of one mono waveform ``[samples]`` (the log-mel
+    spectrogram for ``representation="logmel"``, the fitted waveform itself, ``[1, num_frames]``, for
+    ``"waveform"``)."""
     import librosa
 
     if config.top_db is not None and waveform.size > 0:
@@ -243,15 +249,19 @@ def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if config.fit == "center":
         # librosa's centred STFT gives 1 + samples // hop frames.
         waveform = _fit_length(waveform, (config.num_frames - 1) * config.hop_length)
-    mfcc = librosa.feature.mfcc(
-        y=waveform, sr=config.sample_rate, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
-        hop_length=config.hop_length, n_mels=config.n_mels,
-    )
+    if config.representation == "logmel":  # what librosa.feature.mfcc computes before its DCT
+        mfcc = librosa.power_to_db(librosa.feature.melspectrogram(
+            y=waveform, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+            n_mels=config.n_mels))
+    else:
+        mfcc = librosa.feature.mfcc(
+            y=waveform, sr=config.sample_rate, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
+            hop_length=config.hop_length, n_mels=config.n_mels,
+        )
     if config.fit == "end":
         mfcc = mfcc[:, : config.num_frames]
         mfcc = np.pad(mfcc, ((0, 0), (0, config.num_frames - mfcc.shape[1])))
-    rows = config.num_rows or config.n_mfcc
-    mfcc = np.pad(mfcc, ((0, rows - mfcc.shape[0]), (0, 0)))
+    mfcc = np.pad(mfcc, ((0, config.shape[0] - mfcc.shape[0]), (0, 0)))
     assert mfcc.shape == config.shape, (mfcc.shape, config.shape)
     return mfcc.astype(np.float32)
 

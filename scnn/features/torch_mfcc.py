@@ -6,7 +6,7 @@ per recording): centred STFT (periodic Hann window, zero padding), power, libros
 (Slaney), ``10 log10`` floored at ``1e-10`` and at 80 dB below each recording's peak (librosa's
 ``power_to_db`` defaults), DCT-II with orthonormal scaling, zero rows up to ``num_rows``.
 ``tests/test_robust.py`` states the agreement with librosa on FSDD recordings.
-Supported: ``representation="mfcc"`` with ``fit="center"`` (the default preset), and
+Supported: ``representation="mfcc"`` or ``"logmel"`` (no DCT) with ``fit="center"`` (the default preset), and
 ``"causal_mfcc"`` (:mod:`scnn.features.causal`: left-padded uncentred STFT, no clip, the optional
 running level reference and running cepstral mean), so streaming models train with waveform
 augmentation too.
@@ -24,8 +24,8 @@ from scnn.features.mfcc import FeatureConfig, _fit_length, normalize_level
 def check_supported(config: FeatureConfig) -> None:
     if config.representation == "causal_mfcc":
         return
-    if config.representation != "mfcc" or config.fit != "center":
-        raise ValueError("waveform augmentation needs MFCC features with fit='center' (the default preset) or "
+    if config.representation not in ("mfcc", "logmel") or config.fit != "center":
+        raise ValueError("waveform augmentation needs MFCC or log-mel features with fit='center' (the default preset) or "
                          f"causal MFCCs; got representation={config.representation!r}, fit={config.fit!r}")
 
 
@@ -84,11 +84,13 @@ class TorchMFCC(nn.Module):
         elif config.peak_range_db is not None:
             loudest = decibels.amax(dim=1, keepdim=True).cummax(dim=2).values                    # R[t] [B, 1, frames]
             decibels = torch.clamp(decibels - loudest, min=-config.peak_range_db)
-        mfcc = self.dct @ decibels                                                               # [B, mfcc, frames]
+        if config.representation == "logmel":
+            mfcc = decibels                                                                      # [B, mels, frames]
+        else:
+            mfcc = self.dct @ decibels                                                           # [B, mfcc, frames]
         if causal and config.running_mean_frames:
             mfcc = running_mean_removed(mfcc, config.running_mean_frames)
-        rows = config.num_rows or config.n_mfcc
-        return nn.functional.pad(mfcc, (0, 0, 0, rows - config.n_mfcc))
+        return nn.functional.pad(mfcc, (0, 0, 0, config.shape[0] - mfcc.shape[1]))
 
 
 def running_mean_removed(mfcc: torch.Tensor, time_constant: float) -> torch.Tensor:

@@ -90,8 +90,8 @@ def noise_evaluation(checkpoint: str | Path, out_dir: str | Path, kinds: Sequenc
     model, saved = load_trained_model(checkpoint, resolve_device(device))
     data = checkpoint_data(saved, data_overrides, progress)
     config = data.feature_config
-    if config.representation != "mfcc":
-        raise ValueError(f"checkpoint {checkpoint}: noise evaluation needs MFCC features, "
+    if config.representation not in ("mfcc", "logmel"):
+        raise ValueError(f"checkpoint {checkpoint}: noise evaluation needs MFCC or log-mel features, "
                          f"not {config.representation!r}")
     files, labels = (data.test_files, data.test[1]) if part == "test" else (data.val_files, data.val[1])
     if not files:
