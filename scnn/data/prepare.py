@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scnn.data.registry import dataset_listing, default_cache_dir
-from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, split_recordings
+from scnn.data.registry import Recording, dataset_listing, default_cache_dir
+from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, read_manifest, split_recordings
 from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
@@ -46,6 +46,9 @@ class DataConfig:
     train_per_class: keep only the first N training recordings of each class (0: all), for quick runs.
     utterance_norm: per-utterance feature normalisation before the per-coefficient one: "none", "mean"
         (cepstral mean normalisation) or "mean_var" (and variance), :mod:`scnn.features.normalize`.
+    extra_train: a CSV manifest (path, label, optionally speaker; labels are the dataset's class names)
+        of recordings added to the training split only, after the split (never validation or test):
+        another corpus, or synthetic voices (:mod:`scnn.data.synthetic`).
     """
 
     data_dir: str | None = None
@@ -68,6 +71,7 @@ class DataConfig:
     download: bool = True
     train_per_class: int = 0
     utterance_norm: str = "none"
+    extra_train: str | None = None
 
     def __post_init__(self):
         check_choice("data.split", self.split, SPLITS)
@@ -159,6 +163,9 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     )
     if config.train_per_class:
         split = Split(train=_first_per_class(split.train, config.train_per_class), val=split.val, test=split.test)
+    if config.extra_train:
+        split = Split(train=split.train + extra_training_recordings(config.extra_train, class_names), val=split.val,
+                      test=split.test)
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir() / "features"
     everything = split.train + split.val + split.test
     # Every bad file is collected first (skip_bad=True), so that one error names the misnamed and
@@ -214,6 +221,22 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
                         test_set=describe_test_set(test_files, root, extracted.digests),
                         train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of],
                         val_files=[r.key for r in split.val if r.key in row_of])
+
+
+def extra_training_recordings(manifest: str | Path, class_names: list[str]) -> list[Recording]:
+    """The recordings of ``data.extra_train``'s manifest (path, label, optionally speaker), labelled by
+    their index in ``class_names``. ValueError naming every row whose label is not a class or whose
+    file is missing (the first few, then a count)."""
+    rows = read_manifest(manifest, required=("path", "label"))
+    index = {name: number for number, name in enumerate(class_names)}
+    problems = [(row["path"], f"label {row['label']!r} is not one of the classes {', '.join(class_names)}")
+                for row in rows if row["label"] not in index]
+    problems += [(row["path"], "missing") for row in rows if not Path(row["path"]).is_file()]
+    if problems:
+        raise ValueError(f"data.extra_train {manifest}: cannot use {describe_problems(problems)}")
+    if not rows:
+        raise ValueError(f"data.extra_train {manifest}: lists no recordings")
+    return [Recording(Path(row["path"]), index[row["label"]], row.get("speaker") or None) for row in rows]
 
 
 def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:
