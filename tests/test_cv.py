@@ -190,3 +190,17 @@ def test_refit_trains_on_the_validation_speakers_too_and_keeps_its_last_epoch(tm
     added = cross_validate(config, tmp_path / "plain", folds=None, resume=True, progress=False, refit=True)
     assert comparable(added) == comparable(summary)
     assert (tmp_path / "plain" / "fold1" / "results.json").stat().st_mtime_ns == fold1
+
+
+def test_a_resume_names_the_data_folder_either_way(tmp_path, monkeypatch):
+    from scnn.train.cv import _comparable
+    from scnn.train.run import setting_differences
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path / "data")
+    plan = {"refit": False, "run_config": {"data": {"data_dir": str(tmp_path / "data"), "extra_train": None}}}
+    relative = {"refit": False, "run_config": {"data": {"data_dir": "../data", "extra_train": None}}}
+    assert setting_differences(_comparable(plan), _comparable(relative)) == []
+    elsewhere = {"refit": False, "run_config": {"data": {"data_dir": "../other", "extra_train": None}}}
+    assert setting_differences(_comparable(plan), _comparable(elsewhere)) == [
+        f"run_config.data.data_dir: '{tmp_path / 'data'}' -> '{tmp_path / 'other'}'"]

@@ -46,6 +46,8 @@ REFIT = "refit"  # a fold's refit run folder: OUT/foldN/refit
 SUMMARY = "cv_summary.json"
 # Settings that do not change a fold's result, left out when a rerun is compared with the plan.
 UNCOMPARED = {"train": ("threads", "device"), "data": ("cache_dir", "download")}
+# Paths compared as the places they resolve to, not as written.
+FOLDER_SETTINGS = ("data_dir", "manifest", "group_manifest", "extra_train")
 
 
 def fold_name(index: int) -> str:
@@ -109,6 +111,10 @@ def _comparable(plan: dict) -> dict:
     for section, names in UNCOMPARED.items():
         for name in names:
             plan["run_config"].get(section, {}).pop(name, None)
+    data = plan["run_config"].get("data", {})
+    for name in FOLDER_SETTINGS:  # '../data' and '/home/me/data' are the same folder
+        if data.get(name):
+            data[name] = str(Path(data[name]).expanduser().resolve())
     return plan
 
 
