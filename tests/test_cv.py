@@ -204,3 +204,13 @@ def test_a_resume_names_the_data_folder_either_way(tmp_path, monkeypatch):
     elsewhere = {"refit": False, "run_config": {"data": {"data_dir": "../other", "extra_train": None}}}
     assert setting_differences(_comparable(plan), _comparable(elsewhere)) == [
         f"run_config.data.data_dir: '{tmp_path / 'data'}' -> '{tmp_path / 'other'}'"]
+
+
+def test_a_plan_of_an_older_version_resumes_with_todays_defaults(tmp_path):
+    from scnn.train.cv import _comparable
+    from scnn.train.run import setting_differences
+
+    today = {"run_config": {"data": {"data_dir": str(tmp_path), "extra_train": None}, "train": {"eq_db": 0.0}}}
+    older = {"run_config": {"data": {"data_dir": str(tmp_path)}, "train": {}}}  # written before those fields existed
+    assert setting_differences(_comparable(older), _comparable(today)) == []
+    assert setting_differences(_comparable(older), _comparable({**today, "refit": True})) == ["refit: False -> True"]

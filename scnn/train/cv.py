@@ -106,8 +106,17 @@ def rotated_validation(fold_speakers: list[list[str]], count: int) -> list[list[
 
 
 def _comparable(plan: dict) -> dict:
+    """The plan as a rerun compares it: fields an older version did not write at today's defaults (as a
+    run's resume takes them), result-neutral settings left out, folders resolved."""
+    from dataclasses import asdict
+
+    from scnn.data.prepare import DataConfig
+    from scnn.train.config import TrainConfig
+
+    defaults = {"data": asdict(DataConfig()), "train": asdict(TrainConfig())}
     plan = {"refit": False, **plan,  # a plan written before refits existed had none
-            "run_config": {section: dict(values) for section, values in plan["run_config"].items()}}
+            "run_config": {section: {**defaults.get(section, {}), **values}
+                           for section, values in plan["run_config"].items()}}
     for section, names in UNCOMPARED.items():
         for name in names:
             plan["run_config"].get(section, {}).pop(name, None)
