@@ -193,7 +193,8 @@ def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tu
 
 @pytest.mark.parametrize("chunk_ms, engine, preset", [(16.0, "numpy", "causal"), (7.0, "numpy", "causal"),
                                                        (100.0, "numpy", "causal"), (16.0, "torch", "causal"),
-                                                       (7.0, "numpy", "causal_norm"), (16.0, "torch", "causal_norm")])
+                                                       (7.0, "numpy", "causal_norm"), (16.0, "torch", "causal_norm"),
+                                                       (7.0, "numpy", "causal_gated"), (16.0, "torch", "causal_gated")])
 def test_the_streamer_equals_the_offline_pass(chunk_ms, engine, preset):
     from scnn.stream import Streamer, offline_evidence
 
@@ -342,10 +343,53 @@ def test_running_cepstral_mean_removes_a_constant_offset_and_is_causal():
     assert np.array_equal(after[:, :20], before[:, :20]) and not np.allclose(after[:, 21], before[:, 21])
 
 
+GATED = dict(NORMALISED, mean_gate_db=20.0)
+
+
+def test_gated_running_mean_follows_its_equation_and_ignores_the_silence_before_a_word():
+    word = _speech_like(3000, seed=9)
+    quiet = np.random.default_rng(1).normal(0, 1e-4, 2048).astype(np.float32)  # room noise ~ 60 dB below, 16 hops
+    audio = np.concatenate([quiet, word])
+    relative = causal_mfcc(audio, **dict(CAUSAL, peak_range_db=60.0))  # C[t] after the level reference
+    gated = causal_mfcc(audio, **GATED)
+    # rebuild L[t] and R[t] from the log-mel, then the gated mean by its equation
+    front = CausalMfcc(**CAUSAL)
+    stream = np.concatenate([np.zeros(128, np.float64), audio.astype(np.float64)])
+    frames = np.stack([stream[t * 128: t * 128 + 256] for t in range(len(audio) // 128)])
+    frame_loudest = (10 * np.log10(np.maximum((np.abs(np.fft.rfft(frames * front.window, axis=1)) ** 2)
+                                              @ front.mel_filters.T, 1e-10))).max(axis=1)
+    loudest = np.maximum.accumulate(frame_loudest)
+    decay, total, weight, start, restarts = 1 - 1 / 8, np.zeros(20), 0.0, -np.inf, []
+    for t in range(relative.shape[1]):
+        if loudest[t] > start + 20.0:
+            total, weight, start = np.zeros(20), 0.0, loudest[t]
+            restarts.append(t)
+        if frame_loudest[t] >= loudest[t] - 20.0:
+            total, weight = decay * total + relative[:, t], decay * weight + 1
+        expected = relative[:, t] - total / weight if weight > 0 else relative[:, t]
+        assert np.allclose(gated[:, t], expected, atol=1e-4), t
+    onset = 2048 // 128
+    assert restarts[0] == 0 and any(onset - 1 <= t <= onset + 2 for t in restarts[1:]), restarts
+    # the word's features do not depend on how much room noise came before it: only the word fills the mean
+    longer = causal_mfcc(np.concatenate([quiet, quiet, word]), **GATED)
+    assert np.allclose(longer[:, -10:], gated[:, -10:], atol=1e-3)
+    ungated = dict(NORMALISED)
+    assert not np.allclose(causal_mfcc(np.concatenate([quiet, quiet, word]), **ungated)[:, -10:],
+                           causal_mfcc(audio, **ungated)[:, -10:], atol=1e-3)
+    # chunked equals whole; a future change leaves earlier frames alone
+    pieces, chunked = [], CausalMfcc(**GATED)
+    for begin in range(0, len(audio), 77):
+        pieces.append(chunked.push(audio[begin:begin + 77]))
+    assert np.array_equal(np.concatenate(pieces).T, gated)
+    changed = audio.copy()
+    changed[30 * 128:] *= 3.0
+    assert np.array_equal(causal_mfcc(changed, **GATED)[:, :30], gated[:, :30])
+
+
 def test_torch_front_end_computes_the_causal_features():
     from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
 
-    for preset in ("causal", "causal_norm"):
+    for preset in ("causal", "causal_norm", "causal_gated"):
         config = feature_config(preset)
         audio = [torch.from_numpy(_speech_like(n, seed=n)) for n in (3000, 5000, 9000)]
         ours = TorchMFCC(config)(fitted_batch(audio, config))
@@ -362,3 +406,8 @@ def test_causal_normalisation_options_are_checked():
         feature_config("causal", running_mean_frames=0.5)
     with pytest.raises(ValueError, match="need representation 'causal_mfcc', not 'mfcc'"):
         feature_config("default", running_mean_frames=8.0)
+    with pytest.raises(ValueError, match="mean_gate_db must be None or a positive number of dB"):
+        feature_config("causal_norm", mean_gate_db=0.0)
+    with pytest.raises(ValueError, match="mean_gate_db gates the running mean .* needs peak_range_db and "
+                                         "running_mean_frames"):
+        feature_config("causal", mean_gate_db=20.0)

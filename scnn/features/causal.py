@@ -24,6 +24,15 @@ Two optional causal normalisations, off by default (the "causal" preset), on in 
       out[t] = C[t] - S[t] / W[t]
   the causal counterpart of per-utterance CMN: a microphone's or a vocal tract's constant
   offset per coefficient is removed once a few frames have been heard.
+- ``mean_gate_db`` = g (with both of the above): the running mean learns from the sound, not from the
+  silence before it. A frame updates S and W only when its loudest bin is within g dB of the
+  loudest heard so far, and the mean starts over when the level reference rises more than g dB
+  above the level at which it last started (B):
+      L[t] = max_m M[t];  if R[t] > B + g: S = W = 0, B = R[t]      (B = -inf before the first frame)
+      if L[t] >= R[t] - g: S[t] = (1 - 1/tau) S[t-1] + C[t], W[t] = (1 - 1/tau) W[t-1] + 1
+      out[t] = C[t] - S[t] / W[t]                                   (C[t] itself while W = 0)
+  Without the gate, the zeros or the room noise heard before a word fill the mean, and the word's
+  first frames are normalised by the silence's cepstrum.
 
 :class:`CausalMfcc` keeps the samples not yet framed (and R, S, W) and returns every frame
 completed by a new chunk; :func:`causal_mfcc` runs it on a whole waveform, so offline features
@@ -42,17 +51,20 @@ class CausalMfcc:
 
     push(samples [n]) -> new frames ``[k, n_mfcc]`` float32 (k >= 0: every frame the chunk completed).
     peak_range_db: None (absolute dB) or the running level reference's floor in dB (> 0);
-    running_mean_frames: 0 (off) or the running CMN's time constant in frames (>= 1).
+    running_mean_frames: 0 (off) or the running CMN's time constant in frames (>= 1); mean_gate_db:
+    None or the speech gate of the running mean in dB (needs both others).
     """
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, n_mfcc: int,
-                 peak_range_db: float | None = None, running_mean_frames: float = 0.0):
+                 peak_range_db: float | None = None, running_mean_frames: float = 0.0,
+                 mean_gate_db: float | None = None):
         import librosa
         from scipy.fft import dct
 
         if hop_length > n_fft:
             raise ValueError(f"causal MFCC: hop_length ({hop_length}) must not exceed n_fft ({n_fft})")
-        check_causal_normalisation(peak_range_db, running_mean_frames)
+        check_causal_normalisation(peak_range_db, running_mean_frames, mean_gate_db)
+        self.mean_gate_db = None if mean_gate_db is None else float(mean_gate_db)
         self.n_fft, self.hop_length, self.n_mfcc = int(n_fft), int(hop_length), int(n_mfcc)
         self.peak_range_db = None if peak_range_db is None else float(peak_range_db)
         self.decay = 1.0 - 1.0 / running_mean_frames if running_mean_frames else None
@@ -65,7 +77,7 @@ class CausalMfcc:
     def from_config(cls, config) -> "CausalMfcc":
         """The front end of a :class:`scnn.features.mfcc.FeatureConfig` with representation 'causal_mfcc'."""
         return cls(config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.n_mfcc,
-                   config.peak_range_db, config.running_mean_frames)
+                   config.peak_range_db, config.running_mean_frames, config.mean_gate_db)
 
     def reset(self) -> None:
         """Start a new stream: the buffer holds the n_fft - hop zeros before the first sample;
@@ -74,6 +86,7 @@ class CausalMfcc:
         self.loudest_db = -np.inf
         self.mean_sum = np.zeros(self.n_mfcc, dtype=np.float64)
         self.mean_weight = 0.0
+        self.mean_start_db = -np.inf  # B: the level reference when the gated mean last started
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         return self.push_frames(samples)[0]
@@ -91,22 +104,36 @@ class CausalMfcc:
         self.buffer = self.buffer[count * self.hop_length:]
         power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
         log_mel = 10.0 * np.log10(np.maximum(power @ self.mel_filters.T, 1e-10))
+        frame_loudest = log_mel.max(axis=1)  # L[t] [count]
         if self.peak_range_db is not None:
-            loudest = np.maximum.accumulate(np.maximum(log_mel.max(axis=1), self.loudest_db))  # R[t] [count]
+            loudest = np.maximum.accumulate(np.maximum(frame_loudest, self.loudest_db))  # R[t] [count]
             self.loudest_db = float(loudest[-1])
             log_mel = np.maximum(log_mel - loudest[:, None], -self.peak_range_db)
         mfcc = log_mel @ self.dct.T  # [count, n_mfcc]
         if self.decay is not None:
+            gate = self.mean_gate_db
             for index in range(count):
-                self.mean_sum = self.decay * self.mean_sum + mfcc[index]
-                self.mean_weight = self.decay * self.mean_weight + 1.0
-                mfcc[index] = mfcc[index] - self.mean_sum / self.mean_weight
+                if gate is not None and loudest[index] > self.mean_start_db + gate:  # a new, louder sound
+                    self.mean_sum, self.mean_weight = np.zeros_like(self.mean_sum), 0.0
+                    self.mean_start_db = float(loudest[index])
+                if gate is None or frame_loudest[index] >= loudest[index] - gate:
+                    self.mean_sum = self.decay * self.mean_sum + mfcc[index]
+                    self.mean_weight = self.decay * self.mean_weight + 1.0
+                if self.mean_weight > 0:
+                    mfcc[index] = mfcc[index] - self.mean_sum / self.mean_weight
         levels = 10.0 * np.log10(np.maximum(np.mean(frames[:, -self.hop_length:] ** 2, axis=1), 1e-12))
         return mfcc.astype(np.float32), levels.astype(np.float32)
 
 
-def check_causal_normalisation(peak_range_db: float | None, running_mean_frames: float) -> None:
-    """Clear errors for the two options of the module docstring."""
+def check_causal_normalisation(peak_range_db: float | None, running_mean_frames: float,
+                               mean_gate_db: float | None = None) -> None:
+    """Clear errors for the three options of the module docstring."""
+    if mean_gate_db is not None:
+        if not (isinstance(mean_gate_db, (int, float)) and mean_gate_db > 0):
+            raise ValueError(f"mean_gate_db must be None or a positive number of dB; got {mean_gate_db!r}")
+        if peak_range_db is None or not running_mean_frames:
+            raise ValueError("mean_gate_db gates the running mean by the running level reference: it needs "
+                             "peak_range_db and running_mean_frames")
     if peak_range_db is not None and not (isinstance(peak_range_db, (int, float)) and peak_range_db > 0):
         raise ValueError(f"peak_range_db must be None or a positive number of dB; got {peak_range_db!r}")
     if not isinstance(running_mean_frames, (int, float)) or not (running_mean_frames == 0 or running_mean_frames >= 1):
@@ -115,7 +142,8 @@ def check_causal_normalisation(peak_range_db: float | None, running_mean_frames:
 
 
 def causal_mfcc(waveform: np.ndarray, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
-                n_mfcc: int, peak_range_db: float | None = None, running_mean_frames: float = 0.0) -> np.ndarray:
+                n_mfcc: int, peak_range_db: float | None = None, running_mean_frames: float = 0.0,
+                mean_gate_db: float | None = None) -> np.ndarray:
     """``[n_mfcc, frames]`` of a whole waveform ``[samples]``: frames = samples // hop_length."""
     return CausalMfcc(sample_rate, n_fft, hop_length, n_mels, n_mfcc, peak_range_db,
-                      running_mean_frames).push(waveform).T
+                      running_mean_frames, mean_gate_db).push(waveform).T

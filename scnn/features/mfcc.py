@@ -93,6 +93,7 @@ class FeatureConfig:
     level: str = "none"
     peak_range_db: float | None = None
     running_mean_frames: float = 0.0
+    mean_gate_db: float | None = None
 
     def __post_init__(self):
         positive = ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels", "num_frames")
@@ -105,12 +106,14 @@ class FeatureConfig:
         if self.representation == "causal_mfcc" and (self.top_db is not None or self.level != "none"):
             raise ValueError("FeatureConfig.top_db must be None and level 'none' for representation 'causal_mfcc' "
                              "(trimming silence and scaling the level need the whole recording)")
-        if self.representation != "causal_mfcc" and (self.peak_range_db is not None or self.running_mean_frames):
-            raise ValueError("FeatureConfig.peak_range_db and running_mean_frames are causal normalisations: they need "
+        if self.representation != "causal_mfcc" and (self.peak_range_db is not None or self.running_mean_frames
+                                                     or self.mean_gate_db is not None):
+            raise ValueError("FeatureConfig.peak_range_db, running_mean_frames and mean_gate_db are causal "
+                             "normalisations: they need "
                              f"representation 'causal_mfcc', not {self.representation!r}")
         from scnn.features.causal import check_causal_normalisation
 
-        check_causal_normalisation(self.peak_range_db, self.running_mean_frames)
+        check_causal_normalisation(self.peak_range_db, self.running_mean_frames, self.mean_gate_db)
         if self.representation == "events" and self.num_rows is None:
             raise ValueError("FeatureConfig.num_rows (channel rows) is required for representation='events'")
         if self.level not in LEVELS:
@@ -156,6 +159,11 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # over about 0.5 s (32 frames) subtracted.
     "causal_norm": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64,
                                  peak_range_db=80.0, running_mean_frames=32.0),
+    # The same with the running mean gated to the sound (frames within 20 dB of the loudest so far; it
+    # starts over when the level rises 20 dB above where it started): the silence before a word no longer
+    # fills the mean (scnn.features.causal, mean_gate_db).
+    "causal_gated": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64,
+                                  peak_range_db=80.0, running_mean_frames=32.0, mean_gate_db=20.0),
     # Spike events of SHD / SSC: 100 frames of 14 ms (1.4 s, as Zenke's SHD tutorial and Cramer et al.
     # 2020 bin them), the 700 channels summed in fives to 140 rows (float32 [140, 100] is 56 kB a
     # sample: SHD's 8,156 training samples hold 0.46 GB); spike counts, not normalised.

@@ -78,30 +78,51 @@ class TorchMFCC(nn.Module):
         if warp is not None:
             power = warp.to(power.device) @ power
         decibels = 10.0 * torch.log10((self.mel @ power).clamp(min=1e-10))                      # [B, mels, frames]
+        frame_loudest = decibels.amax(dim=1)                                                      # L[t] [B, frames]
+        loudest = None
         if not causal:
             peak = decibels.amax(dim=(1, 2), keepdim=True)
             decibels = torch.maximum(decibels, peak - 80.0)
         elif config.peak_range_db is not None:
-            loudest = decibels.amax(dim=1, keepdim=True).cummax(dim=2).values                    # R[t] [B, 1, frames]
-            decibels = torch.clamp(decibels - loudest, min=-config.peak_range_db)
+            loudest = frame_loudest.cummax(dim=1).values                                          # R[t] [B, frames]
+            decibels = torch.clamp(decibels - loudest[:, None, :], min=-config.peak_range_db)
         if config.representation == "logmel":
             mfcc = decibels                                                                      # [B, mels, frames]
         else:
             mfcc = self.dct @ decibels                                                           # [B, mfcc, frames]
         if causal and config.running_mean_frames:
-            mfcc = running_mean_removed(mfcc, config.running_mean_frames)
+            gate = None if config.mean_gate_db is None else (frame_loudest, loudest, config.mean_gate_db)
+            mfcc = running_mean_removed(mfcc, config.running_mean_frames, gate)
         return nn.functional.pad(mfcc, (0, 0, 0, config.shape[0] - mfcc.shape[1]))
 
 
-def running_mean_removed(mfcc: torch.Tensor, time_constant: float) -> torch.Tensor:
+def running_mean_removed(mfcc: torch.Tensor, time_constant: float,
+                         gate: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
     """``mfcc [B, rows, frames]`` minus the bias-corrected exponentially weighted mean of the frames so
-    far (:mod:`scnn.features.causal`, running cepstral mean normalisation)."""
+    far (:mod:`scnn.features.causal`, running cepstral mean normalisation).
+
+    gate: (L [B, frames] each frame's loudest bin in dB, R [B, frames] the loudest so far, g in dB): the
+    speech-gated mean with restarts of :mod:`scnn.features.causal` (``mean_gate_db``)."""
     decay = 1.0 - 1.0 / time_constant
-    total, weight, out = torch.zeros_like(mfcc[..., 0]), 0.0, torch.empty_like(mfcc)
+    batch = mfcc.shape[0]
+    total = torch.zeros_like(mfcc[..., 0])                                        # S [B, rows]
+    weight = torch.zeros(batch, 1, dtype=mfcc.dtype, device=mfcc.device)         # W [B, 1]
+    start = torch.full((batch,), -float("inf"), dtype=mfcc.dtype, device=mfcc.device)  # B [B]
+    out = torch.empty_like(mfcc)
     for t in range(mfcc.shape[-1]):
-        total = decay * total + mfcc[..., t]
-        weight = decay * weight + 1.0
-        out[..., t] = mfcc[..., t] - total / weight
+        if gate is None:
+            heard = torch.ones(batch, dtype=torch.bool, device=mfcc.device)
+        else:
+            frame_loudest, loudest, threshold = gate
+            restart = loudest[:, t] > start + threshold
+            total = torch.where(restart[:, None], torch.zeros_like(total), total)
+            weight = torch.where(restart[:, None], torch.zeros_like(weight), weight)
+            start = torch.where(restart, loudest[:, t], start)
+            heard = frame_loudest[:, t] >= loudest[:, t] - threshold
+        total = torch.where(heard[:, None], decay * total + mfcc[..., t], total)
+        weight = torch.where(heard[:, None], decay * weight + 1.0, weight)
+        mean = torch.where(weight > 0, total / weight.clamp(min=1e-12), torch.zeros_like(total))
+        out[..., t] = mfcc[..., t] - mean
     return out
 
 
