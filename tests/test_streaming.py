@@ -127,7 +127,7 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
                     "data.test_fraction=0.25", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=1",
                     "model.hidden=[16]"])
     assert results["run_config"]["model"]["name"] == "streaming"
-    assert results["run_config"]["data"]["feature_preset"] == "causal_norm"
+    assert results["run_config"]["data"]["feature_preset"] == "causal_gated"
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert checkpoint["model"]["family"] == "streaming"
     assert tuple(checkpoint["model"]["config"]["input_shape"]) == (1, 20, 64)
