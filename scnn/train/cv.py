@@ -312,8 +312,10 @@ def summarize(out_dir: str | Path, plan: dict) -> dict:
     Returns ``{"kind": "cv", "protocol", "num_folds", "folds": [table rows], "mean_test_accuracy",
     "std_test_accuracy" (sample standard deviation over folds, 0 for one fold), "worst_fold_accuracy",
     "pooled_test_accuracy" (all test recordings of all folds), "per_speaker": {speaker: {"accuracy",
-    "samples"}}, "per_class": {class: {"accuracy", "samples"}}, "validation": "speakers" (speaker-disjoint)
-    or "carved from training speakers", "run_config"}``; accuracies are fractions.
+    "samples"}}, "per_class": {class: {"accuracy", "samples"}}, "mean_val_accuracy" (best epochs),
+    "mean_final_val_accuracy" (last epochs), "validation": "speakers" (speaker-disjoint) or "carved from
+    training speakers", "refit": the same test-accuracy keys for the refits (None without them),
+    "run_config"}``; accuracies are fractions.
     """
     import json
 
