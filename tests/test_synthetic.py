@@ -84,7 +84,8 @@ def test_bad_extra_manifests_are_named(tmp_path, tones):
     config = DataConfig(dataset=tones, split="speaker", holdout_speaker="cy", cache_dir=str(tmp_path / "c"),
                         extra_train=str(manifest))
     with pytest.raises(ValueError, match=r"data.extra_train .*extra.csv: cannot use 2 files: .*a.wav: label 'seven' "
-                                         r"is not one of the classes 0, 1; .*b.wav: missing"):
+                                         r"is not one of the classes 0, 1; .*b.wav: listed in manifest .*extra.csv "
+                                         r"but missing"):
         prepare_data(config, progress=False)
     manifest.write_text("path,speaker\na.wav,x\n")
     with pytest.raises(ValueError, match="missing column label"):

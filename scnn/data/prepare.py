@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scnn.data.recordings import scan_manifest
 from scnn.data.registry import Recording, dataset_listing, default_cache_dir
-from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, read_manifest, split_recordings
+from scnn.data.splits import SPLITS, Split, assign_groups, compile_group_pattern, split_recordings
 from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
@@ -227,16 +228,14 @@ def extra_training_recordings(manifest: str | Path, class_names: list[str]) -> l
     """The recordings of ``data.extra_train``'s manifest (path, label, optionally speaker), labelled by
     their index in ``class_names``. ValueError naming every row whose label is not a class or whose
     file is missing (the first few, then a count)."""
-    rows = read_manifest(manifest, required=("path", "label"))
+    listing = scan_manifest(manifest)  # the generic dataset's reader: missing files and empty labels in skipped
     index = {name: number for number, name in enumerate(class_names)}
-    problems = [(row["path"], f"label {row['label']!r} is not one of the classes {', '.join(class_names)}")
-                for row in rows if row["label"] not in index]
-    problems += [(row["path"], "missing") for row in rows if not Path(row["path"]).is_file()]
+    problems = list(listing.skipped) + [
+        (str(r.path), f"label {listing.class_names[r.label]!r} is not one of the classes {', '.join(class_names)}")
+        for r in listing.recordings if listing.class_names[r.label] not in index]
     if problems:
-        raise ValueError(f"data.extra_train {manifest}: cannot use {describe_problems(problems)}")
-    if not rows:
-        raise ValueError(f"data.extra_train {manifest}: lists no recordings")
-    return [Recording(Path(row["path"]), index[row["label"]], row.get("speaker") or None) for row in rows]
+        raise ValueError(f"data.extra_train {manifest}: cannot use {describe_problems(sorted(problems))}")
+    return [Recording(r.path, index[listing.class_names[r.label]], r.speaker) for r in listing.recordings]
 
 
 def describe_test_set(paths: list[str], root: str | Path, digests: dict[str, str | None]) -> dict:
