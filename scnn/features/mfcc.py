@@ -77,6 +77,10 @@ class FeatureConfig:
         row ``700 / num_rows`` neighbouring channels, each frame ``hop_length / sample_rate`` seconds
         (sample_rate is then the event clock, in ticks per second); the dataset bins them
         (:func:`scnn.data.heidelberg.bin_events`), the MFCC fields are unused.
+    peak_range_db, running_mean_frames, mean_gate_db: the causal normalisations of "causal_mfcc" (a
+        running level reference floored that many dB down; a running cepstral mean with that time
+        constant in frames; that mean fed only by frames within that many dB of the loudest so far),
+        equations in :mod:`scnn.features.causal`.
     """
 
     sample_rate: int = 8000
