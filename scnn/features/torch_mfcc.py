@@ -110,15 +110,17 @@ def running_mean_removed(mfcc: torch.Tensor, time_constant: float,
     start = torch.full((batch,), -float("inf"), dtype=mfcc.dtype, device=mfcc.device)  # B [B]
     out = torch.empty_like(mfcc)
     for t in range(mfcc.shape[-1]):
-        if gate is None:
-            heard = torch.ones(batch, dtype=torch.bool, device=mfcc.device)
-        else:
-            frame_loudest, loudest, threshold = gate
-            restart = loudest[:, t] > start + threshold
-            total = torch.where(restart[:, None], torch.zeros_like(total), total)
-            weight = torch.where(restart[:, None], torch.zeros_like(weight), weight)
-            start = torch.where(restart, loudest[:, t], start)
-            heard = frame_loudest[:, t] >= loudest[:, t] - threshold
+        if gate is None:  # every frame updates the mean
+            total = decay * total + mfcc[..., t]
+            weight = decay * weight + 1.0
+            out[..., t] = mfcc[..., t] - total / weight
+            continue
+        frame_loudest, loudest, threshold = gate
+        restart = loudest[:, t] > start + threshold
+        total = torch.where(restart[:, None], torch.zeros_like(total), total)
+        weight = torch.where(restart[:, None], torch.zeros_like(weight), weight)
+        start = torch.where(restart, loudest[:, t], start)
+        heard = frame_loudest[:, t] >= loudest[:, t] - threshold
         total = torch.where(heard[:, None], decay * total + mfcc[..., t], total)
         weight = torch.where(heard[:, None], decay * weight + 1.0, weight)
         mean = torch.where(weight > 0, total / weight.clamp(min=1e-12), torch.zeros_like(total))
