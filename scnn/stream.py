@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scnn.data.prepare import DataConfig
+from scnn.data.prepare import checkpoint_features
 from scnn.features.causal import CausalMfcc
 from scnn.features.mfcc import FeatureConfig
 from scnn.features.normalize import Normalizer
@@ -91,7 +91,7 @@ class Streamer:
         from scnn.train.evaluate import load_trained_model
 
         model, checkpoint = load_trained_model(path)
-        features = DataConfig.from_dict(checkpoint["data_config"]).features()
+        features = checkpoint_features(checkpoint)
         return cls(model, features, Normalizer.from_state_dict(checkpoint["normalizer"]), checkpoint.get("class_names"),
                    **options)
 

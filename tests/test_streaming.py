@@ -166,6 +166,32 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
 # --------------------------------------------------------------------------- the Streamer
 
 
+def test_the_prior_is_fitted_on_the_training_split_and_kept_with_the_checkpoint(tmp_path, fsdd_dir):
+    from scnn.data.prepare import DataConfig, checkpoint_data, checkpoint_features, prepare_data
+    from scnn.features.causal import fit_mean_prior
+    from scnn.features.mfcc import load_audio
+
+    data_dir = _class_folders(tmp_path / "digits", fsdd_dir, per_class=6)
+    config = DataConfig(data_dir=str(data_dir), dataset="folders", split="random", test_fraction=0.25,
+                        feature_preset="causal_prior", cache_dir=str(tmp_path / "cache"))
+    data = prepare_data(config, progress=False)
+    features = data.feature_config
+    assert features.mean_prior_frames == 8.0 and len(features.mean_prior) == 20
+    train_audio = [load_audio(path, 8000) for path in data.train_files]
+    assert features.mean_prior == fit_mean_prior(train_audio, features)  # the training split's, nothing else
+    assert len(data.train_files) < 18  # validation and test recordings were left out of it
+
+    checkpoint = {"data_config": asdict(config), "feature_config": asdict(features),
+                  "normalizer": data.normalizer.state_dict()}
+    # evaluation rebuilds the data with the checkpoint's prior, even where its training split differs
+    fewer = checkpoint_data(checkpoint, {"train_per_class": 1}, progress=False)
+    assert fewer.feature_config.mean_prior == features.mean_prior
+    refitted = prepare_data(DataConfig(**{**asdict(config), "train_per_class": 1}), progress=False)
+    assert refitted.feature_config.mean_prior != features.mean_prior
+    assert np.array_equal(fewer.test[0].numpy(), data.test[0].numpy())
+    assert checkpoint_features(checkpoint) == features  # what the Streamer builds its front end from
+
+
 def _streaming_setup(preset: str = "causal", seed: int = 0):
     """An untrained streaming with active layers and a normaliser fitted on causal features of noise-like audio."""
     from scnn.features.normalize import Normalizer
@@ -173,6 +199,12 @@ def _streaming_setup(preset: str = "causal", seed: int = 0):
     torch.manual_seed(seed)
     model = create_model("streaming", input_shape=(1, 20, 64), threshold=0.5, hidden=(32, 32)).eval()
     features = feature_config(preset)
+    if features.mean_prior_frames:  # the prior a training run fits on its training recordings
+        from dataclasses import replace
+
+        from scnn.features.causal import fit_mean_prior
+
+        features = replace(features, mean_prior=fit_mean_prior([_speech_like(8192, seed=s) for s in range(4)], features))
     examples = np.stack([waveform_to_mfcc(_speech_like(8192, seed=s), features) for s in range(4)])
     return model, features, Normalizer.fit(examples)
 
@@ -194,7 +226,8 @@ def _digits_file(fsdd_dir: Path, digits=(3, 7, 1), silence_s: float = 0.6) -> tu
 @pytest.mark.parametrize("chunk_ms, engine, preset", [(16.0, "numpy", "causal"), (7.0, "numpy", "causal"),
                                                        (100.0, "numpy", "causal"), (16.0, "torch", "causal"),
                                                        (7.0, "numpy", "causal_norm"), (16.0, "torch", "causal_norm"),
-                                                       (7.0, "numpy", "causal_gated"), (16.0, "torch", "causal_gated")])
+                                                       (7.0, "numpy", "causal_gated"), (16.0, "torch", "causal_gated"),
+                                                       (7.0, "numpy", "causal_prior"), (16.0, "torch", "causal_prior")])
 def test_the_streamer_equals_the_offline_pass(chunk_ms, engine, preset):
     from scnn.stream import Streamer, offline_evidence
 
@@ -386,11 +419,79 @@ def test_gated_running_mean_follows_its_equation_and_ignores_the_silence_before_
     assert np.array_equal(causal_mfcc(changed, **GATED)[:, :30], gated[:, :30])
 
 
+def _prior_and_word(prior_frames: float = 4.0):
+    """(the gated options with a prior, the prior, audio: room noise then a word, relative C[t] [20, frames],
+    L[t], R[t]) for checking the prior's equation; whole hops, so that fitting the length changes nothing."""
+    word = _speech_like(3072, seed=9)
+    quiet = np.random.default_rng(1).normal(0, 1e-4, 2048).astype(np.float32)
+    audio = np.concatenate([quiet, word])
+    relative = causal_mfcc(audio, **dict(CAUSAL, peak_range_db=60.0))
+    front = CausalMfcc(**CAUSAL)
+    stream = np.concatenate([np.zeros(128, np.float64), audio.astype(np.float64)])
+    frames = np.stack([stream[t * 128: t * 128 + 256] for t in range(len(audio) // 128)])
+    frame_loudest = (10 * np.log10(np.maximum((np.abs(np.fft.rfft(frames * front.window, axis=1)) ** 2)
+                                              @ front.mel_filters.T, 1e-10))).max(axis=1)
+    prior = np.linspace(-40.0, 5.0, 20)
+    options = dict(GATED, mean_prior_frames=prior_frames, mean_prior=tuple(prior))
+    return options, prior, audio, relative, frame_loudest, np.maximum.accumulate(frame_loudest)
+
+
+def test_prior_running_mean_follows_its_equation_and_keeps_the_onset():
+    options, prior, audio, relative, frame_loudest, loudest = _prior_and_word(prior_frames=4.0)
+    with_prior = CausalMfcc(**options).push(audio).T
+    without = causal_mfcc(audio, **GATED)
+    decay, start, restarts = 1 - 1 / 8, -np.inf, []
+    total, weight = 4.0 * prior, 4.0
+    for t in range(relative.shape[1]):
+        if loudest[t] > start + 20.0:  # starts over from the prior, not from nothing
+            total, weight, start = 4.0 * prior, 4.0, loudest[t]
+            restarts.append(t)
+        if frame_loudest[t] >= loudest[t] - 20.0:
+            total, weight = decay * total + relative[:, t], decay * weight + 1
+        assert np.allclose(with_prior[:, t], relative[:, t] - total / weight, atol=1e-4), t
+    onset = restarts[-1]
+    assert onset >= 2048 // 128 - 1
+    # without the prior the word's first frame is normalised by itself: exactly zero; with it, not
+    assert np.abs(without[:, onset]).max() < 1e-4
+    assert np.abs(with_prior[:, onset]).max() > 1.0
+    # chunked equals whole; causal; a reset stream starts from the prior again
+    pieces, chunked = [], CausalMfcc(**options)
+    for begin in range(0, len(audio), 77):
+        pieces.append(chunked.push(audio[begin:begin + 77]))
+    assert np.array_equal(np.concatenate(pieces).T, with_prior)
+    changed = audio.copy()
+    changed[30 * 128:] *= 3.0
+    assert np.array_equal(CausalMfcc(**options).push(changed).T[:, :30], with_prior[:, :30])
+    chunked.reset()
+    assert np.array_equal(chunked.push(audio).T, with_prior)
+
+
+def test_the_prior_is_the_mean_of_the_sound_of_the_training_recordings():
+    from scnn.features.causal import fit_mean_prior
+
+    options, _, audio, relative, frame_loudest, loudest = _prior_and_word()
+    config = feature_config("causal_prior", peak_range_db=60.0, num_frames=len(audio) // 128)
+    heard = frame_loudest >= frame_loudest.max() - config.mean_gate_db
+    assert 0 < heard.sum() < len(heard) and not heard[:2048 // 128 - 1].any()  # the room noise is left out
+    fitted = np.array(fit_mean_prior([audio], config))
+    assert fitted.shape == (20,) and np.allclose(fitted, relative[:, heard].mean(axis=1), atol=1e-4)
+    other = _speech_like(4000, seed=3)  # several recordings: the mean over all their heard frames
+    both = fit_mean_prior([audio, other], config)
+    assert not np.allclose(both, fitted, atol=1e-3)
+    with pytest.raises(ValueError, match="no frame to fit the prior on"):
+        fit_mean_prior([], config)
+
+
 def test_torch_front_end_computes_the_causal_features():
+    from dataclasses import replace
+
+    from scnn.features.causal import fit_mean_prior
     from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
 
-    for preset in ("causal", "causal_norm", "causal_gated"):
+    for preset in ("causal", "causal_norm", "causal_gated", "causal_prior"):
         config = feature_config(preset)
+        if config.mean_prior_frames:
+            config = replace(config, mean_prior=fit_mean_prior([_speech_like(6000, seed=1)], config))
         audio = [torch.from_numpy(_speech_like(n, seed=n)) for n in (3000, 5000, 9000)]
         ours = TorchMFCC(config)(fitted_batch(audio, config))
         reference = np.stack([waveform_to_mfcc(a.numpy(), config) for a in audio])
@@ -411,3 +512,15 @@ def test_causal_normalisation_options_are_checked():
     with pytest.raises(ValueError, match="mean_gate_db gates the running mean .* needs peak_range_db and "
                                          "running_mean_frames"):
         feature_config("causal", mean_gate_db=20.0)
+    with pytest.raises(ValueError, match="mean_prior_frames must be 0 .off. or a positive weight in frames"):
+        feature_config("causal_norm", mean_prior_frames=-1.0)
+    with pytest.raises(ValueError, match="mean_prior_frames is the prior of the running mean: it needs "
+                                         "running_mean_frames"):
+        feature_config("causal", peak_range_db=80.0, mean_prior_frames=8.0)
+    with pytest.raises(ValueError, match=r"mean_prior must hold n_mfcc \(20\) values; got 3"):
+        feature_config("causal_prior", mean_prior=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="mean_prior must be a list of numbers"):
+        feature_config("causal_prior", mean_prior=["a"] * 20)
+    with pytest.raises(ValueError, match="mean_prior_frames=8.0 needs mean_prior, 20 values"):
+        waveform_to_mfcc(_speech_like(3000), feature_config("causal_prior"))  # not fitted yet
+    assert feature_config("causal_prior", mean_prior=list(range(20))).mean_prior == tuple(float(v) for v in range(20))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +144,14 @@ class PreparedData:
 
 
 def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progress: bool = True,
-                 keep_waveforms: bool = False) -> PreparedData:
+                 keep_waveforms: bool = False, mean_prior: tuple | list | None = None) -> PreparedData:
     """Find the audio, split it, extract (or load cached) MFCCs and normalise them.
 
     keep_waveforms: also keep the training recordings' fitted waveforms (``train_waveforms``), for
     waveform augmentation with features computed per batch.
+    mean_prior: the causal front end's fitted prior (``FeatureConfig.mean_prior``) of a checkpoint; when
+    the features ask for one (``mean_prior_frames``) and none is given, it is fitted on the training split
+    (:func:`scnn.features.causal.fit_mean_prior`) and returned in ``feature_config``.
 
     The normaliser is fitted on the training part only, unless one is given
     (evaluation of a checkpoint reuses the one it was trained with).
@@ -167,6 +170,10 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
     if config.extra_train:
         split = Split(train=split.train + extra_training_recordings(config.extra_train, class_names), val=split.val,
                       test=split.test)
+    if features_config.mean_prior_frames and features_config.mean_prior is None:
+        if mean_prior is None:
+            mean_prior = _fitted_mean_prior([r.key for r in split.train], features_config)
+        features_config = replace(features_config, mean_prior=mean_prior)
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir() / "features"
     everything = split.train + split.val + split.test
     # Every bad file is collected first (skip_bad=True), so that one error names the misnamed and
@@ -222,6 +229,29 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
                         test_set=describe_test_set(test_files, root, extracted.digests),
                         train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of],
                         val_files=[r.key for r in split.val if r.key in row_of])
+
+
+def _fitted_mean_prior(paths: list[str], features_config: FeatureConfig) -> tuple[float, ...]:
+    """:func:`scnn.features.causal.fit_mean_prior` over the training files that can be read (the
+    unreadable ones are named by the feature extraction that follows)."""
+    from scnn.features.causal import fit_mean_prior
+    from scnn.features.mfcc import load_audio
+
+    waveforms = []
+    for path in paths:
+        try:
+            waveforms.append(load_audio(path, features_config.sample_rate))
+        except Exception:  # noqa: BLE001 - reported with every other bad file by cached_features
+            continue
+    return fit_mean_prior(waveforms, features_config)
+
+
+def checkpoint_features(checkpoint: dict) -> FeatureConfig:
+    """The feature config a checkpoint was trained with: its data config's, with the fitted prior of the
+    causal front end (``mean_prior``) the training run saved in ``feature_config``."""
+    features = DataConfig.from_dict(checkpoint["data_config"]).features()
+    prior = (checkpoint.get("feature_config") or {}).get("mean_prior")
+    return replace(features, mean_prior=prior) if prior is not None and features.mean_prior_frames else features
 
 
 def extra_training_recordings(manifest: str | Path, class_names: list[str]) -> list[Recording]:
@@ -296,4 +326,5 @@ def checkpoint_data(checkpoint: dict, overrides: dict | None = None, progress: b
     """
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     config = DataConfig.from_dict({**checkpoint["data_config"], **overrides})
-    return prepare_data(config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress)
+    return prepare_data(config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress,
+                        mean_prior=(checkpoint.get("feature_config") or {}).get("mean_prior"))

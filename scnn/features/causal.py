@@ -33,6 +33,12 @@ Two optional causal normalisations, off by default (the "causal" preset), on in 
       out[t] = C[t] - S[t] / W[t]                                   (C[t] itself while W = 0)
   Without the gate, the zeros or the room noise heard before a word fill the mean, and the word's
   first frames are normalised by the silence's cepstrum.
+- ``mean_prior_frames`` = k > 0 (with ``mean_prior`` m0, ``[n_mfcc]``): the mean starts, and starts
+  over, from a prior worth k frames instead of from nothing (the global prior of online CMVN, as
+  Kaldi's): S = k * m0, W = k wherever the above sets S = W = 0. Without it, the first frame of a word
+  is normalised by itself (its output is exactly 0) and the next few nearly so: the onset is lost.
+  m0 is the mean cepstrum of the training recordings' sound (:func:`fit_mean_prior`, fitted
+  by :func:`scnn.data.prepare_data` on the training split and kept in the checkpoint's feature config).
 
 :class:`CausalMfcc` keeps the samples not yet framed (and R, S, W) and returns every frame
 completed by a new chunk; :func:`causal_mfcc` runs it on a whole waveform, so offline features
@@ -52,18 +58,25 @@ class CausalMfcc:
     push(samples [n]) -> new frames ``[k, n_mfcc]`` float32 (k >= 0: every frame the chunk completed).
     peak_range_db: None (absolute dB) or the running level reference's floor in dB (> 0);
     running_mean_frames: 0 (off) or the running CMN's time constant in frames (>= 1); mean_gate_db:
-    None or the speech gate of the running mean in dB (needs both others).
+    None or the speech gate of the running mean in dB (needs both others); mean_prior_frames: 0 or the
+    weight in frames of the prior ``mean_prior`` (``[n_mfcc]``) the running mean starts from.
     """
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, n_mfcc: int,
                  peak_range_db: float | None = None, running_mean_frames: float = 0.0,
-                 mean_gate_db: float | None = None):
+                 mean_gate_db: float | None = None, mean_prior_frames: float = 0.0, mean_prior=None):
         import librosa
         from scipy.fft import dct
 
         if hop_length > n_fft:
             raise ValueError(f"causal MFCC: hop_length ({hop_length}) must not exceed n_fft ({n_fft})")
-        check_causal_normalisation(peak_range_db, running_mean_frames, mean_gate_db)
+        check_causal_normalisation(peak_range_db, running_mean_frames, mean_gate_db, mean_prior_frames)
+        if mean_prior_frames and (mean_prior is None or len(mean_prior) != n_mfcc):
+            raise ValueError(f"mean_prior_frames={mean_prior_frames} needs mean_prior, {n_mfcc} values (fitted on "
+                             f"the training recordings: scnn.features.causal.fit_mean_prior); got {mean_prior!r}")
+        self.prior_weight = float(mean_prior_frames)
+        self.prior_sum = (self.prior_weight * np.asarray(mean_prior, dtype=np.float64) if mean_prior_frames
+                          else np.zeros(n_mfcc, dtype=np.float64))
         self.mean_gate_db = None if mean_gate_db is None else float(mean_gate_db)
         self.n_fft, self.hop_length, self.n_mfcc = int(n_fft), int(hop_length), int(n_mfcc)
         self.peak_range_db = None if peak_range_db is None else float(peak_range_db)
@@ -77,15 +90,15 @@ class CausalMfcc:
     def from_config(cls, config) -> "CausalMfcc":
         """The front end of a :class:`scnn.features.mfcc.FeatureConfig` with representation 'causal_mfcc'."""
         return cls(config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.n_mfcc,
-                   config.peak_range_db, config.running_mean_frames, config.mean_gate_db)
+                   config.peak_range_db, config.running_mean_frames, config.mean_gate_db, config.mean_prior_frames,
+                   config.mean_prior)
 
     def reset(self) -> None:
         """Start a new stream: the buffer holds the n_fft - hop zeros before the first sample;
         no level heard yet, an empty running mean."""
         self.buffer = np.zeros(self.n_fft - self.hop_length, dtype=np.float64)
         self.loudest_db = -np.inf
-        self.mean_sum = np.zeros(self.n_mfcc, dtype=np.float64)
-        self.mean_weight = 0.0
+        self.mean_sum, self.mean_weight = self.prior_sum.copy(), self.prior_weight  # the prior, or nothing
         self.mean_start_db = -np.inf  # B: the level reference when the gated mean last started
 
     def push(self, samples: np.ndarray) -> np.ndarray:
@@ -94,40 +107,78 @@ class CausalMfcc:
     def push_frames(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`push`, and each new frame's level: the mean square of its last hop of samples in
         dB (dBFS for audio in [-1, 1]) ``[k]``, for telling speech from silence."""
-        samples = np.asarray(samples, dtype=np.float64).reshape(-1)
-        self.buffer = np.concatenate([self.buffer, samples])
-        count = (len(self.buffer) - self.n_fft) // self.hop_length + 1 if len(self.buffer) >= self.n_fft else 0
-        if count == 0:
-            return np.zeros((0, self.n_mfcc), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        starts = np.arange(count) * self.hop_length
-        frames = self.buffer[starts[:, None] + np.arange(self.n_fft)]  # [count, n_fft]
-        self.buffer = self.buffer[count * self.hop_length:]
-        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
-        log_mel = 10.0 * np.log10(np.maximum(power @ self.mel_filters.T, 1e-10))
-        frame_loudest = log_mel.max(axis=1)  # L[t] [count]
-        if self.peak_range_db is not None:
-            loudest = np.maximum.accumulate(np.maximum(frame_loudest, self.loudest_db))  # R[t] [count]
-            self.loudest_db = float(loudest[-1])
-            log_mel = np.maximum(log_mel - loudest[:, None], -self.peak_range_db)
-        mfcc = log_mel @ self.dct.T  # [count, n_mfcc]
+        mfcc, frame_loudest, loudest, levels = self._raw_frames(samples)
         if self.decay is not None:
             gate = self.mean_gate_db
-            for index in range(count):
+            for index in range(len(mfcc)):
                 if gate is not None and loudest[index] > self.mean_start_db + gate:  # a new, louder sound
-                    self.mean_sum, self.mean_weight = np.zeros_like(self.mean_sum), 0.0
+                    self.mean_sum, self.mean_weight = self.prior_sum.copy(), self.prior_weight
                     self.mean_start_db = float(loudest[index])
                 if gate is None or frame_loudest[index] >= loudest[index] - gate:
                     self.mean_sum = self.decay * self.mean_sum + mfcc[index]
                     self.mean_weight = self.decay * self.mean_weight + 1.0
                 if self.mean_weight > 0:
                     mfcc[index] = mfcc[index] - self.mean_sum / self.mean_weight
+        return mfcc.astype(np.float32), levels
+
+    def _raw_frames(self, samples: np.ndarray):
+        """The frames a chunk completes before the running mean: (MFCC ``[k, n_mfcc]`` float64, each
+        frame's loudest bin L ``[k]``, the level reference R ``[k]`` (L without ``peak_range_db``), levels
+        ``[k]`` float32 dB)."""
+        samples = np.asarray(samples, dtype=np.float64).reshape(-1)
+        self.buffer = np.concatenate([self.buffer, samples])
+        count = (len(self.buffer) - self.n_fft) // self.hop_length + 1 if len(self.buffer) >= self.n_fft else 0
+        if count == 0:
+            empty = np.zeros(0, dtype=np.float64)
+            return np.zeros((0, self.n_mfcc), dtype=np.float64), empty, empty, np.zeros(0, dtype=np.float32)
+        starts = np.arange(count) * self.hop_length
+        frames = self.buffer[starts[:, None] + np.arange(self.n_fft)]  # [count, n_fft]
+        self.buffer = self.buffer[count * self.hop_length:]
+        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2
+        log_mel = 10.0 * np.log10(np.maximum(power @ self.mel_filters.T, 1e-10))
+        frame_loudest = log_mel.max(axis=1)  # L[t] [count]
+        loudest = frame_loudest
+        if self.peak_range_db is not None:
+            loudest = np.maximum.accumulate(np.maximum(frame_loudest, self.loudest_db))  # R[t] [count]
+            self.loudest_db = float(loudest[-1])
+            log_mel = np.maximum(log_mel - loudest[:, None], -self.peak_range_db)
+        mfcc = log_mel @ self.dct.T  # [count, n_mfcc]
         levels = 10.0 * np.log10(np.maximum(np.mean(frames[:, -self.hop_length:] ** 2, axis=1), 1e-12))
-        return mfcc.astype(np.float32), levels.astype(np.float32)
+        return mfcc, frame_loudest, loudest, levels.astype(np.float32)
+
+
+def fit_mean_prior(waveforms, config) -> tuple[float, ...]:
+    """The prior of ``mean_prior_frames``: the mean MFCC ``[n_mfcc]`` over the sound of ``waveforms``
+    (1-D arrays at ``config.sample_rate``, fitted to length as for features): every frame whose loudest
+    bin is within ``config.mean_gate_db`` of the recording's loudest (every frame without a gate), as
+    the running mean sees it (with ``config``'s level reference, no mean removed). Offline, so the
+    recording's own peak tells its sound from the silence or noise before it."""
+    from scnn.features.mfcc import _fit_length
+
+    front = CausalMfcc(config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.n_mfcc,
+                       config.peak_range_db)
+    total, count = np.zeros(config.n_mfcc, dtype=np.float64), 0
+    for waveform in waveforms:
+        front.reset()
+        fitted = _fit_length(np.asarray(waveform, dtype=np.float32), config.num_frames * config.hop_length)
+        mfcc, frame_loudest, loudest, _ = front._raw_frames(fitted)
+        heard = (frame_loudest >= frame_loudest.max() - config.mean_gate_db) if config.mean_gate_db is not None \
+            else np.ones(len(mfcc), dtype=bool)
+        total += mfcc[heard].sum(axis=0)
+        count += int(heard.sum())
+    if count == 0:
+        raise ValueError("fit_mean_prior: no frame to fit the prior on (no recordings, or all silent)")
+    return tuple(float(value) for value in total / count)
 
 
 def check_causal_normalisation(peak_range_db: float | None, running_mean_frames: float,
-                               mean_gate_db: float | None = None) -> None:
-    """Clear errors for the three options of the module docstring."""
+                               mean_gate_db: float | None = None, mean_prior_frames: float = 0.0) -> None:
+    """Clear errors for the four options of the module docstring."""
+    if isinstance(mean_prior_frames, bool) or not isinstance(mean_prior_frames, (int, float)) \
+            or not mean_prior_frames >= 0:
+        raise ValueError(f"mean_prior_frames must be 0 (off) or a positive weight in frames; got {mean_prior_frames!r}")
+    if mean_prior_frames and not running_mean_frames:
+        raise ValueError("mean_prior_frames is the prior of the running mean: it needs running_mean_frames")
     if mean_gate_db is not None:
         if not (isinstance(mean_gate_db, (int, float)) and mean_gate_db > 0):
             raise ValueError(f"mean_gate_db must be None or a positive number of dB; got {mean_gate_db!r}")

@@ -81,6 +81,9 @@ class FeatureConfig:
         running level reference floored that many dB down; a running cepstral mean with that time
         constant in frames; that mean fed only by frames within that many dB of the loudest so far),
         equations in :mod:`scnn.features.causal`.
+    mean_prior_frames, mean_prior: the running mean starts (and starts over) from the prior ``mean_prior``
+        (``n_mfcc`` values) worth ``mean_prior_frames`` frames (:mod:`scnn.features.causal`); the prior is
+        fitted on the training split by :func:`scnn.data.prepare_data` when left None.
     """
 
     sample_rate: int = 8000
@@ -98,8 +101,18 @@ class FeatureConfig:
     peak_range_db: float | None = None
     running_mean_frames: float = 0.0
     mean_gate_db: float | None = None
+    mean_prior_frames: float = 0.0
+    mean_prior: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        if self.mean_prior is not None:  # a list when read back from JSON or YAML
+            try:
+                object.__setattr__(self, "mean_prior", tuple(float(value) for value in self.mean_prior))
+            except (TypeError, ValueError):
+                raise ValueError(f"FeatureConfig.mean_prior must be a list of numbers; got {self.mean_prior!r}") from None
+            if len(self.mean_prior) != self.n_mfcc:
+                raise ValueError(f"FeatureConfig.mean_prior must hold n_mfcc ({self.n_mfcc}) values; "
+                                 f"got {len(self.mean_prior)}")
         positive = ("sample_rate", "n_mfcc", "n_fft", "hop_length", "n_mels", "num_frames")
         for name in positive:
             if int(getattr(self, name)) <= 0:
@@ -111,13 +124,14 @@ class FeatureConfig:
             raise ValueError("FeatureConfig.top_db must be None and level 'none' for representation 'causal_mfcc' "
                              "(trimming silence and scaling the level need the whole recording)")
         if self.representation != "causal_mfcc" and (self.peak_range_db is not None or self.running_mean_frames
-                                                     or self.mean_gate_db is not None):
-            raise ValueError("FeatureConfig.peak_range_db, running_mean_frames and mean_gate_db are causal "
-                             "normalisations: they need "
+                                                     or self.mean_gate_db is not None or self.mean_prior_frames):
+            raise ValueError("FeatureConfig.peak_range_db, running_mean_frames, mean_gate_db and mean_prior_frames "
+                             "are causal normalisations: they need "
                              f"representation 'causal_mfcc', not {self.representation!r}")
         from scnn.features.causal import check_causal_normalisation
 
-        check_causal_normalisation(self.peak_range_db, self.running_mean_frames, self.mean_gate_db)
+        check_causal_normalisation(self.peak_range_db, self.running_mean_frames, self.mean_gate_db,
+                                   self.mean_prior_frames)
         if self.representation == "events" and self.num_rows is None:
             raise ValueError("FeatureConfig.num_rows (channel rows) is required for representation='events'")
         if self.level not in LEVELS:
@@ -168,6 +182,11 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
     # fills the mean (scnn.features.causal, mean_gate_db).
     "causal_gated": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64,
                                   peak_range_db=80.0, running_mean_frames=32.0, mean_gate_db=20.0),
+    # The same with the mean starting (over) from a prior worth 8 frames, the training speakers' mean speech
+    # cepstrum (fitted by prepare_data), instead of from the word's first frame (scnn.features.causal).
+    "causal_prior": FeatureConfig(representation="causal_mfcc", n_mfcc=20, n_mels=40, top_db=None, num_frames=64,
+                                  peak_range_db=80.0, running_mean_frames=32.0, mean_gate_db=20.0,
+                                  mean_prior_frames=8.0),
     # Spike events of SHD / SSC: 100 frames of 14 ms (1.4 s, as Zenke's SHD tutorial and Cramer et al.
     # 2020 bin them), the 700 channels summed in fives to 140 rows (float32 [140, 100] is 56 kB a
     # sample: SHD's 8,156 training samples hold 0.46 GB); spike counts, not normalised.

@@ -92,21 +92,33 @@ class TorchMFCC(nn.Module):
             mfcc = self.dct @ decibels                                                           # [B, mfcc, frames]
         if causal and config.running_mean_frames:
             gate = None if config.mean_gate_db is None else (frame_loudest, loudest, config.mean_gate_db)
-            mfcc = running_mean_removed(mfcc, config.running_mean_frames, gate)
+            prior = None
+            if config.mean_prior_frames:
+                if config.mean_prior is None:
+                    raise ValueError("mean_prior_frames needs mean_prior (fitted on the training recordings: "
+                                     "scnn.features.causal.fit_mean_prior)")
+                prior = (config.mean_prior_frames, torch.tensor(config.mean_prior, dtype=mfcc.dtype, device=mfcc.device))
+            mfcc = running_mean_removed(mfcc, config.running_mean_frames, gate, prior)
         return nn.functional.pad(mfcc, (0, 0, 0, config.shape[0] - mfcc.shape[1]))
 
 
 def running_mean_removed(mfcc: torch.Tensor, time_constant: float,
-                         gate: tuple[torch.Tensor, torch.Tensor, float] | None = None) -> torch.Tensor:
+                         gate: tuple[torch.Tensor, torch.Tensor, float] | None = None,
+                         prior: tuple[float, torch.Tensor] | None = None) -> torch.Tensor:
     """``mfcc [B, rows, frames]`` minus the bias-corrected exponentially weighted mean of the frames so
     far (:mod:`scnn.features.causal`, running cepstral mean normalisation).
 
     gate: (L [B, frames] each frame's loudest bin in dB, R [B, frames] the loudest so far, g in dB): the
-    speech-gated mean with restarts of :mod:`scnn.features.causal` (``mean_gate_db``)."""
+    speech-gated mean with restarts of :mod:`scnn.features.causal` (``mean_gate_db``).
+    prior: (k frames, m0 [rows]): the mean starts and starts over from S = k * m0, W = k (``mean_prior_frames``)."""
     decay = 1.0 - 1.0 / time_constant
     batch = mfcc.shape[0]
-    total = torch.zeros_like(mfcc[..., 0])                                        # S [B, rows]
-    weight = torch.zeros(batch, 1, dtype=mfcc.dtype, device=mfcc.device)         # W [B, 1]
+    prior_total = torch.zeros_like(mfcc[..., 0])                                  # k * m0 [B, rows]
+    prior_weight = torch.zeros(batch, 1, dtype=mfcc.dtype, device=mfcc.device)   # k [B, 1]
+    if prior is not None:
+        prior_total = prior_total + prior[0] * prior[1].to(mfcc.dtype)
+        prior_weight = prior_weight + prior[0]
+    total, weight = prior_total, prior_weight                                     # S [B, rows], W [B, 1]
     start = torch.full((batch,), -float("inf"), dtype=mfcc.dtype, device=mfcc.device)  # B [B]
     out = torch.empty_like(mfcc)
     for t in range(mfcc.shape[-1]):
@@ -117,8 +129,8 @@ def running_mean_removed(mfcc: torch.Tensor, time_constant: float,
             continue
         frame_loudest, loudest, threshold = gate
         restart = loudest[:, t] > start + threshold
-        total = torch.where(restart[:, None], torch.zeros_like(total), total)
-        weight = torch.where(restart[:, None], torch.zeros_like(weight), weight)
+        total = torch.where(restart[:, None], prior_total, total)
+        weight = torch.where(restart[:, None], prior_weight, weight)
         start = torch.where(restart, loudest[:, t], start)
         heard = frame_loudest[:, t] >= loudest[:, t] - threshold
         total = torch.where(heard[:, None], decay * total + mfcc[..., t], total)
