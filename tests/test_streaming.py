@@ -127,8 +127,9 @@ def test_the_streaming_config_trains_through_the_command(tmp_path, fsdd_dir):
                     "data.test_fraction=0.25", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=1",
                     "model.hidden=[16]"])
     assert results["run_config"]["model"]["name"] == "streaming"
-    assert results["run_config"]["data"]["feature_preset"] == "causal_gated"
+    assert results["run_config"]["data"]["feature_preset"] == "causal_prior"
     checkpoint = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert len(checkpoint["feature_config"]["mean_prior"]) == 20  # fitted on this run's training split
     assert checkpoint["model"]["family"] == "streaming"
     assert tuple(checkpoint["model"]["config"]["input_shape"]) == (1, 20, 64)
     assert 0.0 <= results["test_accuracy"] <= 1.0 and results["split_sizes"]["test"] == 6
@@ -176,7 +177,7 @@ def test_the_prior_is_fitted_on_the_training_split_and_kept_with_the_checkpoint(
                         feature_preset="causal_prior", cache_dir=str(tmp_path / "cache"))
     data = prepare_data(config, progress=False)
     features = data.feature_config
-    assert features.mean_prior_frames == 8.0 and len(features.mean_prior) == 20
+    assert features.mean_prior_frames == 2.0 and len(features.mean_prior) == 20
     train_audio = [load_audio(path, 8000) for path in data.train_files]
     assert features.mean_prior == fit_mean_prior(train_audio, features)  # the training split's, nothing else
     assert len(data.train_files) < 18  # validation and test recordings were left out of it
@@ -521,6 +522,6 @@ def test_causal_normalisation_options_are_checked():
         feature_config("causal_prior", mean_prior=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="mean_prior must be a list of numbers"):
         feature_config("causal_prior", mean_prior=["a"] * 20)
-    with pytest.raises(ValueError, match="mean_prior_frames=8.0 needs mean_prior, 20 values"):
+    with pytest.raises(ValueError, match="mean_prior_frames=2.0 needs mean_prior, 20 values"):
         waveform_to_mfcc(_speech_like(3000), feature_config("causal_prior"))  # not fitted yet
     assert feature_config("causal_prior", mean_prior=list(range(20))).mean_prior == tuple(float(v) for v in range(20))
