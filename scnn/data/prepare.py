@@ -246,11 +246,16 @@ def _fitted_mean_prior(paths: list[str], features_config: FeatureConfig) -> tupl
     return fit_mean_prior(waveforms, features_config)
 
 
+def _saved_mean_prior(checkpoint: dict) -> list | None:
+    """The causal front end's fitted prior a training run saved in the checkpoint's ``feature_config``."""
+    return (checkpoint.get("feature_config") or {}).get("mean_prior")
+
+
 def checkpoint_features(checkpoint: dict) -> FeatureConfig:
     """The feature config a checkpoint was trained with: its data config's, with the fitted prior of the
-    causal front end (``mean_prior``) the training run saved in ``feature_config``."""
+    causal front end (``mean_prior``) the training run saved."""
     features = DataConfig.from_dict(checkpoint["data_config"]).features()
-    prior = (checkpoint.get("feature_config") or {}).get("mean_prior")
+    prior = _saved_mean_prior(checkpoint)
     return replace(features, mean_prior=prior) if prior is not None and features.mean_prior_frames else features
 
 
@@ -327,4 +332,4 @@ def checkpoint_data(checkpoint: dict, overrides: dict | None = None, progress: b
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     config = DataConfig.from_dict({**checkpoint["data_config"], **overrides})
     return prepare_data(config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress,
-                        mean_prior=(checkpoint.get("feature_config") or {}).get("mean_prior"))
+                        mean_prior=_saved_mean_prior(checkpoint))
