@@ -171,6 +171,7 @@ def test_the_prior_is_fitted_on_the_training_split_and_kept_with_the_checkpoint(
     from scnn.data.prepare import DataConfig, checkpoint_data, checkpoint_features, prepare_data
     from scnn.features.causal import fit_mean_prior
     from scnn.features.mfcc import load_audio
+    from scnn.features.torch_mfcc import fitted_waveform
 
     data_dir = _class_folders(tmp_path / "digits", fsdd_dir, per_class=6)
     config = DataConfig(data_dir=str(data_dir), dataset="folders", split="random", test_fraction=0.25,
@@ -178,7 +179,7 @@ def test_the_prior_is_fitted_on_the_training_split_and_kept_with_the_checkpoint(
     data = prepare_data(config, progress=False)
     features = data.feature_config
     assert features.mean_prior_frames == 2.0 and len(features.mean_prior) == 20
-    train_audio = [load_audio(path, 8000) for path in data.train_files]
+    train_audio = [fitted_waveform(load_audio(path, 8000), features) for path in data.train_files]
     assert features.mean_prior == fit_mean_prior(train_audio, features)  # the training split's, nothing else
     assert len(data.train_files) < 18  # validation and test recordings were left out of it
 

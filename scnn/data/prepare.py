@@ -236,11 +236,12 @@ def _fitted_mean_prior(paths: list[str], features_config: FeatureConfig) -> tupl
     unreadable ones are named by the feature extraction that follows)."""
     from scnn.features.causal import fit_mean_prior
     from scnn.features.mfcc import load_audio
+    from scnn.features.torch_mfcc import fitted_waveform
 
     waveforms = []
     for path in paths:
         try:
-            waveforms.append(load_audio(path, features_config.sample_rate))
+            waveforms.append(fitted_waveform(load_audio(path, features_config.sample_rate), features_config))
         except Exception:  # noqa: BLE001 - reported with every other bad file by cached_features
             continue
     return fit_mean_prior(waveforms, features_config)

@@ -149,19 +149,17 @@ class CausalMfcc:
 
 def fit_mean_prior(waveforms, config) -> tuple[float, ...]:
     """The prior of ``mean_prior_frames``: the mean MFCC ``[n_mfcc]`` over the sound of ``waveforms``
-    (1-D arrays at ``config.sample_rate``, fitted to length as for features): every frame whose loudest
+    (1-D arrays at ``config.sample_rate`` as the front end sees them, i.e. already fitted to length:
+    :func:`scnn.features.torch_mfcc.fitted_waveform`): every frame whose loudest
     bin is within ``config.mean_gate_db`` of the recording's loudest (every frame without a gate), as
     the running mean sees it (with ``config``'s level reference, no mean removed). Offline, so the
     recording's own peak tells its sound from the silence or noise before it."""
-    from scnn.features.mfcc import _fit_length
-
     front = CausalMfcc(config.sample_rate, config.n_fft, config.hop_length, config.n_mels, config.n_mfcc,
                        config.peak_range_db)
     total, count = np.zeros(config.n_mfcc, dtype=np.float64), 0
     for waveform in waveforms:
         front.reset()
-        fitted = _fit_length(np.asarray(waveform, dtype=np.float32), config.num_frames * config.hop_length)
-        mfcc, frame_loudest, loudest, _ = front._raw_frames(fitted)
+        mfcc, frame_loudest, loudest, _ = front._raw_frames(np.asarray(waveform, dtype=np.float32))
         heard = (frame_loudest >= frame_loudest.max() - config.mean_gate_db) if config.mean_gate_db is not None \
             else np.ones(len(mfcc), dtype=bool)
         total += mfcc[heard].sum(axis=0)
