@@ -381,6 +381,19 @@ def test_running_cepstral_mean_removes_a_constant_offset_and_is_causal():
 GATED = dict(NORMALISED, mean_gate_db=20.0)
 
 
+def _assert_chunked_equals_whole_and_causal(options: dict, audio: np.ndarray, whole: np.ndarray) -> CausalMfcc:
+    """The front end of ``options`` fed ``audio`` in 77-sample chunks gives ``whole`` ``[n_mfcc, frames]``,
+    and a change from frame 30 on leaves the frames before it alone; returns the chunked front end."""
+    pieces, chunked = [], CausalMfcc(**options)
+    for begin in range(0, len(audio), 77):
+        pieces.append(chunked.push(audio[begin:begin + 77]))
+    assert np.array_equal(np.concatenate(pieces).T, whole)
+    changed = audio.copy()
+    changed[30 * 128:] *= 3.0
+    assert np.array_equal(CausalMfcc(**options).push(changed).T[:, :30], whole[:, :30])
+    return chunked
+
+
 def test_gated_running_mean_follows_its_equation_and_ignores_the_silence_before_a_word():
     word = _speech_like(3000, seed=9)
     quiet = np.random.default_rng(1).normal(0, 1e-4, 2048).astype(np.float32)  # room noise ~ 60 dB below, 16 hops
@@ -411,14 +424,7 @@ def test_gated_running_mean_follows_its_equation_and_ignores_the_silence_before_
     ungated = dict(NORMALISED)
     assert not np.allclose(causal_mfcc(np.concatenate([quiet, quiet, word]), **ungated)[:, -10:],
                            causal_mfcc(audio, **ungated)[:, -10:], atol=1e-3)
-    # chunked equals whole; a future change leaves earlier frames alone
-    pieces, chunked = [], CausalMfcc(**GATED)
-    for begin in range(0, len(audio), 77):
-        pieces.append(chunked.push(audio[begin:begin + 77]))
-    assert np.array_equal(np.concatenate(pieces).T, gated)
-    changed = audio.copy()
-    changed[30 * 128:] *= 3.0
-    assert np.array_equal(causal_mfcc(changed, **GATED)[:, :30], gated[:, :30])
+    _assert_chunked_equals_whole_and_causal(GATED, audio, gated)
 
 
 def _prior_and_word(prior_frames: float = 4.0):
@@ -456,15 +462,8 @@ def test_prior_running_mean_follows_its_equation_and_keeps_the_onset():
     # without the prior the word's first frame is normalised by itself: exactly zero; with it, not
     assert np.abs(without[:, onset]).max() < 1e-4
     assert np.abs(with_prior[:, onset]).max() > 1.0
-    # chunked equals whole; causal; a reset stream starts from the prior again
-    pieces, chunked = [], CausalMfcc(**options)
-    for begin in range(0, len(audio), 77):
-        pieces.append(chunked.push(audio[begin:begin + 77]))
-    assert np.array_equal(np.concatenate(pieces).T, with_prior)
-    changed = audio.copy()
-    changed[30 * 128:] *= 3.0
-    assert np.array_equal(CausalMfcc(**options).push(changed).T[:, :30], with_prior[:, :30])
-    chunked.reset()
+    chunked = _assert_chunked_equals_whole_and_causal(options, audio, with_prior)
+    chunked.reset()  # a reset stream starts from the prior again
     assert np.array_equal(chunked.push(audio).T, with_prior)
 
 
