@@ -71,12 +71,7 @@ class CausalMfcc:
         if hop_length > n_fft:
             raise ValueError(f"causal MFCC: hop_length ({hop_length}) must not exceed n_fft ({n_fft})")
         check_causal_normalisation(peak_range_db, running_mean_frames, mean_gate_db, mean_prior_frames)
-        if mean_prior_frames and (mean_prior is None or len(mean_prior) != n_mfcc):
-            raise ValueError(f"mean_prior_frames={mean_prior_frames} needs mean_prior, {n_mfcc} values (fitted on "
-                             f"the training recordings: scnn.features.causal.fit_mean_prior); got {mean_prior!r}")
-        self.prior_weight = float(mean_prior_frames)
-        self.prior_sum = (self.prior_weight * np.asarray(mean_prior, dtype=np.float64) if mean_prior_frames
-                          else np.zeros(n_mfcc, dtype=np.float64))
+        self.prior_weight, self.prior_sum = mean_start(mean_prior_frames, mean_prior, n_mfcc)
         self.mean_gate_db = None if mean_gate_db is None else float(mean_gate_db)
         self.n_fft, self.hop_length, self.n_mfcc = int(n_fft), int(hop_length), int(n_mfcc)
         self.peak_range_db = None if peak_range_db is None else float(peak_range_db)
@@ -145,6 +140,17 @@ class CausalMfcc:
         mfcc = log_mel @ self.dct.T  # [count, n_mfcc]
         levels = 10.0 * np.log10(np.maximum(np.mean(frames[:, -self.hop_length:] ** 2, axis=1), 1e-12))
         return mfcc, frame_loudest, loudest, levels.astype(np.float32)
+
+
+def mean_start(mean_prior_frames: float, mean_prior, n_mfcc: int) -> tuple[float, np.ndarray]:
+    """(W, S) the running mean starts and starts over from: (k, k * m0 ``[n_mfcc]``) with a prior worth
+    k frames, (0, zeros) without one; ValueError when k > 0 and the prior is missing or not n_mfcc values."""
+    if not mean_prior_frames:
+        return 0.0, np.zeros(n_mfcc, dtype=np.float64)
+    if mean_prior is None or len(mean_prior) != n_mfcc:
+        raise ValueError(f"mean_prior_frames={mean_prior_frames} needs mean_prior, {n_mfcc} values (fitted on "
+                         f"the training recordings: scnn.features.causal.fit_mean_prior); got {mean_prior!r}")
+    return float(mean_prior_frames), float(mean_prior_frames) * np.asarray(mean_prior, dtype=np.float64)
 
 
 def fit_mean_prior(waveforms, config) -> tuple[float, ...]:

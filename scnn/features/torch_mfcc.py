@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scnn.features.causal import mean_start
 from scnn.features.mfcc import FeatureConfig, _fit_length, normalize_level
 
 
@@ -92,32 +93,29 @@ class TorchMFCC(nn.Module):
             mfcc = self.dct @ decibels                                                           # [B, mfcc, frames]
         if causal and config.running_mean_frames:
             gate = None if config.mean_gate_db is None else (frame_loudest, loudest, config.mean_gate_db)
-            prior = None
-            if config.mean_prior_frames:
-                if config.mean_prior is None:
-                    raise ValueError("mean_prior_frames needs mean_prior (fitted on the training recordings: "
-                                     "scnn.features.causal.fit_mean_prior)")
-                prior = (config.mean_prior_frames, torch.tensor(config.mean_prior, dtype=mfcc.dtype, device=mfcc.device))
-            mfcc = running_mean_removed(mfcc, config.running_mean_frames, gate, prior)
+            weight, total = mean_start(config.mean_prior_frames, config.mean_prior, config.n_mfcc)
+            initial = (weight, torch.from_numpy(total).to(mfcc.dtype).to(mfcc.device))
+            mfcc = running_mean_removed(mfcc, config.running_mean_frames, gate, initial)
         return nn.functional.pad(mfcc, (0, 0, 0, config.shape[0] - mfcc.shape[1]))
 
 
 def running_mean_removed(mfcc: torch.Tensor, time_constant: float,
                          gate: tuple[torch.Tensor, torch.Tensor, float] | None = None,
-                         prior: tuple[float, torch.Tensor] | None = None) -> torch.Tensor:
+                         initial: tuple[float, torch.Tensor] | None = None) -> torch.Tensor:
     """``mfcc [B, rows, frames]`` minus the bias-corrected exponentially weighted mean of the frames so
     far (:mod:`scnn.features.causal`, running cepstral mean normalisation).
 
     gate: (L [B, frames] each frame's loudest bin in dB, R [B, frames] the loudest so far, g in dB): the
     speech-gated mean with restarts of :mod:`scnn.features.causal` (``mean_gate_db``).
-    prior: (k frames, m0 [rows]): the mean starts and starts over from S = k * m0, W = k (``mean_prior_frames``)."""
+    initial: (W, S [rows]) the mean starts and starts over from (:func:`scnn.features.causal.mean_start`: k and
+    k * m0 with a prior worth k frames, ``mean_prior_frames``); None: from nothing."""
     decay = 1.0 - 1.0 / time_constant
     batch = mfcc.shape[0]
     prior_total = torch.zeros_like(mfcc[..., 0])                                  # k * m0 [B, rows]
     prior_weight = torch.zeros(batch, 1, dtype=mfcc.dtype, device=mfcc.device)   # k [B, 1]
-    if prior is not None:
-        prior_total = prior_total + prior[0] * prior[1].to(mfcc.dtype)
-        prior_weight = prior_weight + prior[0]
+    if initial is not None:
+        prior_total = prior_total + initial[1].to(mfcc.dtype)
+        prior_weight = prior_weight + initial[0]
     total, weight = prior_total, prior_weight                                     # S [B, rows], W [B, 1]
     start = torch.full((batch,), -float("inf"), dtype=mfcc.dtype, device=mfcc.device)  # B [B]
     out = torch.empty_like(mfcc)
