@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from scnn.data.prepare import checkpoint_features
 from scnn.features.causal import CausalMfcc
 from scnn.features.mfcc import FeatureConfig
 from scnn.features.normalize import Normalizer
+from scnn.features.speaker_norm import speaker_statistics
 from scnn.models.frame_runner import FrameRunner
 from scnn.neurons.base import reset_net
 
@@ -58,7 +60,8 @@ class Streamer:
 
     def __init__(self, model: nn.Module, features: FeatureConfig, normalizer: Normalizer,
                  class_names: list[str] | None = None, reset_after_silence_s: float | None = None,
-                 level_db: float = 30.0, floor_db: float = -60.0, engine: str = "auto"):
+                 level_db: float = 30.0, floor_db: float = -60.0, engine: str = "auto",
+                 speaker_stats: tuple[np.ndarray, np.ndarray] | None = None):
         _check_streamable(model, features)
         if engine not in ("auto", "numpy", "torch"):
             raise ValueError(f"engine must be 'auto', 'numpy' or 'torch', got {engine!r}")
@@ -73,6 +76,7 @@ class Streamer:
         self.model = model.eval()
         self.features = features
         self.normalizer = normalizer
+        self.speaker_stats = None if speaker_stats is None else tuple(np.asarray(a, np.float32) for a in speaker_stats)
         self.front_end = CausalMfcc.from_config(features)
         self.class_names = class_names or [str(i) for i in range(model.num_classes)]
         self.runner = None
@@ -86,12 +90,21 @@ class Streamer:
         self.reset()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **options) -> "Streamer":
-        """The model, features, normaliser and class names of a checkpoint; options as the constructor's."""
+    def from_checkpoint(cls, path: str | Path, enrolment: Sequence[str | Path] | None = None,
+                        **options) -> "Streamer":
+        """The model, features, normaliser and class names of a checkpoint; options as the constructor's.
+        enrolment: recordings of the listener, for a checkpoint trained with ``data.speaker_norm`` (their
+        statistics stand in for the speaker's, :func:`enrolment_statistics`)."""
         from scnn.train.evaluate import load_trained_model
 
         model, checkpoint = load_trained_model(path)
         features = checkpoint_features(checkpoint)
+        speaker_norm = checkpoint.get("data_config", {}).get("speaker_norm", "none")
+        if speaker_norm != "none" and options.get("speaker_stats") is None:
+            if not enrolment:
+                raise ValueError(f"checkpoint {path} was trained with data.speaker_norm={speaker_norm}: give the "
+                                 "listener's enrolment recordings (enrolment=[wav, ...], scnn stream --enrol WAV ...)")
+            options["speaker_stats"] = enrolment_statistics(enrolment, features, speaker_norm)
         return cls(model, features, Normalizer.from_state_dict(checkpoint["normalizer"]), checkpoint.get("class_names"),
                    **options)
 
@@ -128,6 +141,8 @@ class Streamer:
                 self.reset_at.append(self.frames_done + index)
             if len(frame) < rows:
                 frame = np.pad(frame, (0, rows - len(frame)))
+            if self.speaker_stats is not None:  # speaker-level CMN / CMVN with the enrolled statistics
+                frame = (frame - self.speaker_stats[0]) / self.speaker_stats[1]
             normalised = self.normalizer(frame[:, None])[:, 0]
             if self.runner is not None:
                 evidence[index] = self.runner.step(normalised)
@@ -153,14 +168,27 @@ class Streamer:
         return np.concatenate(evidence), np.concatenate(levels)
 
 
+def enrolment_statistics(paths: Sequence[str | Path], features: FeatureConfig, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """One listener's speaker mean and scale ``([rows], [rows])`` from recordings of them (labels unused):
+    the statistics :mod:`scnn.features.speaker_norm` takes from a speaker's recordings in training."""
+    from scnn.features.mfcc import load_audio, waveform_to_mfcc
+
+    raw = np.stack([waveform_to_mfcc(load_audio(path, features.sample_rate), features) for path in paths])
+    mean, scale = speaker_statistics(raw, ["listener"] * len(raw), [str(p) for p in paths], mode)
+    return mean[0], scale[0]
+
+
 @torch.no_grad()
 def offline_evidence(model: nn.Module, features: FeatureConfig, normalizer: Normalizer,
-                     waveform: np.ndarray) -> np.ndarray:
-    """The multi-step pass over a whole waveform: readout membrane per frame ``[frames, classes]``."""
+                     waveform: np.ndarray, speaker_stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The multi-step pass over a whole waveform: readout membrane per frame ``[frames, classes]``.
+    speaker_stats: the Streamer's (speaker mean and scale ``[rows]``), for a model trained with data.speaker_norm."""
     _check_streamable(model, features)
     mfcc = CausalMfcc.from_config(features).push(waveform).T
     rows = features.num_rows or features.n_mfcc
     mfcc = np.pad(mfcc, ((0, rows - len(mfcc)), (0, 0)))
+    if speaker_stats is not None:
+        mfcc = ((mfcc - speaker_stats[0][:, None]) / speaker_stats[1][:, None]).astype(np.float32)
     x = torch.from_numpy(normalizer(mfcc))[None, None]
     return model.eval()(x).membrane[:, 0].numpy()
 

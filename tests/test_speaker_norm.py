@@ -218,3 +218,113 @@ def test_eq_in_the_batches_filters_the_spectrum_and_is_seeded():
     assert (first - plain).abs().mean() > 0.05
     with_vtlp = waveform_batches(data, TrainConfig(eq_db=10.0, vtlp=0.1))(index, torch.Generator().manual_seed(0))
     assert not torch.allclose(with_vtlp, first)
+
+
+# --------------------------------------------------------------------------- speaker-level CMN / CMVN
+
+def two_speakers(per_speaker=6, rows=5, frames=12, seed=0):
+    """Features of two speakers, each with a constant cepstral offset of its own, and their names."""
+    x = features(2 * per_speaker, rows, frames, seed)
+    speakers = ["ann"] * per_speaker + ["bob"] * per_speaker
+    keys = [f"{i}_{s}.wav" for i, s in enumerate(speakers)]
+    offset = np.zeros((len(x), rows, 1), np.float32)
+    offset[:per_speaker, :-1] = 4.0
+    offset[per_speaker:, :-1] = -2.5
+    return x, x + offset, speakers, keys
+
+
+def test_speaker_cmn_takes_each_speakers_mean_over_its_recordings_and_frames():
+    from scnn.features.speaker_norm import speaker_normalize, speaker_statistics
+
+    plain, shifted, speakers, keys = two_speakers()
+    mean, scale = speaker_statistics(shifted, speakers, keys, "mean")
+    assert mean.shape == scale.shape == shifted.shape[:2] and np.all(scale == 1)
+    for name in ("ann", "bob"):
+        rows = [i for i, s in enumerate(speakers) if s == name]
+        assert np.allclose(mean[rows], shifted[rows].mean(axis=(0, 2)), atol=1e-6)  # every row: its speaker's
+    normed = speaker_normalize(shifted, speakers, keys, "mean")
+    assert np.allclose(normed, speaker_normalize(plain, speakers, keys, "mean"), atol=1e-5)  # the offset is gone
+    # unlike per-utterance CMN, what tells one recording of a speaker from another stays
+    differences = normed.mean(-1)[1:6] - normed.mean(-1)[0]
+    assert np.allclose(differences, plain.mean(-1)[1:6] - plain.mean(-1)[0], atol=1e-5)
+    assert np.abs(differences).max() > 0.1
+    assert np.array_equal(speaker_normalize(shifted, speakers, keys, "none"), shifted)
+
+
+def test_speaker_cmvn_divides_by_the_speakers_spread_and_leaves_padded_rows():
+    from scnn.features.speaker_norm import speaker_normalize, speaker_statistics
+
+    plain, shifted, speakers, keys = two_speakers()
+    scaled = shifted.copy()
+    scaled[:6] *= 3.0
+    _, scale = speaker_statistics(scaled, speakers, keys, "mean_var")
+    assert np.allclose(scale[0, :-1], scaled[:6, :-1].transpose(1, 0, 2).reshape(4, -1).std(1), rtol=1e-5)
+    assert np.all(scale[:, -1] == 1)  # the zero-padded row is not scaled
+    normed = speaker_normalize(scaled, speakers, keys, "mean_var")
+    assert np.allclose(normed, speaker_normalize(plain, speakers, keys, "mean_var"), atol=1e-4)
+
+
+def test_an_enrolment_of_k_recordings_is_seeded_and_independent_of_row_order():
+    from scnn.features.speaker_norm import speaker_statistics
+
+    _, shifted, speakers, keys = two_speakers(per_speaker=10)
+    mean, _ = speaker_statistics(shifted, speakers, keys, "mean", recordings=3, seed=0)
+    ann = shifted[:10]
+    # the mean of exactly three of ann's recordings
+    from itertools import combinations
+    assert any(np.allclose(mean[0], ann[list(c)].mean(axis=(0, 2)), atol=1e-6) for c in combinations(range(10), 3))
+    assert not np.allclose(mean[0], ann.mean(axis=(0, 2)), atol=1e-3)
+    order = np.random.default_rng(5).permutation(len(keys))
+    shuffled, _ = speaker_statistics(shifted[order], [speakers[i] for i in order], [keys[i] for i in order], "mean",
+                                     recordings=3, seed=0)
+    assert np.allclose(shuffled, mean[order])  # the draw follows the file names, not the rows
+    other, _ = speaker_statistics(shifted, speakers, keys, "mean", recordings=3, seed=1)
+    assert not np.allclose(other, mean)
+
+
+def test_speaker_norm_errors_name_the_setting_and_the_file():
+    from scnn.features.speaker_norm import speaker_normalize
+
+    with pytest.raises(ValueError, match="data.speaker_norm"):
+        DataConfig(speaker_norm="per_speaker")
+    with pytest.raises(ValueError, match="data.speaker_norm_recordings"):
+        DataConfig(speaker_norm="mean", speaker_norm_recordings=-1)
+    plain, _, speakers, keys = two_speakers()
+    speakers[3] = None
+    with pytest.raises(ValueError, match="3_ann.wav"):
+        speaker_normalize(plain, speakers, keys, "mean")
+
+
+def test_prepared_data_normalises_each_part_by_its_own_speakers(fsdd_dir, feature_cache):
+    """Speaker-independent split: the test speaker's statistics come from the test recordings, the
+    validation speaker's from the validation ones (each part centred per speaker before the standardising)."""
+    from scnn.data.prepare import prepare_data
+
+    config = DataConfig(data_dir=str(fsdd_dir), cache_dir=str(feature_cache), download=False, split="speaker",
+                        holdout_speaker="george", num_val_speakers=1, speaker_norm="mean")
+    data = prepare_data(config, progress=False)
+    assert set(data.test_speakers) == {"george"} and len(set(data.val_speakers)) == 1
+    for x in (data.train[0], data.val[0], data.test[0]):
+        raw = x[:, 0].numpy() * data.normalizer.std[:, None] + data.normalizer.mean[:, None]
+        assert np.abs(raw.mean(axis=(0, 2))).max() < 1e-3  # train: four speakers, each centred, so their sum is
+    plain = prepare_data(DataConfig(**{**config.__dict__, "speaker_norm": "none"}), progress=False)
+    assert not np.allclose(plain.test[0], data.test[0], atol=0.1)
+    # the noise evaluation's path: features extracted anew and normalised by PreparedData.normalise
+    raw_test = plain.test[0][:, 0].numpy() * plain.normalizer.std[:, None] + plain.normalizer.mean[:, None]
+    assert np.allclose(data.normalise(raw_test, "test").numpy(), data.test[0].numpy(), atol=1e-4)
+    assert np.allclose(data.normalise(raw_test + 3.0, "test").numpy(), data.test[0].numpy(), atol=1e-4)
+
+
+def test_the_training_batches_subtract_each_recordings_speaker_mean():
+    from tests.test_robust import tone_data
+
+    data = tone_data()
+    plain = waveform_batches(data, TrainConfig(gain_db=3))(torch.arange(6), torch.Generator().manual_seed(0))
+    rows = data.feature_config.shape[0]
+    mean = torch.zeros(len(data.train[1]), rows)
+    mean[:, 2] = 1.5
+    data.train_speaker_stats = (mean, torch.ones(len(data.train[1]), rows))
+    shifted = waveform_batches(data, TrainConfig(gain_db=3))(torch.arange(6), torch.Generator().manual_seed(0))
+    expected = plain.clone()
+    expected[:, 0, 2] -= 1.5 / float(data.normalizer.std[2])
+    assert torch.allclose(shifted, expected, atol=1e-4)

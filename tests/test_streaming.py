@@ -333,6 +333,16 @@ def test_scnn_stream_prints_what_it_hears_and_draws_the_evidence(tmp_path, fsdd_
         main(["stream", str(tmp_path / "missing.wav"), "--checkpoint", str(checkpoint)])
     assert stopped.value.code == 2
     assert "audio file" in capsys.readouterr().err
+    # trained with speaker-level CMN: refused without the listener's recordings, run with them
+    speaker_checkpoint = tmp_path / "speaker_norm.pt"
+    save_checkpoint(speaker_checkpoint, {**torch.load(checkpoint, weights_only=True),
+                                         "data_config": asdict(DataConfig(feature_preset="causal", speaker_norm="mean"))})
+    with pytest.raises(SystemExit):
+        main(["stream", str(wav), "--checkpoint", str(speaker_checkpoint)])
+    assert "--enrol" in capsys.readouterr().err
+    enrolled = main(["stream", str(wav), "--checkpoint", str(speaker_checkpoint), "--enrol", str(wav),
+                     "--plot", str(tmp_path / "enrolled.png")])
+    assert len(enrolled["detections"]) >= 1
 
 
 # --------------------------------------------------------------------------- causal normalisation
@@ -525,3 +535,22 @@ def test_causal_normalisation_options_are_checked():
     with pytest.raises(ValueError, match="mean_prior_frames=2.0 needs mean_prior, 20 values"):
         waveform_to_mfcc(_speech_like(3000), feature_config("causal_prior"))  # not fitted yet
     assert feature_config("causal_prior", mean_prior=list(range(20))).mean_prior == tuple(float(v) for v in range(20))
+
+
+def test_the_streamer_applies_enrolled_speaker_statistics_as_the_offline_pass_does(tmp_path):
+    from scnn.stream import Streamer, enrolment_statistics, offline_evidence
+
+    model, features, normalizer = _streaming_setup("causal_norm")
+    rows = features.num_rows or features.n_mfcc
+    stats = (np.linspace(-1, 1, rows).astype(np.float32), np.full(rows, 2.0, np.float32))
+    audio = np.concatenate([_speech_like(5000, seed=5), np.zeros(2000, np.float32)])
+    evidence, _ = Streamer(model, features, normalizer, speaker_stats=stats).run(audio, chunk_ms=7.0)
+    assert np.allclose(evidence, offline_evidence(model, features, normalizer, audio, stats), atol=1e-4)
+    assert not np.allclose(evidence, offline_evidence(model, features, normalizer, audio), atol=1e-3)
+    paths = []
+    for seed in range(3):
+        paths.append(tmp_path / f"enrol_{seed}.wav")
+        soundfile.write(paths[-1], _speech_like(4000, seed=seed), 8000)
+    mean, scale = enrolment_statistics(paths, features, "mean_var")
+    raw = np.stack([waveform_to_mfcc(_speech_like(4000, seed=s), features) for s in range(3)])
+    assert np.allclose(mean, raw.mean(axis=(0, 2)), atol=1e-4) and mean.shape == scale.shape == (rows,)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reset-after-silence", type=nonnegative_float, default=0.3,
                         help="reset every neuron after this many seconds of silence, as before each training "
                              "word (default 0.3; 0: never)")
+    parser.add_argument("--enrol", nargs="+", metavar="WAV",
+                        help="recordings of the listener, for a checkpoint trained with data.speaker_norm (their "
+                             "statistics stand in for the speaker's)")
     parser.add_argument("--min-gap", type=nonnegative_float, default=0.2,
                         help="seconds of silence that separate two words (default 0.2)")
 
@@ -45,8 +48,11 @@ def run(args: argparse.Namespace) -> dict:
         raise FileNotFoundError(f"audio file {path} does not exist")
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    streamer = Streamer.from_checkpoint(args.checkpoint, reset_after_silence_s=args.reset_after_silence or None,
-                                        level_db=args.level_db)
+    missing = [name for name in args.enrol or [] if not Path(name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"--enrol: {len(missing)} recording(s) do not exist: {', '.join(missing[:3])}")
+    streamer = Streamer.from_checkpoint(args.checkpoint, enrolment=args.enrol,
+                                        reset_after_silence_s=args.reset_after_silence or None, level_db=args.level_db)
     waveform = load_audio(path, streamer.sample_rate)
     started = time.perf_counter()
     evidence, levels = streamer.run(waveform, args.chunk_ms)

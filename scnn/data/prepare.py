@@ -18,6 +18,7 @@ from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import UTTERANCE_NORMS, Normalizer
+from scnn.features.speaker_norm import SPEAKER_NORMS, speaker_normalize, speaker_statistics
 from scnn.validate import check_choice, check_number
 
 
@@ -47,6 +48,10 @@ class DataConfig:
     train_per_class: keep only the first N training recordings of each class (0: all), for quick runs.
     utterance_norm: per-utterance feature normalisation before the per-coefficient one: "none", "mean"
         (cepstral mean normalisation) or "mean_var" (and variance), :mod:`scnn.features.normalize`.
+    speaker_norm: speaker-level CMN / CMVN before both ("none", "mean", "mean_var"): each recording's
+        features minus its speaker's mean over all of that speaker's recordings in the same part (train,
+        validation, test; labels unused), :mod:`scnn.features.speaker_norm`; speaker_norm_recordings: how
+        many recordings per speaker give the statistics (0: all; K: an enrolment of K, seeded by split_seed).
     extra_train: a CSV manifest (path, label, optionally speaker; labels are the dataset's class names)
         of recordings added to the training split only, after the split (never validation or test):
         another corpus, or synthetic voices (:mod:`scnn.data.synthetic`).
@@ -72,6 +77,8 @@ class DataConfig:
     download: bool = True
     train_per_class: int = 0
     utterance_norm: str = "none"
+    speaker_norm: str = "none"
+    speaker_norm_recordings: int = 0
     extra_train: str | None = None
 
     def __post_init__(self):
@@ -87,6 +94,8 @@ class DataConfig:
         check_number("data.train_per_class", self.train_per_class, 0, integer=True)
         check_number("data.num_val_speakers", self.num_val_speakers, 0, integer=True)
         check_choice("data.utterance_norm", self.utterance_norm, UTTERANCE_NORMS)
+        check_choice("data.speaker_norm", self.speaker_norm, SPEAKER_NORMS)
+        check_number("data.speaker_norm_recordings", self.speaker_norm_recordings, 0, integer=True)
         if self.val_speakers and self.num_val_speakers:
             raise ValueError("data.val_speakers and data.num_val_speakers exclude each other: name the validation "
                              "speakers or say how many to choose")
@@ -136,6 +145,22 @@ class PreparedData:
     train_waveforms: list | None = None  # N_train recordings [samples_i] as read (keep_waveforms=True only)
     train_files: list[str] = field(default_factory=list)  # what train[0][i] came from (Recording.key)
     val_files: list[str] = field(default_factory=list)  # what val[0][i] came from
+    val_speakers: list = field(default_factory=list)  # each validation row's speaker (group), None if unknown
+    test_speakers: list = field(default_factory=list)  # each test row's speaker
+    # data.speaker_norm: each training row's speaker mean and scale ([N_train, rows] float32, scnn.features.
+    # speaker_norm), for features computed per batch from augmented waveforms; None without it.
+    train_speaker_stats: tuple | None = None
+    speaker_norm: tuple = ("none", 0, 0)  # data.speaker_norm, speaker_norm_recordings, split_seed
+
+    def normalise(self, raw: np.ndarray, part: str) -> torch.Tensor:
+        """Features ``[N, rows, frames]`` extracted anew from ``part``'s recordings ("val" or "test", in the
+        order of ``val_files`` / ``test_files``: noisy copies, say) -> ``[N, 1, rows, frames]`` normalised as
+        this data's were, the speaker statistics taken from ``raw`` itself."""
+        files, speakers = (self.test_files, self.test_speakers) if part == "test" else (self.val_files, self.val_speakers)
+        if len(raw) != len(files):
+            raise ValueError(f"normalise: {len(raw)} feature rows for {len(files)} {part} recordings")
+        mode, recordings, seed = self.speaker_norm
+        return torch.from_numpy(self.normalizer(speaker_normalize(raw, speakers, files, mode, recordings, seed))).unsqueeze(1)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -196,11 +221,19 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         warnings.warn(f"{root}: skip_bad left out {describe_problems(shown)}", stacklevel=2)
     row_of = {path: row for row, path in enumerate(extracted.paths)}
 
+    if config.speaker_norm != "none" and isinstance(extracted.features, ShardedFeatures):
+        raise ValueError(f"{root}: data.speaker_norm is not available for datasets of more than 4,096 files "
+                         "(features in the sharded cache); use data.utterance_norm")
+
     def tensors(part):
         kept = [r for r in part if r.key in row_of]
         x = extracted.features[[row_of[r.key] for r in kept]] if kept else np.zeros((0, *features_config.shape), np.float32)
         y = torch.tensor([r.label for r in kept], dtype=torch.long)
-        return x, y
+        return speaker_normed(x, kept), y
+
+    def speaker_normed(x, kept):  # speaker-level CMN / CMVN over this part's recordings of each speaker
+        return speaker_normalize(x, [r.speaker for r in kept], [r.key for r in kept], config.speaker_norm,
+                                 config.speaker_norm_recordings, config.split_seed)
 
     train_x, train_y = tensors(split.train)
     if len(train_y) == 0:
@@ -219,16 +252,26 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
         parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
     test_files = [r.key for r in split.test if r.key in row_of]
-    train_waveforms = None
+    train_waveforms = train_speaker_stats = None
     if keep_waveforms:
         from scnn.features.torch_mfcc import load_recordings
 
         train_waveforms = load_recordings([r.key for r in split.train if r.key in row_of], features_config)
+        if config.speaker_norm != "none":
+            kept = [r for r in split.train if r.key in row_of]
+            raw = extracted.features[[row_of[r.key] for r in kept]]
+            train_speaker_stats = tuple(torch.from_numpy(a) for a in speaker_statistics(
+                raw, [r.speaker for r in kept], [r.key for r in kept], config.speaker_norm,
+                config.speaker_norm_recordings, config.split_seed))
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests),
                         train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of],
-                        val_files=[r.key for r in split.val if r.key in row_of])
+                        val_files=[r.key for r in split.val if r.key in row_of],
+                        val_speakers=[r.speaker for r in split.val if r.key in row_of],
+                        test_speakers=[r.speaker for r in split.test if r.key in row_of],
+                        train_speaker_stats=train_speaker_stats,
+                        speaker_norm=(config.speaker_norm, config.speaker_norm_recordings, config.split_seed))
 
 
 def _fitted_mean_prior(paths: list[str], features_config: FeatureConfig) -> tuple[float, ...]:

@@ -487,6 +487,7 @@ def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None
     MFCCs in torch (:class:`scnn.features.torch_mfcc.TorchMFCC`) with the data's normaliser; else None."""
     if not config.waveform_augmentation:
         return None
+    from scnn.features.speaker_norm import apply_speaker_norm
     from scnn.features.torch_mfcc import TorchMFCC, fitted_batch
     from scnn.features.wave_augment import (augment_recordings, draw_eq_gains, draw_vtlp, load_noise_folder,
                                             vtlp_matrices)
@@ -511,6 +512,9 @@ def waveform_batches(data: PreparedData, config: TrainConfig) -> Callable | None
             warp = torch.diag_embed(gains) if warp is None else gains[:, :, None] * warp
         with torch.no_grad():
             mfcc = front_end(fitted_batch(noisy, data.feature_config), warp)
+        if data.train_speaker_stats is not None:  # data.speaker_norm: the speaker's statistics of the clean features
+            mean, scale = data.train_speaker_stats
+            mfcc = apply_speaker_norm(mfcc, mean[index], scale[index])
         return normalizer.torch(mfcc).unsqueeze(1)
 
     return features

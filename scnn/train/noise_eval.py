@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 import zlib
+from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,10 +54,11 @@ def parse_snrs(text: str | Sequence[float]) -> list[float]:
     return list(dict.fromkeys(values))
 
 
-def noisy_features(waveforms: list[np.ndarray], kind: str, snr_db: float, feature_config, normalizer,
+def noisy_features(waveforms: list[np.ndarray], kind: str, snr_db: float, feature_config, normalise: Callable,
                    seed: int = 0) -> tuple[torch.Tensor, list[float]]:
     """Normalised features ``[N, 1, rows, frames]`` of ``waveforms`` with ``kind`` noise at ``snr_db``,
-    and the SNR each mixture actually has (dB, measured)."""
+    and the SNR each mixture actually has (dB, measured). normalise: ``[N, rows, frames]`` extracted ->
+    ``[N, 1, rows, frames]`` normalised (:meth:`scnn.data.PreparedData.normalise`)."""
     kind_key = zlib.crc32(kind.encode())  # stable across Python runs, unlike hash()
     features, measured = [], []
     for row, waveform in enumerate(waveforms):
@@ -66,8 +68,8 @@ def noisy_features(waveforms: list[np.ndarray], kind: str, snr_db: float, featur
         noisy = mix_at_snr(waveform, noise, snr_db)
         measured.append(measure_snr(waveform, noisy))
         features.append(waveform_to_mfcc(noisy, feature_config))
-    x = normalizer(np.stack(features)) if features else np.zeros((0, *feature_config.shape), np.float32)
-    return torch.from_numpy(x).unsqueeze(1), measured
+    raw = np.stack(features) if features else np.zeros((0, *feature_config.shape), np.float32)
+    return normalise(raw), measured
 
 
 def noise_evaluation(checkpoint: str | Path, out_dir: str | Path, kinds: Sequence[str] = ("white",),
@@ -108,11 +110,12 @@ def noise_evaluation(checkpoint: str | Path, out_dir: str | Path, kinds: Sequenc
                 "measured_snr_db_min": min(measured) if measured else None,
                 "measured_snr_db_max": max(measured) if measured else None}
 
-    clean = torch.from_numpy(data.normalizer(np.stack([waveform_to_mfcc(w, config) for w in waveforms])))
-    rows = [row("none", None, clean.unsqueeze(1), [])]
+    normalise = partial(data.normalise, part=part)
+    clean = normalise(np.stack([waveform_to_mfcc(w, config) for w in waveforms]))
+    rows = [row("none", None, clean, [])]
     for kind in kinds:
         for snr_db in snrs:
-            x, measured = noisy_features(waveforms, kind, snr_db, config, data.normalizer, seed)
+            x, measured = noisy_features(waveforms, kind, snr_db, config, normalise, seed)
             rows.append(row(kind, snr_db, x, measured))
             if progress:
                 print(f"{kind:>6} {snr_db:5.1f} dB: accuracy {rows[-1]['accuracy']:.4f}")
