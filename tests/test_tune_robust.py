@@ -30,6 +30,16 @@ def test_renormalized_data_equal_data_prepared_with_the_trials_normalisation(fsd
     assert renormalized(base, "none") is base
     with pytest.raises(ValueError, match="utterance_norm=none"):
         renormalized(direct, "mean")
+    for utterance in ("none", "mean_var"):  # speaker-level CMN, alone and under per-utterance CMVN
+        direct = prepare_data(speaker_fold(fsdd_dir, feature_cache, speaker_norm="mean", utterance_norm=utterance),
+                              progress=False)
+        again = renormalized(base, utterance, "mean")
+        assert again.speaker_norm == direct.speaker_norm == ("mean", 0, 0)
+        for ours, theirs in zip((again.train, again.val, again.test), (direct.train, direct.val, direct.test)):
+            assert np.allclose(ours[0].numpy(), theirs[0].numpy(), atol=2e-4) and ours[1].equal(theirs[1])
+    assert not np.allclose(renormalized(base, "none", "mean").test[0].numpy(), base.test[0].numpy(), atol=0.1)
+    with pytest.raises(ValueError, match="speaker_norm=none"):
+        renormalized(direct, "none", "none")
 
 
 def test_trials_map_onto_the_configs():
@@ -41,6 +51,8 @@ def test_trials_map_onto_the_configs():
     assert data_config_from_trial({"beta": 0.5}, DataConfig(utterance_norm="mean_var")).utterance_norm == "mean_var"
     assert [utterance_norm_of_trial({"utterance_norm": v}) for v in (0.2, 1.7, 2.99, 3.0)] == \
         ["none", "mean", "mean_var", "mean_var"]  # bayesopt's continuous index, floored
+    assert data_config_from_trial({"speaker_norm": 1.4}, DataConfig()).speaker_norm == "mean"
+    assert data_config_from_trial({"speaker_norm": "none"}, DataConfig(speaker_norm="mean")).speaker_norm == "none"
 
 
 @pytest.mark.slow  # a Ray search: two trials of one epoch
@@ -57,5 +69,5 @@ def test_tiny_robust_search_on_a_speaker_fold(fsdd_dir, feature_cache, tmp_path)
     for trial in trials:
         assert trial["utterance_norm"] in ("none", "mean", "mean_var") and trial["vtlp"] in (0.0, 0.05, 0.1, 0.15)
     chosen = summary["chosen_config"]
-    assert set(chosen) == {"utterance_norm", "vtlp", "noise_prob", "speed", "mixup"}
+    assert set(chosen) == {"utterance_norm", "speaker_norm", "vtlp", "noise_prob", "speed", "mixup"}
     assert summary["retrained_config"]["vtlp"] == chosen["vtlp"]

@@ -145,7 +145,8 @@ class PreparedData:
     train_waveforms: list | None = None  # N_train recordings [samples_i] as read (keep_waveforms=True only)
     train_files: list[str] = field(default_factory=list)  # what train[0][i] came from (Recording.key)
     val_files: list[str] = field(default_factory=list)  # what val[0][i] came from
-    val_speakers: list = field(default_factory=list)  # each validation row's speaker (group), None if unknown
+    train_speakers: list = field(default_factory=list)  # each training row's speaker (group), None if unknown
+    val_speakers: list = field(default_factory=list)  # each validation row's speaker
     test_speakers: list = field(default_factory=list)  # each test row's speaker
     # data.speaker_norm: each training row's speaker mean and scale ([N_train, rows] float32, scnn.features.
     # speaker_norm), for features computed per batch from augmented waveforms; None without it.
@@ -268,6 +269,7 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
                         test_set=describe_test_set(test_files, root, extracted.digests),
                         train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of],
                         val_files=[r.key for r in split.val if r.key in row_of],
+                        train_speakers=[r.speaker for r in split.train if r.key in row_of],
                         val_speakers=[r.speaker for r in split.val if r.key in row_of],
                         test_speakers=[r.speaker for r in split.test if r.key in row_of],
                         train_speaker_stats=train_speaker_stats,

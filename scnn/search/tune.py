@@ -67,66 +67,92 @@ def ssm_search_space(algorithm: str) -> dict:
 
 
 UTTERANCE_CHOICES = ("none", "mean", "mean_var")
+SPEAKER_CHOICES = ("none", "mean")
 ROBUST_TRAIN_KEYS = ("vtlp", "noise_prob", "speed", "mixup")
 
 
 def robust_search_space(algorithm: str) -> dict:
     """Augmentation and normalisation switches for speaker-independent accuracy: per-utterance
-    normalisation (data.utterance_norm), VTLP (train.vtlp), additive noise share (train.noise_prob, at the
+    normalisation (data.utterance_norm), speaker-level CMN (data.speaker_norm), VTLP (train.vtlp), additive noise share (train.noise_prob, at the
     base config's SNR range), speed perturbation (train.speed) and mixup (train.mixup).
 
     The objective is the trainable's: validation accuracy. For a speaker-independent choice give a
     speaker split with validation speakers of its own (``data.split=speaker data.holdout_speaker=S
     data.val_speakers=V``): the objective is then one leave-one-speaker-out fold's validation-speaker
     accuracy, a voice that neither training nor the test saw. Bayesian optimisation gets continuous
-    ranges (the normalisation as an index in [0, 3), floored).
+    ranges (the normalisations as indices in [0, 3) and [0, 2), floored).
     """
     from ray import tune
 
     if algorithm == "bayesopt":
-        return {"utterance_norm": tune.uniform(0.0, 3.0), "vtlp": tune.uniform(0.0, 0.2),
-                "noise_prob": tune.uniform(0.0, 0.8), "speed": tune.uniform(0.0, 0.15), "mixup": tune.uniform(0.0, 0.4)}
-    return {"utterance_norm": tune.choice(list(UTTERANCE_CHOICES)), "vtlp": tune.choice([0.0, 0.05, 0.1, 0.15]),
+        return {"utterance_norm": tune.uniform(0.0, 3.0), "speaker_norm": tune.uniform(0.0, 2.0),
+                "vtlp": tune.uniform(0.0, 0.2), "noise_prob": tune.uniform(0.0, 0.8), "speed": tune.uniform(0.0, 0.15),
+                "mixup": tune.uniform(0.0, 0.4)}
+    return {"utterance_norm": tune.choice(list(UTTERANCE_CHOICES)), "speaker_norm": tune.choice(list(SPEAKER_CHOICES)),
+            "vtlp": tune.choice([0.0, 0.05, 0.1, 0.15]),
             "noise_prob": tune.choice([0.0, 0.3, 0.5]), "speed": tune.choice([0.0, 0.05, 0.1]),
             "mixup": tune.choice([0.0, 0.2])}
 
 
-def utterance_norm_of_trial(config: dict) -> str | None:
-    """The trial's per-utterance normalisation (a name, or bayesopt's index in [0, 3)); None if not searched."""
-    value = config.get("utterance_norm")
+def _choice_of_trial(config: dict, key: str, choices: tuple) -> str | None:
+    """The trial's value of ``key`` (a name, or bayesopt's index in [0, len(choices)), floored); None if not searched."""
+    value = config.get(key)
     if value is None or isinstance(value, str):
         return value
-    return UTTERANCE_CHOICES[min(len(UTTERANCE_CHOICES) - 1, max(0, int(math.floor(value))))]
+    return choices[min(len(choices) - 1, max(0, int(math.floor(value))))]
+
+
+def utterance_norm_of_trial(config: dict) -> str | None:
+    """The trial's per-utterance normalisation; None if not searched."""
+    return _choice_of_trial(config, "utterance_norm", UTTERANCE_CHOICES)
+
+
+def speaker_norm_of_trial(config: dict) -> str | None:
+    """The trial's speaker-level normalisation; None if not searched."""
+    return _choice_of_trial(config, "speaker_norm", SPEAKER_CHOICES)
 
 
 def data_config_from_trial(config: dict, data_config: DataConfig) -> DataConfig:
-    """The data config of a trial: the base one with the trial's per-utterance normalisation, if searched."""
-    utterance = utterance_norm_of_trial(config)
-    return data_config if utterance is None else replace(data_config, utterance_norm=utterance)
+    """The data config of a trial: the base one with the trial's normalisations, where searched."""
+    utterance, speaker = utterance_norm_of_trial(config), speaker_norm_of_trial(config)
+    if utterance is not None:
+        data_config = replace(data_config, utterance_norm=utterance)
+    return data_config if speaker is None else replace(data_config, speaker_norm=speaker)
 
 
-def renormalized(data: PreparedData, utterance: str) -> PreparedData:
-    """``data`` normalised again with per-utterance normalisation ``utterance`` (the per-coefficient
-    statistics refitted on its training split): the features are un-normalised with ``data``'s own
-    normaliser, so trials share one prepared data set whatever normalisation they draw."""
+def renormalized(data: PreparedData, utterance: str, speaker: str = "none") -> PreparedData:
+    """``data`` normalised again with speaker-level normalisation ``speaker`` and per-utterance normalisation
+    ``utterance`` (the per-coefficient statistics refitted on its training split): the features are
+    un-normalised with ``data``'s own normaliser, so trials share one prepared data set whatever
+    normalisation they draw; it must have been prepared with neither."""
     import numpy as np
 
     from scnn.features.normalize import Normalizer
+    from scnn.features.speaker_norm import speaker_normalize, speaker_statistics
 
-    old = data.normalizer
-    if utterance == old.utterance:
+    old, (old_speaker, recordings, seed) = data.normalizer, data.speaker_norm
+    if utterance == old.utterance and speaker == old_speaker:
         return data
-    if old.utterance != "none":
-        raise ValueError(f"cannot change per-utterance normalisation {old.utterance!r} after the fact; prepare the "
-                         "search's data with data.utterance_norm=none")
+    if old.utterance != "none" or old_speaker != "none":
+        raise ValueError(f"cannot change the normalisation (utterance {old.utterance!r}, speaker {old_speaker!r}) "
+                         "after the fact; prepare the search's data with data.utterance_norm=none data.speaker_norm=none")
 
     def raw(x: torch.Tensor) -> np.ndarray:  # [N, 1, rows, frames] -> [N, rows, frames] as extracted
         x = x[:, 0].numpy()
         return x * old.std[:, None] + old.mean[:, None] if old.enabled else x
 
-    new = Normalizer.fit(raw(data.train[0]), enabled=old.enabled, utterance=utterance)
-    parts = [(torch.from_numpy(new(raw(x))).unsqueeze(1), y) for x, y in (data.train, data.val, data.test)]
-    return replace(data, train=parts[0], val=parts[1], test=parts[2], normalizer=new)
+    names = [(data.train_speakers, data.train_files), (data.val_speakers, data.val_files),
+             (data.test_speakers, data.test_files)]
+    raws = [raw(x) for x, _ in (data.train, data.val, data.test)]
+    spoken = [speaker_normalize(x, speakers, keys, speaker, recordings, seed) for x, (speakers, keys) in zip(raws, names)]
+    new = Normalizer.fit(spoken[0], enabled=old.enabled, utterance=utterance)
+    parts = [(torch.from_numpy(new(x)).unsqueeze(1), y) for x, (_, y) in zip(spoken, (data.train, data.val, data.test))]
+    stats = None
+    if speaker != "none" and data.train_waveforms is not None:  # per-batch features from augmented waveforms
+        stats = tuple(torch.from_numpy(a) for a in speaker_statistics(raws[0], data.train_speakers, data.train_files,
+                                                                      speaker, recordings, seed))
+    return replace(data, train=parts[0], val=parts[1], test=parts[2], normalizer=new, train_speaker_stats=stats,
+                   speaker_norm=(speaker, recordings, seed))
 
 
 def train_config_from_trial(config: dict, base: TrainConfig) -> TrainConfig:
@@ -162,7 +188,7 @@ def trainable(config: dict, data: PreparedData, base: TrainConfig, data_config: 
     torch.set_num_threads(max(1, base.threads))
     train_config = train_config_from_trial(config, base)
     data_config = data_config_from_trial(config, data_config)
-    data = renormalized(data, data_config.utterance_norm)
+    data = renormalized(data, data_config.utterance_norm, data_config.speaker_norm)
     run_dir = Path(tempfile.mkdtemp(prefix="scnn-trial-"))
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a paused or restored trial continues from its last epoch
