@@ -463,3 +463,45 @@ def test_grouped_first_layer_trains_like_the_plain_engine(name, reset, per_chann
     assert torch.equal(grouped.spikes, plain.spikes)
     assert torch.allclose(grouped.membrane, plain.membrane, atol=1e-5)
     assert_gradients_close(grouped_grads, plain_grads)
+
+
+@pytest.mark.parametrize("in_channels, padding, bias", [(1, 2, True), (2, 0, False), (3, 1, True)])
+def test_a_column_convolution_as_one_product_equals_the_convolution(in_channels, padding, bias):
+    from torch import nn
+
+    from scnn.engine.column_conv import column_conv, column_conv_applies
+
+    torch.manual_seed(in_channels)
+    conv = nn.Conv2d(in_channels, 16, (5, 1), padding=(padding, 0), bias=bias)
+    x = torch.randn(40, in_channels, 20, 1)
+    with torch.no_grad():
+        assert column_conv_applies(conv, x)
+        expected = conv(x)
+        assert torch.allclose(column_conv(conv, x), expected, atol=1e-5, rtol=0)
+        conv.weight.mul_(-2.0)  # the cached matrix follows the weight
+        assert torch.allclose(column_conv(conv, x), conv(x), atol=1e-5, rtol=0)
+    assert not column_conv_applies(conv, x)  # gradients wanted: the convolution itself
+    with torch.no_grad():
+        assert not column_conv_applies(nn.Conv2d(1, 4, (3, 3)), x[:, :1])
+        assert not column_conv_applies(nn.Conv2d(1, 4, (3, 1), stride=(2, 1)), x[:, :1])
+
+
+def test_the_streaming_models_inference_equals_its_path_without_the_compiled_parts():
+    from scnn.engine import fast_inference
+    from scnn.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("streaming", input_shape=(1, 20, 25)).eval()
+    x = torch.randn(8, 1, 20, 25) * 2
+    with torch.no_grad():
+        for module in model.modules():  # untrained dense layers, strong enough that every layer spikes
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(3.0)
+        fast = model(x, record=True)
+        with fast_inference(False):
+            plain = model(x, record=True)
+    spiking = [s.mean().item() for s in fast.layer_spikes]
+    assert all(0.01 < rate < 0.9 for rate in spiking[:-1]), spiking
+    assert torch.allclose(fast.membrane, plain.membrane, atol=1e-4, rtol=0)
+    for ours, theirs in zip(fast.layer_spikes, plain.layer_spikes):
+        assert (ours != theirs).float().mean() < 1e-3  # float32 summation order may move a spike at the threshold

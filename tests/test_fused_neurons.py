@@ -235,3 +235,33 @@ def test_fused_equals_the_step_loop_on_cuda(kind):
     ours = _run(fused, current)
     assert "Fused" in type(ours[0].grad_fn).__name__
     _assert_same(ours, _run(loop, current))
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("steps", [2, 25])
+@pytest.mark.parametrize("shape", [(DENSE,), (CHANNELS, SIDE, SIDE)])
+def test_the_compiled_alif_inference_equals_the_fused_sequence(reset, steps, shape):
+    """scnn.engine.kernels.alif_spikes (inference on the CPU) does the fused forward's float32 operations in
+    its order: the same spikes and the same membranes, bit for bit, with per-neuron parameters."""
+    from scnn.engine import fast_inference, kernels
+
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    torch.manual_seed(steps)
+    channels = shape[0]
+    neuron = ALIF(beta=0.7, rho=0.9, adaptation=0.5, learn_adaptation=True, reset_mechanism=reset,
+                  num_channels=channels, channel_dims=len(shape) - 1)
+    for name, low, high, seed in (("rho", 0.5, 0.98, 2), ("adaptation", 0.0, 1.5, 3), ("beta", 0.4, 0.95, 4),
+                                  ("threshold", 0.6, 1.4, 6)):
+        getattr(neuron, name).data = _spread(getattr(neuron, name), low, high, seed)
+    current = torch.randn(steps, BATCH, *shape) * 1.2 + 0.4
+    fused_spikes, fused_membranes = FusedALIFSequence.apply(current, neuron.beta, neuron.threshold, neuron.rho,
+                                                            neuron.adaptation, neuron.slope, neuron.reset_to_zero)
+    spikes, membranes = kernels.alif_spikes(current, neuron.beta, neuron.threshold, neuron.rho, neuron.adaptation,
+                                            neuron.reset_to_zero, return_membranes=True)
+    assert torch.equal(spikes, fused_spikes) and torch.equal(membranes, fused_membranes.detach())
+    assert 0.05 < spikes.mean() < 0.95
+    with torch.no_grad():  # the neuron takes the kernel in inference, and the fused sequence without it
+        assert torch.equal(neuron(current)[1], membranes)
+        with fast_inference(False):
+            assert torch.equal(neuron(current)[1], membranes)

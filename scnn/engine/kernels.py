@@ -10,6 +10,10 @@ also trains, through :class:`scnn.engine.synapses.StaticLifLinearFunction` (``sp
     ``+ I``, ``- S * thr``; zero reset ``x - x * S``), so the spikes are identical; the
     torch loop issues ~4 tensor operations per step instead.
 
+``alif_spikes``
+    The same for the adaptive LIF of :class:`scnn.engine.recurrent.FusedALIFSequence`: its
+    seven tensor operations a step become one pass, spikes identical.
+
 ``static_lif_linear``
     The first LIF under direct encoding sees the same current ``c[b, j]`` at every step,
     so neuron j's spike train over the T steps is a function of ``c[b, j]`` alone, written
@@ -120,6 +124,40 @@ if numba is not None:
                 row = current[0, b] if static else current[t, b]
                 previous = spikes[t - 1, b] if t > 0 else silent
                 _lif_row(membrane, row, previous, beta, threshold, reset_to_zero, spikes[t, b])
+                if keep_membranes:
+                    membranes[t, b, :] = membrane
+
+    @njit(parallel=True, cache=True)
+    def _alif_sequence(current, beta, threshold, rho, one_minus_rho, gain, reset_to_zero, spikes, membranes):
+        """The adaptive LIF of :class:`scnn.engine.recurrent.FusedALIFSequence`: current ``[T, B, N]``;
+        parameters ``[N]`` float32, clamped by the caller; out: spikes ``[T, B, N]`` and, unless it is
+        empty, membranes ``[T, B, N]``. The same float32 operations in the same order as its forward."""
+        steps, batch, neurons = spikes.shape
+        keep_membranes = membranes.size > 0
+        for b in prange(batch):
+            membrane = np.zeros(neurons, np.float32)
+            level = np.zeros(neurons, np.float32)
+            previous = np.zeros(neurons, np.float32)
+            for t in range(steps):
+                for j in range(neurons):
+                    if t == 0:
+                        adapted = np.float32(0.0)
+                        limit = adapted * gain[j] + threshold[j]
+                        value = current[0, b, j]
+                    else:
+                        adapted = level[j] * rho[j] + previous[j] * one_minus_rho[j]  # A = r A + (1 - r) S
+                        limit = adapted * gain[j] + threshold[j]  # B = thr + k A
+                        value = membrane[j] * beta[j]
+                        if reset_to_zero:
+                            value = value - value * previous[j]
+                            value = value + current[t, b, j]
+                        else:
+                            value = value + current[t, b, j]
+                            value = value - previous[j] * limit
+                    level[j] = adapted
+                    membrane[j] = value
+                    previous[j] = np.float32(1.0) if value > limit else np.float32(0.0)
+                spikes[t, b, :] = previous
                 if keep_membranes:
                     membranes[t, b, :] = membrane
 
@@ -279,6 +317,26 @@ def lif_spikes(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tenso
     membranes = torch.empty(spikes.shape if return_membranes else (0, 0, 0))
     _lif_sequence(flat.numpy(), _per_neuron(beta, neuron_shape), _per_neuron(threshold, neuron_shape),
                   reset_to_zero, spikes.numpy(), membranes.numpy())
+    unflatten = (steps, batch, *neuron_shape)
+    return spikes.reshape(unflatten), membranes.reshape(unflatten) if return_membranes else None
+
+
+def alif_spikes(current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, rho: torch.Tensor,
+                adaptation: torch.Tensor, reset_to_zero: bool,
+                return_membranes: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Spikes (and membranes if asked) ``[T, B, ...]`` of an adaptive LIF layer (:mod:`scnn.neurons.alif`)
+    driven by ``current [T, B, ...]``, in one compiled pass per sample; parameters as the neuron holds them
+    (scalars or broadcast against one sample's ``[...]``; clamped here as its forward clamps them)."""
+    _use_torch_threads()
+    steps, batch, neuron_shape = current.shape[0], current.shape[1], current.shape[2:]
+    flat = current.reshape(steps, batch, -1).float().contiguous()
+    rho = rho.detach().clamp(0, 1)
+    spikes = torch.empty(flat.shape)
+    membranes = torch.empty(spikes.shape if return_membranes else (0, 0, 0))
+    _alif_sequence(flat.numpy(), _per_neuron(beta.detach().clamp(0, 1), neuron_shape),
+                   _per_neuron(threshold, neuron_shape), _per_neuron(rho, neuron_shape),
+                   _per_neuron(1 - rho, neuron_shape), _per_neuron(adaptation.detach().clamp(min=0), neuron_shape),
+                   reset_to_zero, spikes.numpy(), membranes.numpy())
     unflatten = (steps, batch, *neuron_shape)
     return spikes.reshape(unflatten), membranes.reshape(unflatten) if return_membranes else None
 

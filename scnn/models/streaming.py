@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from scnn.engine.column_conv import column_conv, column_conv_applies
+from scnn.engine.policy import fast_inference_applies, observed
 from scnn.features.encoders import get_encoder
 from scnn.models.outputs import NetOutput
 from scnn.models.registry import register_family, register_model
@@ -140,7 +142,12 @@ class StreamingNet(nn.Module):
         for position, block in enumerate(self.blocks):
             steps, batch = x.shape[:2]
             synapse = block.current if position == 0 else block.spike_current
-            current = synapse(x.reshape(steps * batch, *x.shape[2:]))
+            folded = x.reshape(steps * batch, *x.shape[2:])
+            if position == 0 and fast_inference_applies(folded) and column_conv_applies(block.synapse, folded) \
+                    and not observed(block):
+                current = column_conv(block.synapse, folded)  # inference: the frequency convolution as one product
+            else:
+                current = synapse(folded)
             current = current.reshape(steps, batch, *current.shape[1:])
             x, membrane = block.activation(current, return_membrane=record or position == last)
             if record:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scnn.engine import kernels as spike_kernels
+from scnn.engine import policy as engine
 from scnn.engine.recurrent import FusedALIFSequence, check_engine, fused_sequence_applies
 from scnn.neurons.base import (SpikingNeuron, check_lif_arguments, check_range, make_surrogate, per_channel,
                                register_neuron)
@@ -86,7 +88,11 @@ class ALIF(SpikingNeuron):
                 overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current ``[T, B, ...]`` from a zero state -> (spikes, membranes) ``[T, B, ...]`` (membranes None
         unless ``return_membrane``); the fused engine when it applies, else the step loop;
-        ``overwrite_current`` is not used."""
+        ``overwrite_current`` is not used. Inference on the CPU (more than one step) runs the compiled
+        :func:`scnn.engine.kernels.alif_spikes`: the same values."""
+        if current.shape[0] > 1 and engine.fast_inference_applies(current):  # any surrogate: same forward
+            return spike_kernels.alif_spikes(current, self.beta, self.threshold, self.rho, self.adaptation,
+                                             self.reset_to_zero, return_membrane)
         if fused_sequence_applies(self.engine, current):
             spikes, membranes = FusedALIFSequence.apply(current, self.beta, self.threshold, self.rho, self.adaptation,
                                                         self.slope, self.reset_to_zero)
