@@ -31,7 +31,7 @@ from scnn.data.prepare import checkpoint_features
 from scnn.features.causal import CausalMfcc
 from scnn.features.mfcc import FeatureConfig
 from scnn.features.normalize import Normalizer
-from scnn.features.speaker_norm import speaker_statistics
+from scnn.features.speaker_norm import apply_speaker_norm, speaker_statistics
 from scnn.models.frame_runner import FrameRunner
 from scnn.neurons.base import reset_net
 
@@ -141,9 +141,10 @@ class Streamer:
                 self.reset_at.append(self.frames_done + index)
             if len(frame) < rows:
                 frame = np.pad(frame, (0, rows - len(frame)))
+            column = frame[:, None]  # [rows, 1 frame]
             if self.speaker_stats is not None:  # speaker-level CMN / CMVN with the enrolled statistics
-                frame = (frame - self.speaker_stats[0]) / self.speaker_stats[1]
-            normalised = self.normalizer(frame[:, None])[:, 0]
+                column = apply_speaker_norm(column, *self.speaker_stats)
+            normalised = self.normalizer(column)[:, 0]
             if self.runner is not None:
                 evidence[index] = self.runner.step(normalised)
             else:
@@ -188,7 +189,7 @@ def offline_evidence(model: nn.Module, features: FeatureConfig, normalizer: Norm
     rows = features.num_rows or features.n_mfcc
     mfcc = np.pad(mfcc, ((0, rows - len(mfcc)), (0, 0)))
     if speaker_stats is not None:
-        mfcc = ((mfcc - speaker_stats[0][:, None]) / speaker_stats[1][:, None]).astype(np.float32)
+        mfcc = apply_speaker_norm(mfcc, *speaker_stats).astype(np.float32)
     x = torch.from_numpy(normalizer(mfcc))[None, None]
     return model.eval()(x).membrane[:, 0].numpy()
 

@@ -18,7 +18,7 @@ from scnn.features.cache import ShardedFeatures, cached_features, mapped_rows
 from scnn.features.mfcc import FEATURE_PRESETS, AudioFileError, FeatureConfig, feature_config
 from scnn.io import describe_problems
 from scnn.features.normalize import UTTERANCE_NORMS, Normalizer
-from scnn.features.speaker_norm import SPEAKER_NORMS, speaker_normalize, speaker_statistics
+from scnn.features.speaker_norm import SPEAKER_NORMS, apply_speaker_norm, speaker_normalize, speaker_statistics
 from scnn.validate import check_choice, check_number
 
 
@@ -226,17 +226,22 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         raise ValueError(f"{root}: data.speaker_norm is not available for datasets of more than 4,096 files "
                          "(features in the sharded cache); use data.utterance_norm")
 
-    def tensors(part):
-        kept = [r for r in part if r.key in row_of]
-        x = extracted.features[[row_of[r.key] for r in kept]] if kept else np.zeros((0, *features_config.shape), np.float32)
-        y = torch.tensor([r.label for r in kept], dtype=torch.long)
-        return speaker_normed(x, kept), y
+    train, val, test = ([r for r in part if r.key in row_of] for part in (split.train, split.val, split.test))
 
-    def speaker_normed(x, kept):  # speaker-level CMN / CMVN over this part's recordings of each speaker
-        return speaker_normalize(x, [r.speaker for r in kept], [r.key for r in kept], config.speaker_norm,
-                                 config.speaker_norm_recordings, config.split_seed)
+    def tensors(recordings):
+        """(features [N, rows, frames], after speaker-level CMN when asked; labels [N]; the speaker statistics
+        of the speaker-level CMN, or None)."""
+        x = extracted.features[[row_of[r.key] for r in recordings]] if recordings else \
+            np.zeros((0, *features_config.shape), np.float32)
+        y = torch.tensor([r.label for r in recordings], dtype=torch.long)
+        statistics = None
+        if config.speaker_norm != "none" and recordings:  # over this part's recordings of each speaker
+            statistics = speaker_statistics(x, [r.speaker for r in recordings], [r.key for r in recordings],
+                                            config.speaker_norm, config.speaker_norm_recordings, config.split_seed)
+            x = apply_speaker_norm(x, *statistics).astype(np.float32)
+        return x, y, statistics
 
-    train_x, train_y = tensors(split.train)
+    train_x, train_y, train_stats = tensors(train)
     if len(train_y) == 0:
         raise ValueError(f"no training recordings left in {root} after the {config.split!r} split"
                          + (" and --skip-bad" if config.skip_bad else ""))
@@ -246,32 +251,25 @@ def prepare_data(config: DataConfig, normalizer: Normalizer | None = None, progr
         # 100k-file sets: each split normalised once into a memory-mapped file beside the shards, so training
         # reads its batches from the page cache instead of holding every feature in memory.
         del train_x
-        parts = [(mapped_rows(extracted.features, [row_of[r.key] for r in part if r.key in row_of], normalizer),
-                  torch.tensor([r.label for r in part if r.key in row_of], dtype=torch.long))
-                 for part in (split.train, split.val, split.test)]
+        parts = [(mapped_rows(extracted.features, [row_of[r.key] for r in part], normalizer),
+                  torch.tensor([r.label for r in part], dtype=torch.long)) for part in (train, val, test)]
     else:
-        parts = [tensors(split.train), tensors(split.val), tensors(split.test)]
+        parts = [(train_x, train_y), tensors(val)[:2], tensors(test)[:2]]
         parts = [(torch.from_numpy(normalizer(x)).unsqueeze(1), y) for x, y in parts]
-    test_files = [r.key for r in split.test if r.key in row_of]
+    test_files = [r.key for r in test]
     train_waveforms = train_speaker_stats = None
     if keep_waveforms:
         from scnn.features.torch_mfcc import load_recordings
 
-        train_waveforms = load_recordings([r.key for r in split.train if r.key in row_of], features_config)
-        if config.speaker_norm != "none":
-            kept = [r for r in split.train if r.key in row_of]
-            raw = extracted.features[[row_of[r.key] for r in kept]]
-            train_speaker_stats = tuple(torch.from_numpy(a) for a in speaker_statistics(
-                raw, [r.speaker for r in kept], [r.key for r in kept], config.speaker_norm,
-                config.speaker_norm_recordings, config.split_seed))
+        train_waveforms = load_recordings([r.key for r in train], features_config)
+        if train_stats is not None:  # the clean features' statistics, for the per-batch augmented features
+            train_speaker_stats = tuple(torch.from_numpy(a) for a in train_stats)
     return PreparedData(*parts, class_names=class_names, normalizer=normalizer, feature_config=features_config,
                         data_dir=str(root), skipped=problems, test_files=test_files,
                         test_set=describe_test_set(test_files, root, extracted.digests),
-                        train_waveforms=train_waveforms, train_files=[r.key for r in split.train if r.key in row_of],
-                        val_files=[r.key for r in split.val if r.key in row_of],
-                        train_speakers=[r.speaker for r in split.train if r.key in row_of],
-                        val_speakers=[r.speaker for r in split.val if r.key in row_of],
-                        test_speakers=[r.speaker for r in split.test if r.key in row_of],
+                        train_waveforms=train_waveforms, train_files=[r.key for r in train],
+                        val_files=[r.key for r in val], train_speakers=[r.speaker for r in train],
+                        val_speakers=[r.speaker for r in val], test_speakers=[r.speaker for r in test],
                         train_speaker_stats=train_speaker_stats,
                         speaker_norm=(config.speaker_norm, config.speaker_norm_recordings, config.split_seed))
 

@@ -68,8 +68,8 @@ def _enrolment(rows: list[int], keys: Sequence[str], speaker: str, recordings: i
 
 
 def apply_speaker_norm(features: np.ndarray | torch.Tensor, mean, scale):
-    """``(features - mean) / scale`` with ``features [N, rows, frames]`` and ``mean``, ``scale`` ``[N, rows]``
-    (numpy or torch, matching)."""
+    """``(features - mean) / scale`` with ``features [..., rows, frames]`` and ``mean``, ``scale`` ``[..., rows]``
+    (``[N, rows]`` for a batch, ``[rows]`` for one recording; numpy or torch, matching)."""
     return (features - mean[..., None]) / scale[..., None]
 
 

@@ -128,7 +128,7 @@ def renormalized(data: PreparedData, utterance: str, speaker: str = "none") -> P
     import numpy as np
 
     from scnn.features.normalize import Normalizer
-    from scnn.features.speaker_norm import speaker_normalize, speaker_statistics
+    from scnn.features.speaker_norm import apply_speaker_norm, speaker_normalize, speaker_statistics
 
     old, (old_speaker, recordings, seed) = data.normalizer, data.speaker_norm
     if utterance == old.utterance and speaker == old_speaker:
@@ -144,13 +144,15 @@ def renormalized(data: PreparedData, utterance: str, speaker: str = "none") -> P
     names = [(data.train_speakers, data.train_files), (data.val_speakers, data.val_files),
              (data.test_speakers, data.test_files)]
     raws = [raw(x) for x, _ in (data.train, data.val, data.test)]
-    spoken = [speaker_normalize(x, speakers, keys, speaker, recordings, seed) for x, (speakers, keys) in zip(raws, names)]
+    train_stats = None if speaker == "none" else speaker_statistics(raws[0], *names[0], speaker, recordings, seed)
+    spoken = [raws[0] if train_stats is None else apply_speaker_norm(raws[0], *train_stats).astype(np.float32)]
+    spoken += [speaker_normalize(x, speakers, keys, speaker, recordings, seed)
+               for x, (speakers, keys) in zip(raws[1:], names[1:])]
     new = Normalizer.fit(spoken[0], enabled=old.enabled, utterance=utterance)
     parts = [(torch.from_numpy(new(x)).unsqueeze(1), y) for x, (_, y) in zip(spoken, (data.train, data.val, data.test))]
     stats = None
-    if speaker != "none" and data.train_waveforms is not None:  # per-batch features from augmented waveforms
-        stats = tuple(torch.from_numpy(a) for a in speaker_statistics(raws[0], data.train_speakers, data.train_files,
-                                                                      speaker, recordings, seed))
+    if train_stats is not None and data.train_waveforms is not None:  # per-batch features from augmented waveforms
+        stats = tuple(torch.from_numpy(a) for a in train_stats)
     return replace(data, train=parts[0], val=parts[1], test=parts[2], normalizer=new, train_speaker_stats=stats,
                    speaker_norm=(speaker, recordings, seed))
 
