@@ -29,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise.add_argument("--noise-on", choices=("test", "val"), default="test",
                        help="recordings the noise goes into: the test split (default) or the validation split, "
                             "to choose a recipe without the test set (writes noise_val.*)")
+    warp = parser.add_argument_group("test-time warp averaging (scnn.train.warp_eval)")
+    warp.add_argument("--warp-average", metavar="SPREAD", type=float,
+                      help="also evaluate validation and test with the class probabilities averaged over frequency "
+                           "warps 1-SPREAD..1+SPREAD (VTLP factors; 0.1 is Jaitly & Hinton's range): "
+                           "writes warp_average.json")
+    warp.add_argument("--warp-step", metavar="STEP", type=float, default=0.02,
+                      help="step of the warp grid for --warp-average (default 0.02: 11 factors for 0.1)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -38,6 +45,10 @@ def run(args: argparse.Namespace) -> dict:
         from scnn.train.noise_eval import parse_noise_kinds, parse_snrs
 
         args.noise, args.snr = parse_noise_kinds(args.noise), parse_snrs(args.snr)
+    if args.warp_average is not None:  # checked before the plain evaluation runs
+        from scnn.train.warp_eval import warp_factors
+
+        warp_factors(args.warp_average, args.warp_step)
     overrides = {"data_dir": args.data_dir, "split": args.split, "holdout_speaker": args.holdout_speaker}
     results = evaluate_checkpoint(args.checkpoint, args.out, {k: v for k, v in overrides.items() if v is not None},
                                   device=args.device, progress=not args.no_progress)
@@ -52,4 +63,13 @@ def run(args: argparse.Namespace) -> dict:
         results["noise"] = rows
         stem = "noise" if args.noise_on == "test" else "noise_val"
         print(f"accuracy against SNR in {args.out}/{stem}.csv and {stem}.png")
+    if args.warp_average is not None:
+        from scnn.train.warp_eval import warp_average_evaluation
+
+        warped = warp_average_evaluation(args.checkpoint, args.out, args.warp_average, args.warp_step,
+                                         data_overrides=overrides, device=args.device)
+        results["warp_average"] = warped
+        for part, row in warped["parts"].items():
+            print(f"{part}: accuracy {row['plain_accuracy']:.4f} unwarped (torch front end), "
+                  f"{row['warp_average_accuracy']:.4f} averaged over {len(warped['factors'])} warps")
     return results
