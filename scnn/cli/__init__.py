@@ -24,6 +24,7 @@ COMMANDS = {
     "quantize": ("scnn.cli.quantize", "PTQ, QAT or QAT from scratch; integer and ONNX exports"),
     "profile": ("scnn.cli.profile", "per-sample cost (MACs, SynOps, sparsity, energy) of checkpoints"),
     "compare": ("scnn.cli.compare", "accuracy and cost of training runs side by side, with the paper's"),
+    "adapt": ("scnn.cli.adapt", "adapt a checkpoint to new voices without labels (self-training on its predictions)"),
     "cv": ("scnn.cli.cv", "cross-validation by speaker: k-fold or leave-one-speaker-out, resumable"),
     "sweep": ("scnn.cli.sweep", "sweep one parameter over several seeds"),
     "tune": ("scnn.cli.tune", "Ray Tune search over neuron (or SSM) parameters"),

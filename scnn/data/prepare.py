@@ -367,13 +367,15 @@ def _first_per_class(recordings: list, limit: int) -> list:
 
 
 
-def checkpoint_data(checkpoint: dict, overrides: dict | None = None, progress: bool = False) -> PreparedData:
+def checkpoint_data(checkpoint: dict, overrides: dict | None = None, progress: bool = False,
+                    keep_waveforms: bool = False) -> PreparedData:
     """The data a checkpoint was trained on: same dataset, split, features and normaliser.
 
     overrides: DataConfig fields to change (``{"data_dir": ...}`` where the recordings are now,
     another ``split``, ``train_per_class`` for quick runs); None values are ignored.
+    keep_waveforms: keep the training recordings too (:func:`prepare_data`), to train on.
     """
     overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
     config = DataConfig.from_dict({**checkpoint["data_config"], **overrides})
     return prepare_data(config, normalizer=Normalizer.from_state_dict(checkpoint["normalizer"]), progress=progress,
-                        mean_prior=_saved_mean_prior(checkpoint))
+                        mean_prior=_saved_mean_prior(checkpoint), keep_waveforms=keep_waveforms)
