@@ -4,7 +4,7 @@ A device that meets a new speaker hears their words without labels. Self-trainin
 as in unsupervised speaker adaptation of speech recognisers) uses them: the trained model labels the
 new speaker's recordings, the most confident share ``keep`` of them joins the training set with those
 labels, and the model is fine-tuned for a few epochs on both (same augmentation, learning rate
-``lr_factor`` times the run's, cosine schedule, last epoch kept: nothing is chosen on the labels). The
+``lr_factor`` times the run's, the run's schedule over the new epochs, last epoch kept: nothing is chosen on the labels). The
 pseudo-labels are the class probabilities averaged over frequency warps (:mod:`scnn.train.warp_eval`)
 when ``warp_spread`` > 0. The true labels are read only to report, afterwards, how many pseudo-labels
 were right.
