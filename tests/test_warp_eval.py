@@ -85,6 +85,15 @@ def test_warp_average_evaluation_writes_both_parts(checkpoint_parts, tmp_path):
     assert (tmp_path / "warp_average.json").exists()
 
 
+def test_features_not_computed_from_audio_are_refused_naming_the_checkpoint():
+    from scnn.features.mfcc import feature_config
+    from scnn.train.warp_eval import check_audio_front_end
+
+    with pytest.raises(ValueError, match="checkpoint runs/shd/best.pt: .* representation='events'"):
+        check_audio_front_end("runs/shd/best.pt", feature_config("events"))
+    check_audio_front_end("runs/b/best.pt", feature_config("default"))  # MFCCs: accepted
+
+
 def test_evaluate_refuses_a_bad_warp_spread_before_evaluating(capsys, tmp_path):
     from scnn.cli import main
 

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scnn.data.prepare import PreparedData, checkpoint_data
+from scnn.data.prepare import PreparedData, checkpoint_data, checkpoint_features
 from scnn.io import save_checkpoint, write_json
 from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import load_trained_model, write_predictions
 from scnn.train.run import library_versions
-from scnn.train.warp_eval import warp_averaged_probabilities, warp_factors
+from scnn.train.warp_eval import check_audio_front_end, warp_averaged_probabilities, warp_factors
 
 
 def confident_rows(probabilities: torch.Tensor, keep: float) -> torch.Tensor:
@@ -89,6 +89,7 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
     model, saved = load_trained_model(checkpoint, resolve_device(device))
     config = TrainConfig(**{**saved["train_config"], "epochs": epochs, "lr": saved["train_config"]["lr"] * lr_factor,
                             "patience": 0})
+    check_audio_front_end(checkpoint, checkpoint_features(saved))
     data = checkpoint_data(saved, data_overrides, progress, keep_waveforms=config.waveform_augmentation)
     labels = data.test[1] if part == "test" else data.val[1]
     if len(labels) == 0:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scnn.data.prepare import PreparedData, checkpoint_data
+from scnn.data.prepare import PreparedData, checkpoint_data, checkpoint_features
 from scnn.features.torch_mfcc import TorchMFCC, fitted_batch, load_recordings
 from scnn.features.wave_augment import vtlp_matrices
 from scnn.io import write_json
@@ -47,6 +47,19 @@ def warp_factors(spread: float, step: float = 0.02) -> list[float]:
         raise ValueError(f"--warp-step must be in (0, --warp-average={spread}], got {step}")
     count = int(np.floor(spread / step + 1e-9))
     return [round(1.0 + k * step, 6) for k in range(-count, count + 1)]
+
+
+def check_audio_front_end(checkpoint: str | Path, config) -> None:
+    """ValueError naming ``checkpoint`` unless its features (``FeatureConfig``) can be computed from audio by
+    the torch front end (MFCC or log-mel with the centre fit, causal MFCCs): warps act on a spectrum."""
+    from scnn.features.torch_mfcc import check_supported
+
+    try:
+        check_supported(config)
+    except ValueError:
+        raise ValueError(f"checkpoint {checkpoint}: warp averaging and self-training compute features from the audio "
+                         f"(MFCC or log-mel with fit='center', or causal MFCCs); its features are "
+                         f"representation={config.representation!r}, fit={config.fit!r}") from None
 
 
 def warped_log_probabilities(model: nn.Module, waveforms: torch.Tensor, data: PreparedData, part: str,
@@ -94,6 +107,7 @@ def warp_average_evaluation(checkpoint: str | Path, out_dir: str | Path, spread:
     """
     factors = warp_factors(spread, step)
     model, saved = load_trained_model(checkpoint, resolve_device(device))
+    check_audio_front_end(checkpoint, checkpoint_features(saved))
     data = checkpoint_data(saved, data_overrides)
     start = time.perf_counter()
     results = {"kind": "warp_average", "checkpoint": str(checkpoint), "spread": spread, "step": step,
