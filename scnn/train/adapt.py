@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from scnn.data.prepare import PreparedData, checkpoint_data, checkpoint_features
+from scnn.features.torch_mfcc import fitted_batch, load_recordings
 from scnn.io import save_checkpoint, write_json
 from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import load_trained_model, write_predictions
@@ -42,12 +43,13 @@ def confident_rows(probabilities: torch.Tensor, keep: float) -> torch.Tensor:
     return order[:count].sort().values
 
 
-def with_pseudo_labels(data: PreparedData, part: str, rows: torch.Tensor, labels: torch.Tensor) -> PreparedData:
+def with_pseudo_labels(data: PreparedData, part: str, rows: torch.Tensor, labels: torch.Tensor,
+                       recordings: list[torch.Tensor] | None = None) -> PreparedData:
     """``data`` whose training set also holds ``part``'s recordings ``rows`` with ``labels`` (features,
     waveforms, speakers and speaker statistics alike) and which has no validation set (the fit keeps its
-    last epoch)."""
+    last epoch). recordings: all of ``part``'s recordings as read (read here when None)."""
     from scnn.features.speaker_norm import speaker_statistics
-    from scnn.features.torch_mfcc import TorchMFCC, fitted_batch, load_recordings
+    from scnn.features.torch_mfcc import TorchMFCC
 
     x, _ = data.test if part == "test" else data.val
     files = data.test_files if part == "test" else data.val_files
@@ -58,7 +60,7 @@ def with_pseudo_labels(data: PreparedData, part: str, rows: torch.Tensor, labels
                "train_files": data.train_files + [files[i] for i in index],
                "train_speakers": data.train_speakers + [speakers[i] for i in index]}
     if data.train_waveforms is not None:
-        recordings = load_recordings(files, data.feature_config)
+        recordings = recordings if recordings is not None else load_recordings(files, data.feature_config)
         changes["train_waveforms"] = list(data.train_waveforms) + [recordings[i] for i in index]
         if data.train_speaker_stats is not None:  # the part's speakers' statistics of their clean features
             mode, count, seed = data.speaker_norm
@@ -96,7 +98,9 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
         raise ValueError(f"checkpoint {checkpoint}: no {'test' if part == 'test' else 'validation'} recordings "
                          f"to adapt to in {data.data_dir}")
     start = time.perf_counter()
-    plain, averaged = warp_averaged_probabilities(model, data, part, factors)
+    recordings = load_recordings(data.test_files if part == "test" else data.val_files, data.feature_config)
+    waveforms = fitted_batch(recordings, data.feature_config)  # read once: labelled, trained on, scored again
+    plain, averaged = warp_averaged_probabilities(model, data, part, factors, waveforms)
     rows = confident_rows(averaged, keep)
     pseudo = averaged.argmax(1)[rows]
     before = {"plain": float((plain.argmax(1) == labels).float().mean()),
@@ -106,9 +110,10 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
 
     torch.manual_seed(config.seed)
     model.train()
-    fit(model, with_pseudo_labels(data, part, rows, pseudo), config, progress=progress, label="adapt epoch")
+    fit(model, with_pseudo_labels(data, part, rows, pseudo, recordings), config, progress=progress,
+        label="adapt epoch")
     model.eval()
-    plain_after, averaged_after = warp_averaged_probabilities(model, data, part, factors)
+    plain_after, averaged_after = warp_averaged_probabilities(model, data, part, factors, waveforms)
     with torch.no_grad():
         x = data.test[0] if part == "test" else data.val[0]
         logits = torch.cat([model(x[i:i + 256]).logits for i in range(0, len(x), 256)]).cpu()

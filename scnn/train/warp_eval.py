@@ -79,13 +79,14 @@ def warped_log_probabilities(model: nn.Module, waveforms: torch.Tensor, data: Pr
     return torch.log_softmax(torch.cat(logits).float().cpu(), dim=1)
 
 
-def warp_averaged_probabilities(model: nn.Module, data: PreparedData, part: str, factors: Sequence[float]
-                                ) -> tuple[torch.Tensor, torch.Tensor]:
+def warp_averaged_probabilities(model: nn.Module, data: PreparedData, part: str, factors: Sequence[float],
+                                waveforms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(plain probabilities ``[N, classes]`` at factor 1, probabilities averaged over ``factors``) for the
-    recordings of ``part`` ("val" or "test") of ``data``."""
-    files = data.test_files if part == "test" else data.val_files
-    config = data.feature_config
-    waveforms = fitted_batch(load_recordings(files, config), config)
+    recordings of ``part`` ("val" or "test") of ``data``; waveforms: those recordings fitted
+    (:func:`scnn.features.torch_mfcc.fitted_batch`, ``[N, samples]``), read here when None."""
+    if waveforms is None:
+        files = data.test_files if part == "test" else data.val_files
+        waveforms = fitted_batch(load_recordings(files, data.feature_config), data.feature_config)
     plain = warped_log_probabilities(model, waveforms, data, part, 1.0).exp()
     total = torch.zeros_like(plain)
     for factor in factors:
