@@ -7,6 +7,7 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -121,6 +122,16 @@ class DataConfig:
 
 
 
+class DataPart(NamedTuple):
+    """One held-out part of a :class:`PreparedData` ("val" or "test"): normalised features ``x``
+    ``[N, 1, rows, frames]``, labels ``y`` ``[N]``, and each row's file and speaker."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    files: list
+    speakers: list
+
+
 @dataclass
 class PreparedData:
     """Normalised features ``x`` [N, 1, rows, frames] float32 and labels ``y`` [N] per split.
@@ -153,11 +164,19 @@ class PreparedData:
     train_speaker_stats: tuple | None = None
     speaker_norm: tuple = ("none", 0, 0)  # data.speaker_norm, speaker_norm_recordings, split_seed
 
+    def part(self, name: str) -> DataPart:
+        """The validation ("val") or test ("test") part; ValueError for any other name."""
+        if name == "test":
+            return DataPart(*self.test, self.test_files, self.test_speakers)
+        if name == "val":
+            return DataPart(*self.val, self.val_files, self.val_speakers)
+        raise ValueError(f"part must be 'test' or 'val', got {name!r}")
+
     def normalise(self, raw: np.ndarray, part: str) -> torch.Tensor:
         """Features ``[N, rows, frames]`` extracted anew from ``part``'s recordings ("val" or "test", in the
         order of ``val_files`` / ``test_files``: noisy copies, say) -> ``[N, 1, rows, frames]`` normalised as
         this data's were, the speaker statistics taken from ``raw`` itself."""
-        files, speakers = (self.test_files, self.test_speakers) if part == "test" else (self.val_files, self.val_speakers)
+        files, speakers = self.part(part)[2:]
         if len(raw) != len(files):
             raise ValueError(f"normalise: {len(raw)} feature rows for {len(files)} {part} recordings")
         mode, recordings, seed = self.speaker_norm

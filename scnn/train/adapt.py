@@ -51,9 +51,7 @@ def with_pseudo_labels(data: PreparedData, part: str, rows: torch.Tensor, labels
     from scnn.features.speaker_norm import speaker_statistics
     from scnn.features.torch_mfcc import TorchMFCC
 
-    x, _ = data.test if part == "test" else data.val
-    files = data.test_files if part == "test" else data.val_files
-    speakers = data.test_speakers if part == "test" else data.val_speakers
+    x, _, files, speakers = data.part(part)
     index = rows.tolist()
     changes = {"train": (torch.cat([data.train[0], x[rows]]), torch.cat([data.train[1], labels])),
                "val": (data.val[0][:0], data.val[1][:0]),
@@ -93,12 +91,13 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
                             "patience": 0})
     check_audio_front_end(checkpoint, checkpoint_features(saved))
     data = checkpoint_data(saved, data_overrides, progress, keep_waveforms=config.waveform_augmentation)
-    labels = data.test[1] if part == "test" else data.val[1]
+    held_out = data.part(part)
+    labels = held_out.y
     if len(labels) == 0:
         raise ValueError(f"checkpoint {checkpoint}: no {'test' if part == 'test' else 'validation'} recordings "
                          f"to adapt to in {data.data_dir}")
     start = time.perf_counter()
-    recordings = load_recordings(data.test_files if part == "test" else data.val_files, data.feature_config)
+    recordings = load_recordings(held_out.files, data.feature_config)
     waveforms = fitted_batch(recordings, data.feature_config)  # read once: labelled, trained on, scored again
     plain, averaged = warp_averaged_probabilities(model, data, part, factors, waveforms)
     rows = confident_rows(averaged, keep)
@@ -115,11 +114,9 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
     model.eval()
     plain_after, averaged_after = warp_averaged_probabilities(model, data, part, factors, waveforms)
     with torch.no_grad():
-        x = data.test[0] if part == "test" else data.val[0]
-        logits = torch.cat([model(x[i:i + 256]).logits for i in range(0, len(x), 256)]).cpu()
+        logits = torch.cat([model(held_out.x[i:i + 256]).logits for i in range(0, len(held_out.x), 256)]).cpu()
     out_dir = Path(out_dir)
-    files = data.test_files if part == "test" else data.val_files
-    write_predictions(out_dir / "predictions.csv", files, labels, logits.argmax(1), logits, data.class_names)
+    write_predictions(out_dir / "predictions.csv", held_out.files, labels, logits.argmax(1), logits, data.class_names)
     save_checkpoint(out_dir / "adapted.pt", {**saved, "model_state": model.state_dict(),
                                              "adaptation": {"part": part, "keep": keep, "epochs": epochs,
                                                             "lr_factor": lr_factor, "warp_spread": warp_spread,

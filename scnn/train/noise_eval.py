@@ -95,7 +95,7 @@ def noise_evaluation(checkpoint: str | Path, out_dir: str | Path, kinds: Sequenc
     if config.representation not in ("mfcc", "logmel"):
         raise ValueError(f"checkpoint {checkpoint}: noise evaluation needs MFCC or log-mel features, "
                          f"not {config.representation!r}")
-    files, labels = (data.test_files, data.test[1]) if part == "test" else (data.val_files, data.val[1])
+    _, labels, files, _ = data.part(part)
     if not files:
         raise ValueError(f"checkpoint {checkpoint}: no {'validation' if part == 'val' else 'test'} recordings "
                          f"found in {data.data_dir}")

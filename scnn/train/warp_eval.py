@@ -85,8 +85,7 @@ def warp_averaged_probabilities(model: nn.Module, data: PreparedData, part: str,
     recordings of ``part`` ("val" or "test") of ``data``; waveforms: those recordings fitted
     (:func:`scnn.features.torch_mfcc.fitted_batch`, ``[N, samples]``), read here when None."""
     if waveforms is None:
-        files = data.test_files if part == "test" else data.val_files
-        waveforms = fitted_batch(load_recordings(files, data.feature_config), data.feature_config)
+        waveforms = fitted_batch(load_recordings(data.part(part).files, data.feature_config), data.feature_config)
     plain = warped_log_probabilities(model, waveforms, data, part, 1.0).exp()
     total = torch.zeros_like(plain)
     for factor in factors:
@@ -115,7 +114,7 @@ def warp_average_evaluation(checkpoint: str | Path, out_dir: str | Path, spread:
                "factors": factors, "parts": {}}
     out_dir = Path(out_dir)
     for part in parts:
-        labels = data.test[1] if part == "test" else data.val[1]
+        labels = data.part(part).y
         if len(labels) == 0:
             continue
         plain, averaged = warp_averaged_probabilities(model, data, part, factors)
