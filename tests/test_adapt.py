@@ -20,6 +20,29 @@ def test_confident_rows_are_the_most_confident_share_ties_to_the_earlier_row():
             confident_rows(probabilities, keep)
 
 
+def test_balancing_moves_the_least_certain_rows_of_an_over_predicted_class():
+    from scnn.train.adapt import balanced_probabilities
+
+    # four recordings all predicted class 0, two classes equally frequent in training: the two whose
+    # odds for class 0 are lowest (1.5 and 1.22 against 9 and 4) go to class 1
+    probabilities = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.55, 0.45]])
+    balanced = balanced_probabilities(probabilities, torch.tensor([5.0, 5.0]))
+    assert balanced.argmax(1).tolist() == [0, 0, 1, 1]
+    torch.testing.assert_close(balanced.sum(0), torch.tensor([2.0, 2.0]))
+    torch.testing.assert_close(balanced.sum(1), torch.ones(4))
+    # odds between classes keep their order within each row's scaling: the rows' ranking by odds is unchanged
+    odds = balanced[:, 0] / balanced[:, 1]
+    assert torch.all(odds[:-1] > odds[1:])
+    # any prior: the columns sum to N * prior; a table that already follows the prior stays as it is
+    generator = torch.Generator().manual_seed(0)
+    table = torch.softmax(3 * torch.randn(200, 10, generator=generator), 1)
+    prior = torch.arange(1.0, 11.0)
+    torch.testing.assert_close(balanced_probabilities(table, prior).sum(0), 200 * prior / prior.sum(),
+                               rtol=1e-4, atol=1e-3)
+    uniform = torch.full((6, 3), 1 / 3)
+    torch.testing.assert_close(balanced_probabilities(uniform, torch.ones(3)), uniform)
+
+
 @pytest.fixture(scope="module")
 def speaker_normalised_data(tiny_snn_run):
     """The tiny run's data again, with speaker-level CMN and the training waveforms kept."""
@@ -72,9 +95,15 @@ def test_self_training_adapts_and_writes_a_checkpoint_that_evaluates_the_same(ti
     assert evaluate(after, *data.val, num_classes=10)["accuracy"] == pytest.approx(results["accuracy_after"]["plain"])
     assert evaluate(before, *data.val, num_classes=10)["accuracy"] == pytest.approx(results["accuracy_before"]["plain"],
                                                                                     abs=0.011)  # torch front end
-    again = self_train(checkpoint, tmp_path / "b", part="val", keep=0.5, epochs=1, warp_spread=0.0, device="cpu")
-    assert again["accuracy_after"] == results["accuracy_after"]  # same seed, same adaptation
     assert (tmp_path / "a" / "predictions.csv").read_text().count("\n") == results["num"] + 1
+    # a second round starts again from the checkpoint: its first round is the one-round run (same seed, same
+    # adaptation), and adapted.pt holds the second round's model
+    again = self_train(checkpoint, tmp_path / "b", part="val", keep=0.5, epochs=1, warp_spread=0.0, rounds=2,
+                       device="cpu")
+    assert len(again["rounds"]) == 2 and again["rounds"][0] == results["rounds"][0]
+    assert results["rounds"][0]["accuracy_plain"] == results["accuracy_after"]["plain"]
+    second, _ = load_trained_model(tmp_path / "b" / "adapted.pt", "cpu")
+    assert evaluate(second, *data.val, num_classes=10)["accuracy"] == pytest.approx(again["rounds"][1]["accuracy_plain"])
 
 
 def test_self_training_refuses_bad_settings_before_loading(tmp_path):
@@ -83,7 +112,7 @@ def test_self_training_refuses_bad_settings_before_loading(tmp_path):
     missing = tmp_path / "none.pt"
     for kwargs, message in [({"part": "train"}, "--on must be 'test' or 'val'"), ({"epochs": 0}, "--epochs must be"),
                             ({"lr_factor": 2.0}, "--lr-factor must be in"), ({"keep": 0.0}, "--keep must be in"),
-                            ({"warp_spread": 0.5}, "--warp-average must be in")]:
+                            ({"warp_spread": 0.5}, "--warp-average must be in"), ({"rounds": 0}, "--rounds must be")]:
         with pytest.raises(ValueError, match=message):
             self_train(missing, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()

@@ -29,6 +29,7 @@ BAD_ARGUMENTS = [
     (["adapt", "--checkpoint", "a.pt", "--keep", "1.5"], "argument --keep: must be <= 1.0, got 1.5"),
     (["adapt", "--checkpoint", "a.pt", "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
     (["adapt", "--checkpoint", "a.pt", "--warp-average", "0.4"], "--warp-average must be in (0, 0.3], got 0.4"),
+    (["adapt", "--checkpoint", "a.pt", "--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
     (["quantize", "--checkpoint", "x.pt", "--weight-bits", "1"], "argument --weight-bits: must be from 2 to 8, got 1"),
     (["quantize", "--mode", "qat"], "mode 'qat' needs a float checkpoint (--checkpoint)"),
     (["quantize", "--mode", "scratch", "--epochs", "-1"], "argument --epochs: must be >= 0, got -1"),

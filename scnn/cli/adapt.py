@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warp-average", metavar="SPREAD", type=nonnegative_float, default=0.1,
                         help="pseudo-labels from probabilities averaged over frequency warps 1 +- SPREAD "
                              "(default 0.1; 0: the plain prediction)")
+    parser.add_argument("--balance", action="store_true",
+                        help="rebalance the pseudo-labels to the training set's class frequencies (assumes the new "
+                             "speakers' words follow them)")
+    parser.add_argument("--rounds", type=positive_int, default=1,
+                        help="rounds of labelling and training, each from the original checkpoint (default 1)")
     parser.add_argument("--out", default="runs/adapt", help="output folder")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads")
@@ -44,6 +49,7 @@ def run(args: argparse.Namespace) -> dict:
     set_threads(args.threads)
     results = self_train(args.checkpoint, args.out, part=args.on, keep=args.keep, epochs=args.epochs,
                          lr_factor=args.lr_factor, warp_spread=args.warp_average,
+                         balance=args.balance, rounds=args.rounds,
                          data_overrides={"data_dir": args.data_dir}, device=args.device, progress=not args.no_progress)
     before, after = results["accuracy_before"], results["accuracy_after"]
     print(f"{args.on}: accuracy {before['plain']:.4f} -> {after['plain']:.4f} (warp-averaged {before['warp_average']:.4f} "

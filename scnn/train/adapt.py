@@ -9,6 +9,13 @@ pseudo-labels are the class probabilities averaged over frequency warps (:mod:`s
 when ``warp_spread`` > 0. The true labels are read only to report, afterwards, how many pseudo-labels
 were right.
 
+``balance=True`` assumes the new speakers' words follow the training set's class frequencies (FSDD: every
+speaker says every digit equally often) and rebalances the probabilities before labelling (Sinkhorn-Knopp,
+as in distribution alignment for semi-supervised learning): a digit the model over-predicts for this voice
+gives its least certain recordings to the digits it under-predicts. ``rounds`` > 1 repeats the adaptation
+with the pseudo-labels of the previous round's adapted model, each round trained again from the original
+checkpoint (so only the labels improve, not the number of epochs).
+
 ``part="test"`` adapts to the test speakers and reports their accuracy; ``part="val"`` does the same
 with the validation speakers, so that a recipe (whether to adapt, ``keep``, ``epochs``) is chosen on
 validation. Cost: ``epochs`` more training epochs over the training set and the kept recordings.
@@ -43,6 +50,18 @@ def confident_rows(probabilities: torch.Tensor, keep: float) -> torch.Tensor:
     return order[:count].sort().values
 
 
+def balanced_probabilities(probabilities: torch.Tensor, prior: torch.Tensor, iterations: int = 200) -> torch.Tensor:
+    """``probabilities [N, classes]`` scaled per class and per row (Sinkhorn-Knopp) so that each row still sums
+    to 1 and the columns sum to ``N * prior`` (``prior [classes]``, summing to 1): the closest table, in the
+    Kullback-Leibler sense, whose predicted class frequencies are the prior's."""
+    table = probabilities.double().clamp_min(1e-12)
+    target = prior.double() / prior.double().sum() * len(table)
+    for _ in range(iterations):
+        table = table * (target / table.sum(0))
+        table = table / table.sum(1, keepdim=True)
+    return table.to(probabilities.dtype)
+
+
 def with_pseudo_labels(data: PreparedData, part: str, rows: torch.Tensor, labels: torch.Tensor,
                        recordings: list[torch.Tensor] | None = None) -> PreparedData:
     """``data`` whose training set also holds ``part``'s recordings ``rows`` with ``labels`` (features,
@@ -71,8 +90,8 @@ def with_pseudo_labels(data: PreparedData, part: str, rows: torch.Tensor, labels
 
 
 def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", keep: float = 0.8, epochs: int = 10,
-               lr_factor: float = 0.3, warp_spread: float = 0.1, data_overrides: dict | None = None,
-               device: str = "auto", progress: bool = False) -> dict:
+               lr_factor: float = 0.3, warp_spread: float = 0.1, balance: bool = False, rounds: int = 1,
+               data_overrides: dict | None = None, device: str = "auto", progress: bool = False) -> dict:
     """Adapt ``checkpoint`` to the speakers of its ``part`` ("test" or "val") by self-training; returns
     and writes ``out_dir/adapt.json`` (accuracy on ``part`` before and after, plain and warp-averaged;
     the pseudo-labels' count and, for the record only, their accuracy), ``out_dir/adapted.pt`` (a checkpoint
@@ -82,6 +101,8 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
         raise ValueError(f"--on must be 'test' or 'val', got {part!r}")
     if epochs < 1:
         raise ValueError(f"--epochs must be at least 1, got {epochs}")
+    if rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {rounds}")
     if not 0 < lr_factor <= 1:
         raise ValueError(f"--lr-factor must be in (0, 1], got {lr_factor}")
     factors = warp_factors(warp_spread) if warp_spread else [1.0]
@@ -100,19 +121,30 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
     recordings = load_recordings(held_out.files, data.feature_config)
     waveforms = fitted_batch(recordings, data.feature_config)  # read once: labelled, trained on, scored again
     plain, averaged = warp_averaged_probabilities(model, data, part, factors, waveforms)
-    rows = confident_rows(averaged, keep)
-    pseudo = averaged.argmax(1)[rows]
     before = {"plain": float((plain.argmax(1) == labels).float().mean()),
               "warp_average": float((averaged.argmax(1) == labels).float().mean())}
+    prior = torch.bincount(data.train[1], minlength=averaged.shape[1]).float()
 
     from scnn.train.loop import fit
 
-    torch.manual_seed(config.seed)
-    model.train()
-    fit(model, with_pseudo_labels(data, part, rows, pseudo, recordings), config, progress=progress,
-        label="adapt epoch")
-    model.eval()
-    plain_after, averaged_after = warp_averaged_probabilities(model, data, part, factors, waveforms)
+    original = {name: value.clone() for name, value in model.state_dict().items()}
+    history = []
+    for round_index in range(rounds):  # each round: label with the latest model, train from the original
+        labelling = balanced_probabilities(averaged, prior) if balance else averaged
+        rows = confident_rows(labelling, keep)
+        pseudo = labelling.argmax(1)[rows]
+        model.load_state_dict(original)
+        torch.manual_seed(config.seed)
+        model.train()
+        fit(model, with_pseudo_labels(data, part, rows, pseudo, recordings), config, progress=progress,
+            label=f"adapt round {round_index + 1} epoch" if rounds > 1 else "adapt epoch")
+        model.eval()
+        plain_after, averaged = warp_averaged_probabilities(model, data, part, factors, waveforms)
+        history.append({"num_pseudo_labels": len(rows),
+                        "pseudo_labels_per_class": torch.bincount(pseudo, minlength=len(prior)).tolist(),
+                        "pseudo_label_accuracy": float((pseudo == labels[rows]).float().mean()),  # reported only
+                        "accuracy_plain": float((plain_after.argmax(1) == labels).float().mean())})
+    averaged_after = averaged
     with torch.no_grad():
         logits = torch.cat([model(held_out.x[i:i + 256]).logits for i in range(0, len(held_out.x), 256)]).cpu()
     out_dir = Path(out_dir)
@@ -120,11 +152,12 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
     save_checkpoint(out_dir / "adapted.pt", {**saved, "model_state": model.state_dict(),
                                              "adaptation": {"part": part, "keep": keep, "epochs": epochs,
                                                             "lr_factor": lr_factor, "warp_spread": warp_spread,
+                                                            "balance": balance, "rounds": rounds,
                                                             "source": str(checkpoint)}})
     results = {
         "kind": "self_train", "checkpoint": str(checkpoint), "part": part, "keep": keep, "epochs": epochs,
-        "lr": config.lr, "warp_factors": factors, "num": len(labels), "num_pseudo_labels": len(rows),
-        "pseudo_label_accuracy": float((pseudo == labels[rows]).float().mean()),  # reported, never used
+        "lr": config.lr, "warp_factors": factors, "balance": balance, "rounds": history, "num": len(labels),
+        "num_pseudo_labels": len(rows), "pseudo_label_accuracy": history[-1]["pseudo_label_accuracy"],
         "accuracy_before": before,
         "accuracy_after": {"plain": float((logits.argmax(1) == labels).float().mean()),
                            "plain_torch_front_end": float((plain_after.argmax(1) == labels).float().mean()),
