@@ -106,6 +106,26 @@ def test_self_training_adapts_and_writes_a_checkpoint_that_evaluates_the_same(ti
     assert evaluate(second, *data.val, num_classes=10)["accuracy"] == pytest.approx(again["rounds"][1]["accuracy_plain"])
 
 
+def test_balanced_self_training_labels_with_the_rebalanced_probabilities(tiny_snn_run, tmp_path):
+    from scnn.data.prepare import checkpoint_data
+    from scnn.train.adapt import balanced_probabilities, self_train
+    from scnn.train.evaluate import load_trained_model
+    from scnn.train.warp_eval import warp_averaged_probabilities
+
+    checkpoint = tiny_snn_run / "best.pt"
+    results = self_train(checkpoint, tmp_path / "a", part="val", keep=1.0, epochs=1, warp_spread=0.0, balance=True,
+                         device="cpu")
+    model, saved = load_trained_model(checkpoint, "cpu")
+    data = checkpoint_data(saved)
+    _, probabilities = warp_averaged_probabilities(model, data, "val", [1.0])
+    prior = torch.bincount(data.train[1], minlength=10).float()
+    expected = torch.bincount(balanced_probabilities(probabilities, prior).argmax(1), minlength=10)
+    assert results["balance"] and results["rounds"][0]["pseudo_labels_per_class"] == expected.tolist()
+    assert sum(expected.tolist()) == results["num"]
+    # the one-epoch model over-predicts some digits: without balancing the labels would differ
+    assert torch.bincount(probabilities.argmax(1), minlength=10).tolist() != expected.tolist()
+
+
 def test_self_training_refuses_bad_settings_before_loading(tmp_path):
     from scnn.train.adapt import self_train
 
