@@ -5,8 +5,9 @@ validation split's, to choose a recipe), the most confident --keep share joins t
 labels, and the model trains --epochs more epochs on both (scnn.train.adapt). Writes OUT/adapt.json
 (accuracy before and after), OUT/adapted.pt (scnn evaluate reads it) and OUT/predictions.csv.
 
-Example:
-    scnn adapt --checkpoint runs/loso_b/fold1/best.pt --data-dir ../shared/data/fsdd/recordings --out runs/loso_b/fold1/adapt
+Example (the recipe chosen on FSDD's leave-one-speaker-out validation: balanced labels, two rounds):
+    scnn adapt --checkpoint runs/loso_b/fold1/best.pt --data-dir ../shared/data/fsdd/recordings \
+        --balance --rounds 2 --out runs/loso_b/fold1/adapt
 """
 
 from __future__ import annotations
