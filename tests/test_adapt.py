@@ -101,7 +101,7 @@ def test_self_training_adapts_and_writes_a_checkpoint_that_evaluates_the_same(ti
     again = self_train(checkpoint, tmp_path / "b", part="val", keep=0.5, epochs=1, warp_spread=0.0, rounds=2,
                        device="cpu")
     assert len(again["rounds"]) == 2 and again["rounds"][0] == results["rounds"][0]
-    assert results["rounds"][0]["accuracy_plain"] == results["accuracy_after"]["plain"]
+    assert results["rounds"][0]["accuracy_plain"] == results["accuracy_after"]["plain_torch_front_end"]
     second, _ = load_trained_model(tmp_path / "b" / "adapted.pt", "cpu")
     assert evaluate(second, *data.val, num_classes=10)["accuracy"] == pytest.approx(again["rounds"][1]["accuracy_plain"])
 
