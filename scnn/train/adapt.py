@@ -52,8 +52,8 @@ def confident_rows(probabilities: torch.Tensor, keep: float) -> torch.Tensor:
 
 def balanced_probabilities(probabilities: torch.Tensor, prior: torch.Tensor, iterations: int = 200) -> torch.Tensor:
     """``probabilities [N, classes]`` scaled per class and per row (Sinkhorn-Knopp) so that each row still sums
-    to 1 and the columns sum to ``N * prior`` (``prior [classes]``, summing to 1): the closest table, in the
-    Kullback-Leibler sense, whose predicted class frequencies are the prior's."""
+    to 1 and the columns sum to ``N * prior / prior.sum()`` (``prior [classes]``: class counts or weights): the
+    closest table, in the Kullback-Leibler sense, whose predicted class frequencies are the prior's."""
     table = probabilities.double().clamp_min(1e-12)
     target = prior.double() / prior.double().sum() * len(table)
     for _ in range(iterations):
@@ -144,7 +144,6 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
                         "pseudo_labels_per_class": torch.bincount(pseudo, minlength=len(prior)).tolist(),
                         "pseudo_label_accuracy": float((pseudo == labels[rows]).float().mean()),  # reported only
                         "accuracy_plain": float((plain_after.argmax(1) == labels).float().mean())})
-    averaged_after = averaged
     with torch.no_grad():
         logits = torch.cat([model(held_out.x[i:i + 256]).logits for i in range(0, len(held_out.x), 256)]).cpu()
     out_dir = Path(out_dir)
@@ -160,8 +159,8 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
         "num_pseudo_labels": len(rows), "pseudo_label_accuracy": history[-1]["pseudo_label_accuracy"],
         "accuracy_before": before,
         "accuracy_after": {"plain": float((logits.argmax(1) == labels).float().mean()),
-                           "plain_torch_front_end": float((plain_after.argmax(1) == labels).float().mean()),
-                           "warp_average": float((averaged_after.argmax(1) == labels).float().mean())},
+                           "plain_torch_front_end": history[-1]["accuracy_plain"],
+                           "warp_average": float((averaged.argmax(1) == labels).float().mean())},
         "wall_time_s": time.perf_counter() - start, "versions": library_versions()}
     write_json(out_dir / "adapt.json", results)
     return results
