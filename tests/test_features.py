@@ -3,6 +3,7 @@
 import os
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,36 @@ def test_config_validation():
         feature_config("fancy")
     with pytest.raises(ValueError, match="level"):
         FeatureConfig(level="loud")
+    for bad in (0.0, -10.0):
+        with pytest.raises(ValueError, match=r"dynamic_range_db must be > 0 \(dB\)"):
+            FeatureConfig(dynamic_range_db=bad)
+    with pytest.raises(ValueError, match="dynamic_range_db applies to representation 'mfcc' or 'logmel'"):
+        feature_config("causal", dynamic_range_db=40.0)
+
+
+def test_dynamic_range_floors_the_log_mel_below_the_peak():
+    """The default (80 dB) is librosa.feature.mfcc exactly; a 40 dB range floors every log-mel value at the
+    recording's peak - 40 dB, and the MFCC is the orthonormal DCT-II of that floored log-mel."""
+    import librosa
+    from scipy.fft import dct
+
+    rng = np.random.default_rng(0)
+    # a loud 440 Hz tone over quiet noise: its quiet bins lie 40-80 dB below the peak
+    time = np.arange(4000) / 8000
+    waveform = (np.sin(2 * np.pi * 440 * time) + 1e-3 * rng.standard_normal(4000)).astype(np.float32)
+    default = feature_config(top_db=None)
+    fitted = waveform[(4000 - 31 * 128) // 2:][: 31 * 128]
+    expected = librosa.feature.mfcc(y=fitted, sr=8000, n_mfcc=32, n_fft=256, hop_length=128, n_mels=64)
+    np.testing.assert_array_equal(waveform_to_mfcc(waveform, default), expected.astype(np.float32))
+
+    narrow_logmel = waveform_to_mfcc(waveform, replace(default, representation="logmel", dynamic_range_db=40.0))
+    wide_logmel = waveform_to_mfcc(waveform, replace(default, representation="logmel"))
+    peak = wide_logmel.max()
+    assert narrow_logmel.min() == pytest.approx(peak - 40.0, abs=1e-3)
+    assert (wide_logmel < peak - 41.0).mean() > 0.2  # the floor does clip something here
+    np.testing.assert_allclose(narrow_logmel, np.maximum(wide_logmel, peak - 40.0), atol=1e-3)
+    narrow_mfcc = waveform_to_mfcc(waveform, replace(default, dynamic_range_db=40.0))
+    np.testing.assert_allclose(narrow_mfcc, dct(narrow_logmel, type=2, norm="ortho", axis=0)[:32], atol=1e-3)
 
 
 def test_level_normalisation_removes_the_recordings_gain():

@@ -173,6 +173,23 @@ def test_resume_whose_features_differ_is_refused(tmp_path):
         train(config, DataConfig(), tmp_path, resume=True, progress=False, data=data)
 
 
+def test_resume_of_an_older_checkpoint_takes_missing_feature_fields_at_their_defaults(tmp_path):
+    """A checkpoint written before ``FeatureConfig.dynamic_range_db`` existed resumes (the field is taken at
+    today's default, 80 dB); one written with another value is refused naming the field."""
+    from scnn.io import save_checkpoint
+
+    config = interrupted_run(tmp_path)
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    older = {**checkpoint, "feature_config": {key: value for key, value in checkpoint["feature_config"].items()
+                                              if key != "dynamic_range_db"}}
+    save_checkpoint(tmp_path / "last.pt", {**checkpoint, "feature_config": {**checkpoint["feature_config"],
+                                                                             "dynamic_range_db": 40.0}})
+    with pytest.raises(SettingsMismatch, match=r"feature_config.dynamic_range_db: 40.0 -> 80.0"):
+        train(config, DataConfig(), tmp_path, resume=True, progress=False, data=synthetic_data())
+    save_checkpoint(tmp_path / "last.pt", older)
+    assert train(config, DataConfig(), tmp_path, resume=True, progress=False, data=synthetic_data())["epochs_run"] == 3
+
+
 def test_resume_without_checkpoint_always_says_so(tmp_path, capsys):
     train(quick_config(epochs=1), DataConfig(), tmp_path, resume=True, progress=False, data=synthetic_data())
     assert f"no checkpoint at {tmp_path / 'last.pt'}, starting from scratch" in capsys.readouterr().err

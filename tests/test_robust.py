@@ -22,9 +22,10 @@ from scnn.train import TrainConfig, train
 TORCH_MFCC_TOLERANCE = 0.01
 
 
-@pytest.mark.parametrize("representation, rows", [("mfcc", 32), ("logmel", 64)])
-def test_torch_mfcc_matches_librosa_on_fsdd(fsdd_dir, representation, rows):
-    config = feature_config(representation=representation)
+@pytest.mark.parametrize("representation, rows, dynamic_range_db",
+                         [("mfcc", 32, 80.0), ("logmel", 64, 80.0), ("mfcc", 32, 40.0), ("logmel", 64, 40.0)])
+def test_torch_mfcc_matches_librosa_on_fsdd(fsdd_dir, representation, rows, dynamic_range_db):
+    config = feature_config(representation=representation, dynamic_range_db=dynamic_range_db)
     files = sorted(fsdd_dir.glob("*.wav"))[::50]  # 60 recordings, every digit and speaker
     waveforms = [load_audio(path, config.sample_rate) for path in files]
     expected = np.stack([waveform_to_mfcc(w, config) for w in waveforms])

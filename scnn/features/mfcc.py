@@ -81,6 +81,9 @@ class FeatureConfig:
         running level reference floored that many dB down; a running cepstral mean with that time
         constant in frames; that mean fed only by frames within that many dB of the loudest so far),
         equations in :mod:`scnn.features.causal`.
+    dynamic_range_db: the log-mel spectrogram of "mfcc" and "logmel" is floored this many dB below the
+        recording's loudest bin (librosa's ``power_to_db(top_db=...)``; 80 is librosa's default). A smaller
+        range clips quiet bins, where additive noise shows first (docs/robustness.md).
     mean_prior_frames, mean_prior: the running mean starts (and starts over) from the prior ``mean_prior``
         (``n_mfcc`` values) worth ``mean_prior_frames`` frames (:mod:`scnn.features.causal`); the prior is
         fitted on the training split by :func:`scnn.data.prepare_data` when left None.
@@ -103,6 +106,7 @@ class FeatureConfig:
     mean_gate_db: float | None = None
     mean_prior_frames: float = 0.0
     mean_prior: tuple[float, ...] | None = None
+    dynamic_range_db: float = 80.0
 
     def __post_init__(self):
         if self.mean_prior is not None:  # a list when read back from JSON or YAML
@@ -132,6 +136,11 @@ class FeatureConfig:
 
         check_causal_normalisation(self.peak_range_db, self.running_mean_frames, self.mean_gate_db,
                                    self.mean_prior_frames)
+        if not self.dynamic_range_db > 0:
+            raise ValueError(f"FeatureConfig.dynamic_range_db must be > 0 (dB), got {self.dynamic_range_db}")
+        if self.dynamic_range_db != 80.0 and self.representation not in ("mfcc", "logmel"):
+            raise ValueError("FeatureConfig.dynamic_range_db applies to representation 'mfcc' or 'logmel' "
+                             f"(causal MFCCs have peak_range_db), not {self.representation!r}")
         if self.representation == "events" and self.num_rows is None:
             raise ValueError("FeatureConfig.num_rows (channel rows) is required for representation='events'")
         if self.level not in LEVELS:
@@ -281,15 +290,12 @@ def waveform_to_mfcc(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if config.fit == "center":
         # librosa's centred STFT gives 1 + samples // hop frames.
         waveform = _fit_length(waveform, (config.num_frames - 1) * config.hop_length)
-    if config.representation == "logmel":  # what librosa.feature.mfcc computes before its DCT
-        mfcc = librosa.power_to_db(librosa.feature.melspectrogram(
-            y=waveform, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
-            n_mels=config.n_mels))
-    else:
-        mfcc = librosa.feature.mfcc(
-            y=waveform, sr=config.sample_rate, n_mfcc=config.n_mfcc, n_fft=config.n_fft,
-            hop_length=config.hop_length, n_mels=config.n_mels,
-        )
+    # what librosa.feature.mfcc computes before its DCT, with the floor dynamic_range_db below the peak
+    mfcc = librosa.power_to_db(librosa.feature.melspectrogram(
+        y=waveform, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        n_mels=config.n_mels), top_db=config.dynamic_range_db)
+    if config.representation == "mfcc":
+        mfcc = librosa.feature.mfcc(S=mfcc, n_mfcc=config.n_mfcc)
     if config.fit == "end":
         mfcc = mfcc[:, : config.num_frames]
         mfcc = np.pad(mfcc, ((0, 0), (0, config.num_frames - mfcc.shape[1])))

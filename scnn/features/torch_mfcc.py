@@ -3,8 +3,8 @@
 It computes what :func:`scnn.features.mfcc.waveform_to_mfcc` computes with librosa, from the
 waveform after the silence trim, the level and the centre fit (:func:`fitted_waveform`, done once
 per recording): centred STFT (periodic Hann window, zero padding), power, librosa's mel filterbank
-(Slaney), ``10 log10`` floored at ``1e-10`` and at 80 dB below each recording's peak (librosa's
-``power_to_db`` defaults), DCT-II with orthonormal scaling, zero rows up to ``num_rows``.
+(Slaney), ``10 log10`` floored at ``1e-10`` and at ``dynamic_range_db`` (80) dB below each recording's peak (librosa's
+``power_to_db``), DCT-II with orthonormal scaling, zero rows up to ``num_rows``.
 ``tests/test_robust.py`` states the agreement with librosa on FSDD recordings.
 Supported: ``representation="mfcc"`` or ``"logmel"`` (no DCT) with ``fit="center"`` (the default preset), and
 ``"causal_mfcc"`` (:mod:`scnn.features.causal`: left-padded uncentred STFT, no clip, the optional
@@ -83,7 +83,7 @@ class TorchMFCC(nn.Module):
         loudest = None
         if not causal:
             peak = decibels.amax(dim=(1, 2), keepdim=True)
-            decibels = torch.maximum(decibels, peak - 80.0)
+            decibels = torch.maximum(decibels, peak - config.dynamic_range_db)
         elif config.peak_range_db is not None:
             loudest = frame_loudest.cummax(dim=1).values                                          # R[t] [B, frames]
             decibels = torch.clamp(decibels - loudest[:, None, :], min=-config.peak_range_db)

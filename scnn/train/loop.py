@@ -23,6 +23,7 @@ from torch import nn
 from scnn.train.run_config import RunConfig
 from scnn.data.prepare import DataConfig, PreparedData, compare_test_sets, prepare_data
 from scnn.features.augment import augment_batch
+from scnn.features.mfcc import FeatureConfig
 from scnn.features.wave_augment import mixup_batch
 from scnn.features.normalize import Normalizer
 from scnn.io import load_checkpoint, save_checkpoint, write_json
@@ -391,8 +392,9 @@ def check_resumed_model(checkpoint: dict, model: nn.Module, data: PreparedData, 
         new = model_to_dict(model)
         lines += setting_differences({"family": old.get("family"), **old.get("config", {})},
                                      {"family": new["family"], **new["config"]}, "model.")
-    if "feature_config" in checkpoint:
-        lines += setting_differences(checkpoint["feature_config"], asdict(data.feature_config), "feature_config.")
+    if "feature_config" in checkpoint:  # fields an older checkpoint lacks are taken at today's defaults
+        old_features = {**asdict(FeatureConfig()), **checkpoint["feature_config"]}
+        lines += setting_differences(old_features, asdict(data.feature_config), "feature_config.")
     lines += [f"test set: {line}" for line in compare_test_sets(checkpoint.get("test_set") or {}, data.test_set)]
     if lines:
         raise SettingsMismatch(f"cannot resume {path} with other settings (old -> new): {'; '.join(lines)}. "
