@@ -171,3 +171,86 @@ def test_short_lists_keep_the_single_file_cache_and_prepare_data_uses_shards(tmp
     with pytest.warns(UserWarning, match=f"split file {splits[0]} is unusable"):
         rebuilt = prepare_data(DataConfig(**config, cache_dir=str(tmp_path / "shards")), progress=False)
     assert rebuilt.train[0].equal(whole.train[0]) and rebuilt.test[0].equal(whole.test[0])
+
+
+# --------------------------------------------------------------------------- data checksums (issue 21)
+
+
+def _flip_bytes(path: Path, count: int = 64) -> None:
+    """Invert ``count`` bytes in the middle of a file's data, keeping its size and modification time."""
+    from scnn import faults
+
+    data = bytearray(path.read_bytes())
+    middle = len(data) - (len(data) - 128) // 2  # past the 128-byte .npy header
+    for offset in range(middle, middle + count):
+        data[offset] ^= 0xFF
+    faults.replace_keeping_stat(path, bytes(data))
+
+
+def test_flipped_bytes_in_a_shard_are_named_and_rebuilt(tones, tmp_path, monkeypatch):
+    """Same size, same shape, same index: only the checksum in the index notices the changed values."""
+    import json
+
+    first = sharded_features(tones, CONFIG, tmp_path / "cache", workers=1, progress=False, shard_size=8)
+    assert all(len(shard) for shard in first.features.shards)
+    del first
+    folder = shard_folder(tmp_path / "cache", CONFIG)
+    victim = folder / _shard_files(tmp_path / "cache")[1]
+    _flip_bytes(victim)
+    calls = _count_extractions(monkeypatch)
+    with pytest.warns(UserWarning, match=rf"shard {victim} is unusable .*SHA-256.*rebuilding it"):
+        again = sharded_features(tones, CONFIG, tmp_path / "cache", workers=1, progress=False, shard_size=8)
+    shard_paths = json.loads(victim.with_suffix(".json").read_text())["paths"]
+    assert not again.from_cache and sorted(calls) == sorted(shard_paths)  # that shard's files, and no other
+    fresh = extract_features(tones, CONFIG, workers=1, progress=False).features
+    np.testing.assert_array_equal(np.asarray(again.features), fresh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt for good
+        assert sharded_features(tones, CONFIG, tmp_path / "cache", workers=1, progress=False, shard_size=8).from_cache
+
+
+def test_a_shard_index_without_a_checksum_is_rebuilt(tones, tmp_path):
+    """A shard written before the checksums existed cannot be trusted: rebuilt once, with the warning."""
+    import json
+
+    sharded_features(tones, CONFIG, tmp_path / "cache", workers=1, progress=False, shard_size=8)
+    folder = shard_folder(tmp_path / "cache", CONFIG)
+    index_file = sorted(folder.glob("*.json"))[0]
+    index = json.loads(index_file.read_text())
+    del index["sha256"]
+    index_file.write_text(json.dumps(index))
+    with pytest.warns(UserWarning, match=rf"shard {index_file.with_suffix('.npy')} is unusable .*no SHA-256"):
+        again = sharded_features(tones, CONFIG, tmp_path / "cache", workers=1, progress=False, shard_size=8)
+    assert not again.from_cache and "sha256" in json.loads(index_file.read_text())
+
+
+class _Scale:
+    """A normaliser for mapped_rows: features times two."""
+
+    def __call__(self, values):
+        return np.asarray(values) * 2.0
+
+    def state_dict(self):
+        return {"scale": 2.0}
+
+
+def test_flipped_bytes_in_a_split_file_are_named_and_rebuilt(tones, tmp_path):
+    import torch
+
+    features = sharded_features(tones, CONFIG, tmp_path / "cache", workers=1, progress=False, shard_size=8).features
+    rows = [20, 3, 11, 4, 17, 0]
+    expected = torch.from_numpy(features[rows] * 2.0).unsqueeze(1)
+    assert sharded.mapped_rows(features, rows, _Scale(), chunk=4).equal(expected)
+    (split,) = shard_folder(tmp_path / "cache", CONFIG).glob("split-*.npy")
+    checksum = split.with_name(split.name + ".sha256")
+    assert checksum.read_text().split() == [sharded.data_digest(np.load(split)), split.name]
+    _flip_bytes(split)
+    with pytest.warns(UserWarning, match=rf"split file {split} is unusable .*SHA-256"):
+        assert sharded.mapped_rows(features, rows, _Scale(), chunk=4).equal(expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt for good
+        assert sharded.mapped_rows(features, rows, _Scale()).equal(expected)
+    checksum.unlink()  # a split file without its checksum is unfinished: rebuilt without a word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sharded.mapped_rows(features, rows, _Scale()).equal(expected) and checksum.exists()

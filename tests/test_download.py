@@ -131,6 +131,26 @@ def test_unpack_refuses_members_outside_the_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar"]
 
 
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750)])
+def test_unpacked_folder_gets_the_umask_permissions(tmp_path, umask, mode):
+    """Not tempfile.mkdtemp's 0o700: collaborators read a downloaded data set as any other folder."""
+    import os
+    import stat
+
+    archive = tmp_path / "data.tar"
+    with tarfile.open(archive, "w") as bundle:
+        info = tarfile.TarInfo("a.wav")
+        info.size = 1
+        bundle.addfile(info, io.BytesIO(b"x"))
+    previous = os.umask(umask)
+    try:
+        dest = unpack_tar(archive, tmp_path / "data", "data")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(dest.stat().st_mode) == mode and (dest / "a.wav").read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "data.tar"]  # no staging folder left
+
+
 def test_heidelberg_files_download_checked_and_gunzipped(server, tmp_path):
     import gzip
 

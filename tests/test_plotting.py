@@ -70,6 +70,20 @@ def test_sweep_and_pareto_figures(tmp_path):
     assert is_png(plot_pareto(points, pareto_front(points), tmp_path / "synops.png"))
 
 
+def test_sweeps_over_strings_and_lists_are_drawn_with_their_values_as_ticks(tmp_path):
+    """A surrogate or a layer list cannot be an x coordinate: one tick per value, labelled as written."""
+    for param, values in (("surrogate", ["atan", "fast_sigmoid"]), ("downsample", [[1, 2, 1, 1], [1, 1, 1, 1]])):
+        rows = [{"param": param, "value": value, "seed": 0, "val_accuracy": 0.9, "test_accuracy": 0.9 - 0.01 * index,
+                 "activation_sparsity": 0.9, "effective_acs_per_sample": 1e5} for index, value in enumerate(values)]
+        summary = summarize_sweep(rows)
+        path = plot_sweep(summary, param, tmp_path / f"{param}.png")
+        assert is_png(path)
+        assert is_png(plot_sweeps_sparsity_accuracy({"model B": summary}, param, tmp_path / f"{param}_both.png"))
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 def spiking_sample():
     torch.manual_seed(0)
     model = create_model("model_a", num_steps=6, threshold=0.5)

@@ -190,3 +190,22 @@ def test_overwrite_replaces_the_sweep(tmp_path):
     assert [row["param"] for row in rows] == ["threshold"] and not (tmp_path / "beta=0.3").exists()
     assert json.loads((tmp_path / "sweep.json").read_text())["param"] == "threshold"
     assert (tmp_path / "notes.txt").read_text() == "kept"
+
+
+def test_list_valued_sweep_keeps_its_lists_and_resumes(tmp_path, monkeypatch):
+    """A sweep over downsample ([1, 2], then [1, 1]) runs (a list once made an unhashable point key) and
+    resumes: the values stay lists in the rows, in sweep.json and through sweep.csv."""
+    base = tiny_base(model="ssm_small", model_overrides={"features": 8, "state_size": 8})
+    first = run_sweep("downsample", [[1, 2]], [0], base, DataConfig(), tmp_path, data=synthetic_data(),
+                      progress=False)
+    assert first[0]["value"] == [1, 2] and read_sweep(tmp_path / "sweep.csv") == first
+    assert json.loads((tmp_path / "sweep.json").read_text())["values"] == [[1, 2]]
+    calls = count_trainings(monkeypatch)
+    rows = run_sweep("downsample", [[1, 1], [1, 2]], [0], base, DataConfig(), tmp_path, data=synthetic_data(),
+                     progress=False)
+    assert [c.model_overrides["downsample"] for c in calls] == [[1, 1]], "the finished point is skipped"
+    assert [(row["value"], row["seed"]) for row in rows] == [([1, 2], 0), ([1, 1], 0)]
+    assert json.loads((tmp_path / "sweep.json").read_text())["values"] == [[1, 2], [1, 1]]
+    assert read_sweep(tmp_path / "sweep.csv") == rows
+    assert [row["value"] for row in summarize_sweep(rows)] == [[1, 1], [1, 2]]
+    assert sweeps.value_key([1, 2]) == sweeps.value_key((1.0, 2.0)) != sweeps.value_key([2, 1])

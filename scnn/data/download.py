@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tarfile
-import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -126,12 +126,14 @@ def unpack_tar(archive: str | Path, dest: str | Path, what: str) -> Path:
     """Unpack ``archive`` (.tar, .tar.gz) into a staging folder beside ``dest``, then rename it to ``dest``.
 
     Members that would land outside the folder (absolute paths, ``..``, links) are refused (tarfile's
-    "data" filter); on any failure nothing is left at ``dest``.
+    "data" filter); on any failure nothing is left at ``dest``. The folder gets the permissions of any
+    new folder (0o777 less the umask), not ``tempfile.mkdtemp``'s 0o700, so collaborators can read the data.
     """
     dest = Path(dest)
     if dest.exists():
         raise DownloadError(f"{dest} already exists; remove it to unpack again")
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    staging = dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    staging.mkdir()  # mode 0o777 less the umask, applied by the kernel; outside the try: never remove another's
     try:
         with tarfile.open(archive) as bundle:
             bundle.extractall(staging, filter="data")

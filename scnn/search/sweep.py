@@ -58,11 +58,19 @@ def _config_for(base: TrainConfig, param: str, value) -> TrainConfig:
 
 
 def value_key(value) -> tuple:
-    """Identity of a swept value: 1 and 1.0 are the same point, True and "True" and 1 are not."""
+    """Identity of a swept value, hashable: 1 and 1.0 are the same point, True and "True" and 1 are not.
+
+    Lists (``downsample`` = [1, 2, 1, 1]) and dicts are keyed element by element, as tuples, so they
+    can be looked up in sets; the values themselves keep their types (lists stay lists in rows and
+    sweep.json)."""
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, (int, float)):
         return ("number", float(value))
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(value_key(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((str(key), value_key(item)) for key, item in value.items())))
     return (type(value).__name__, value)
 
 

@@ -62,6 +62,15 @@ def plot_confusion_matrix(confusion, class_names: list[str], path: str | Path, t
     return _save(figure, path)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _value_text(value) -> str:
+    """A swept value as a label: numbers in ``%g``, anything else (strings, lists) as written."""
+    return f"{value:g}" if _is_number(value) else str(value)
+
+
 def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "") -> Path:
     """Test accuracy (left axis) and activation sparsity (right axis) against a swept parameter.
 
@@ -70,11 +79,16 @@ def plot_sweep(summary: list[dict], param: str, path: str | Path, title: str = "
     """
     summary = [row for row in summary if row.get("param", param) == param]
     values = [row["value"] for row in summary]
+    numeric = all(_is_number(value) for value in values)
+    if not numeric:  # strings or lists (a surrogate, a layer list): one evenly spaced tick each, in sweep order
+        values = list(range(len(summary)))
     figure, accuracy_axis = plt.subplots(figsize=(6.5, 4))
     accuracy_axis.errorbar(values, [100 * row["test_accuracy_mean"] for row in summary],
                            yerr=[100 * row["test_accuracy_std"] for row in summary], marker="o", capsize=3,
                            color="tab:blue", label="test accuracy")
     accuracy_axis.set(xlabel=param, ylabel="test accuracy (%)")
+    if not numeric:
+        accuracy_axis.set_xticks(values, [_value_text(row["value"]) for row in summary])
     accuracy_axis.grid(alpha=0.3)
     sparsity_axis = accuracy_axis.twinx()
     sparsity_axis.errorbar(values, [100 * row["activation_sparsity_mean"] for row in summary],
@@ -110,13 +124,13 @@ def plot_sweeps_sparsity_accuracy(series: dict[str, list[dict]], param: str, pat
                       yerr=[100 * row["test_accuracy_std"] for row in good], marker=marker, capsize=3, color=colour,
                       label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''} per point)")
         for row, x_value, y_value in zip(good, x, y):
-            axis.annotate(f"{row['value']:g}", (x_value, y_value), textcoords="offset points", xytext=(4, 4),
+            axis.annotate(_value_text(row["value"]), (x_value, y_value), textcoords="offset points", xytext=(4, 4),
                           fontsize=8, color=colour)
         for row in summary:
             if row["test_accuracy_mean"] < failed_below:
                 x_value = 100 * row["activation_sparsity_mean"]
                 axis.plot([x_value], [bottom + 0.15], marker="x", color=colour, markersize=9, clip_on=False)
-                axis.annotate(f"{param} {row['value']:g}: {100 * row['test_accuracy_mean']:.0f} %", (x_value, bottom),
+                axis.annotate(f"{param} {_value_text(row['value'])}: {100 * row['test_accuracy_mean']:.0f} %", (x_value, bottom),
                               textcoords="offset points", xytext=(3, 8), fontsize=7, color=colour, rotation=90)
     axis.set_ylim(bottom=bottom)
     axis.set(xlabel="activation sparsity (% zero spikes, test set)", ylabel="test accuracy (%)",
