@@ -154,6 +154,44 @@ def test_bad_parameters_are_refused_by_name(name, options, message):
         create_neuron(name, **options)
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("name, options, constants", [
+    ("leaky", {}, {"beta": 0.7, "threshold": 0.8}),
+    ("rleaky", {"size": SIZE}, {"beta": 0.7, "threshold": 0.8}),
+    ("synaptic", {"alpha": 0.3}, {"alpha": 0.3, "beta": 0.7, "threshold": 0.8}),
+    ("alif", {"rho": 0.6, "adaptation": 0.2}, {"beta": 0.7, "threshold": 0.8, "rho": 0.6, "adaptation": 0.2}),
+])
+def test_the_interface_gives_reset_mechanism_and_the_neurons_own_constants(name, options, constants, reset):
+    """reset_mechanism and neuron_parameters(): what the quantiser, the frame runner and NIR read; the tensors are
+    the neuron's own (one per channel when asked), so a change through them changes what the neuron computes."""
+    neuron = create_neuron(name, beta=0.7, threshold=0.8, reset_mechanism=reset, num_channels=SIZE, **options)
+    assert neuron.reset_mechanism == reset
+    parameters = neuron.neuron_parameters()
+    assert list(parameters) == list(constants)
+    assert parameters["beta"].shape == (SIZE,)  # per channel (Leaky keeps one threshold)
+    for key, value in constants.items():
+        assert parameters[key].numel() in (1, SIZE) and torch.allclose(parameters[key], torch.tensor(value))
+    if neuron.lif_parameters() is not None:  # Leaky: the same tensors as lif_parameters()
+        assert parameters["beta"] is neuron.lif_parameters().beta
+    current = torch.full((4, 1, SIZE), 0.5)
+    before, _ = neuron(current)
+    with torch.no_grad():
+        parameters["threshold"].fill_(100.0)
+    after, _ = neuron(current)
+    assert before.sum() > 0 and after.sum() == 0
+
+
+def test_a_neuron_without_a_lif_states_its_reset_and_has_no_constants_by_default():
+    from scnn.neurons import SpikingNeuron
+
+    class Plain(SpikingNeuron):
+        pass
+
+    assert Plain().neuron_parameters() == {}
+    with pytest.raises(NotImplementedError, match="Plain states no reset_mechanism"):
+        Plain().reset_mechanism
+
+
 def test_a_spec_net_gives_recurrent_neurons_their_layer_size_and_options():
     model = create_model("4C3-16FC-10FC", neuron="rleaky", input_shape=(1, 8, 8), num_steps=3,
                          neuron_options={"recurrent_kernel": 5})

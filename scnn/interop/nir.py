@@ -12,7 +12,8 @@ graph back); forward Euler over one step gives ``v <- (1 - DT/tau) v + (DT r / t
 and read back as ``d = 1 - DT / tau``. An edge that closes a cycle (a reset or recurrent edge)
 carries the previous step's output, as in snntorch's RLeaky (``W_rec S[t-1]``).
 
-How each neuron is written (layer ``i``; every node holds one value per neuron):
+How each neuron is written (layer ``i``; every node holds one value per neuron), by the writer registered
+for its class with :func:`register_nir_neuron`, which reads it through the neuron interface only:
 
 * Leaky, zero reset: one ``LIF`` node ``lif{i}`` (``v_threshold``, ``v_reset`` = 0). scnn's delayed
   zero reset ``U[t] = beta (1 - S[t-1]) U[t-1] + I[t]`` and NIR's reset at once give the same
@@ -58,10 +59,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from scnn.neurons.alif import ALIF
+from scnn.neurons.leaky import LIF
+from scnn.neurons.rleaky import RLeaky
+from scnn.neurons.synaptic import Synaptic
 
 DT = 1e-4  # seconds per scnn time step in exported graphs (snntorch's NIR convention)
 TIME_CONVENTION = ("forward Euler, one step = dt seconds; an edge that closes a cycle (reset, recurrent) "
@@ -141,49 +148,96 @@ def _square_kernel(weight: np.ndarray, padding: tuple[int, int], index: int) -> 
     return square, (padding[0] + dh, padding[1] + dw)
 
 
+NIR_NEURONS: dict[type, Callable] = {}
+
+
+def register_nir_neuron(neuron_class: type) -> Callable[[Callable], Callable]:
+    """Decorator: the function that writes the NIR nodes of ``neuron_class`` (and of its subclasses),
+    ``writer(graph, index, neuron, shape, source, membrane_out) -> str``: it adds layer ``index``'s neuron fed by
+    node ``source`` (``shape``: one value per neuron) and returns the node the next layer (or the graph's
+    Output) reads, its spikes or, when ``membrane_out``, its membrane; ValueError naming the layer if NIR cannot
+    express the neuron. Writers read the neuron through the neuron interface only (``neuron_parameters()``,
+    ``reset_mechanism``, ``recurrent_synapses()``)."""
+
+    def register(writer: Callable) -> Callable:
+        NIR_NEURONS[neuron_class] = writer
+        return writer
+
+    return register
+
+
 def _neuron_nodes(graph: _Graph, index: int, neuron: nn.Module, shape: tuple[int, ...], source: str,
                   membrane_out: bool) -> str:
-    """Add layer ``index``'s neuron fed by ``source``; returns the node whose output the next layer (or the
-    graph's Output) reads: its spikes, or its membrane when ``membrane_out``. ValueError naming the layer if
-    NIR cannot express it (see the module docstring)."""
-    from scnn.neurons.alif import ALIF
-    from scnn.neurons.leaky import LIF
-    from scnn.neurons.rleaky import RLeaky
-    from scnn.neurons.synaptic import Synaptic
+    """Layer ``index``'s neuron by the writer registered for its class (or nearest base class); ValueError naming
+    the layer for a neuron without one."""
+    writer = next((NIR_NEURONS[cls] for cls in type(neuron).__mro__ if cls in NIR_NEURONS), None)
+    if writer is None:
+        raise ValueError(f"NIR export: layer {index} neuron {type(neuron).__name__} has no NIR form (Leaky, RLeaky, "
+                         "Synaptic; a neuron registers its writer with register_nir_neuron in scnn.interop.nir)")
+    return writer(graph, index, neuron, shape, source, membrane_out)
 
+
+@register_nir_neuron(ALIF)
+def _alif_nodes(graph: _Graph, index: int, neuron: nn.Module, shape: tuple[int, ...], source: str,
+                membrane_out: bool) -> str:
+    raise ValueError(f"NIR export: layer {index} is an ALIF (adaptive threshold); NIR has no adaptive "
+                     "threshold and no node that computes one exactly (its thresholds are constants, its "
+                     "only spike-state products are the LIF resets), so the graph cannot be written")
+
+
+@register_nir_neuron(LIF)
+def _leaky_nodes(graph: _Graph, index: int, neuron: nn.Module, shape: tuple[int, ...], source: str,
+                 membrane_out: bool) -> str:
+    """Leaky: one LIF node (zero reset) or the subtract-reset form."""
+    if neuron.reset_mechanism != "zero":
+        return _subtract_reset_nodes(graph, index, neuron, shape, source, membrane_out)
+    if membrane_out:
+        raise ValueError(f"NIR export: layer {index} is read out by its membrane (readout='membrane') with "
+                         "the zero reset; NIR's LIF state holds the membrane after the reset, so the logits "
+                         "would differ: use the subtract reset or readout='spike_count' to export")
     nir = _nir()
-    name = type(neuron).__name__
-    if isinstance(neuron, ALIF):
-        raise ValueError(f"NIR export: layer {index} is an ALIF (adaptive threshold); NIR has no adaptive "
-                         "threshold and no node that computes one exactly (its thresholds are constants, its "
-                         "only spike-state products are the LIF resets), so the graph cannot be written")
-    if isinstance(neuron, LIF):
-        core, reset, alpha, recurrent = neuron.leaky, neuron.leaky.reset_mechanism, None, None
-    elif isinstance(neuron, RLeaky):
-        core, reset, alpha, recurrent = neuron.rleaky, neuron.rleaky.reset_mechanism, None, neuron.rleaky.recurrent
-    elif isinstance(neuron, Synaptic):
-        core, reset, recurrent = neuron.synaptic, neuron.synaptic.reset_mechanism, None
-        alpha = _values(core.alpha, shape, clamp=True)
-    else:
-        raise ValueError(f"NIR export: layer {index} neuron {name} has no NIR form (Leaky, RLeaky, Synaptic)")
-    beta = _values(core.beta, shape, clamp=True)
-    threshold = _values(core.threshold, shape).astype(np.float32)
+    parameters = neuron.neuron_parameters()
+    beta = _values(parameters["beta"], shape, clamp=True)
+    threshold = _values(parameters["threshold"], shape).astype(np.float32)
+    ones = np.ones(shape, np.float32)
+    tau = _tau(beta, f"layer {index}")
+    return graph.add(f"lif{index}", nir.LIF(tau=tau, r=(tau.astype(np.float64) / DT).astype(np.float32),
+                                            v_leak=0 * ones, v_threshold=threshold, v_reset=0 * ones), source)
+
+
+@register_nir_neuron(RLeaky)
+def _rleaky_nodes(graph: _Graph, index: int, neuron: nn.Module, shape: tuple[int, ...], source: str,
+                  membrane_out: bool) -> str:
+    """RLeaky: the subtract-reset form with its recurrent weights as an edge."""
+    (recurrent,) = neuron.recurrent_synapses()
+    return _subtract_reset_nodes(graph, index, neuron, shape, source, membrane_out, recurrent=recurrent)
+
+
+@register_nir_neuron(Synaptic)
+def _synaptic_nodes(graph: _Graph, index: int, neuron: nn.Module, shape: tuple[int, ...], source: str,
+                    membrane_out: bool) -> str:
+    """Synaptic: an LI synaptic current, then the subtract-reset form."""
+    alpha = _values(neuron.neuron_parameters()["alpha"], shape, clamp=True)
+    return _subtract_reset_nodes(graph, index, neuron, shape, source, membrane_out, alpha=alpha)
+
+
+def _subtract_reset_nodes(graph: _Graph, index: int, neuron: nn.Module, shape: tuple[int, ...], source: str,
+                          membrane_out: bool, alpha: np.ndarray | None = None,
+                          recurrent: nn.Module | None = None) -> str:
+    """source [-> LI synaptic{i}] -> LI membrane{i} -> Threshold spike{i}, with the Scale(-U_thr) reset edge and
+    the recurrent edge (module docstring); ValueError naming the layer for a reset other than "subtract"."""
+    nir = _nir()
+    name, reset = type(neuron).__name__, neuron.reset_mechanism
     if reset == "zero":
-        if not isinstance(neuron, LIF):
-            raise ValueError(f"NIR export: layer {index} {name} uses the zero reset, which in scnn (snntorch's "
-                             "reset_delay=True) clears the membrane of the step after a spike, input included; "
-                             "NIR's LIF/CubaLIF reset at once and keep that input, so spikes would differ "
-                             "(train with reset_mechanism='subtract' to export)")
-        if membrane_out:
-            raise ValueError(f"NIR export: layer {index} is read out by its membrane (readout='membrane') with "
-                             "the zero reset; NIR's LIF state holds the membrane after the reset, so the logits "
-                             "would differ: use the subtract reset or readout='spike_count' to export")
-        ones = np.ones(shape, np.float32)
-        tau = _tau(beta, f"layer {index}")
-        return graph.add(f"lif{index}", nir.LIF(tau=tau, r=(tau.astype(np.float64) / DT).astype(np.float32),
-                                                v_leak=0 * ones, v_threshold=threshold, v_reset=0 * ones), source)
+        raise ValueError(f"NIR export: layer {index} {name} uses the zero reset, which in scnn (snntorch's "
+                         "reset_delay=True) clears the membrane of the step after a spike, input included; "
+                         "NIR's LIF/CubaLIF reset at once and keep that input, so spikes would differ "
+                         "(train with reset_mechanism='subtract' to export)")
     if reset != "subtract":
         raise ValueError(f"NIR export: layer {index} {name} has reset {reset!r}; NIR takes 'subtract' or 'zero'")
+    parameters = neuron.neuron_parameters()
+    beta = _values(parameters["beta"], shape, clamp=True)
+    threshold = _values(parameters["threshold"], shape).astype(np.float32)
     if alpha is not None:
         source = graph.add(f"synaptic{index}", _li(nir, alpha, f"layer {index} synaptic current (alpha)"), source)
     membrane = graph.add(f"membrane{index}", _li(nir, beta, f"layer {index} (beta)"), source)
@@ -481,20 +535,21 @@ def _copy_layer(block, layer: dict, index: int) -> None:
         target.weight.copy_(torch.from_numpy(weight))
         target.bias.copy_(torch.from_numpy(bias))
         neuron = block.activation
-        core = next(getattr(neuron, name) for name in ("leaky", "rleaky", "synaptic") if hasattr(neuron, name))
-        _assign(core.beta, _per_channel(layer["beta"], f"beta of layer {index}"), f"beta of layer {index}")
-        _assign(core.threshold, _per_channel(layer["threshold"], f"threshold of layer {index}"),
+        parameters = neuron.neuron_parameters()  # the neuron's own tensors: assigned in place
+        _assign(parameters["beta"], _per_channel(layer["beta"], f"beta of layer {index}"), f"beta of layer {index}")
+        _assign(parameters["threshold"], _per_channel(layer["threshold"], f"threshold of layer {index}"),
                 f"threshold of layer {index}")
         if layer["kind"] == "synaptic":
-            _assign(core.alpha, _per_channel(layer["alpha"], f"alpha of layer {index}"), f"alpha of layer {index}")
+            _assign(parameters["alpha"], _per_channel(layer["alpha"], f"alpha of layer {index}"),
+                    f"alpha of layer {index}")
         if layer["recurrent"] is not None:
             rec_name, rec = layer["recurrent"]
+            (recurrent,) = neuron.recurrent_synapses()
             if type(rec).__name__ == "Scale":
                 values = torch.from_numpy(np.asarray(rec.scale, np.float32))
                 uniform = bool(torch.all(values == values.reshape(-1)[0]))
-                core.recurrent.V.data = values.reshape(-1)[0].clone() if uniform else values
+                recurrent.V.data = values.reshape(-1)[0].clone() if uniform else values
             else:
-                recurrent = core.recurrent
                 if tuple(recurrent.weight.shape) != np.asarray(rec.weight).shape:
                     raise ValueError(f"NIR import: recurrent node {rec_name!r} {np.asarray(rec.weight).shape} does "
                                      f"not fit layer {index} {tuple(recurrent.weight.shape)}")

@@ -13,10 +13,12 @@ operations per layer, on float32 vectors:
 Synapses are read by probing: b = f(0) and column i of A = f(e_i) - b, checked on a random input
 (a layer that is not affine, e.g. max pooling, is refused naming it). Neurons are translated by
 :data:`FRAME_STEPS`, one small class per neuron type, registered with
-:func:`register_frame_step`; a model with any other neuron is refused naming it (the Streamer
-then keeps ``model.step``). Only the summation order of the products differs from torch, so
-membranes agree to float32 rounding and spikes are the same except for a membrane within rounding
-of its threshold (tested on the presets: equal spikes, membranes within 1e-5).
+:func:`register_frame_step`, each reading its neuron only through the neuron interface
+(``neuron_parameters()``, ``reset_mechanism``, ``recurrent_synapses()``); a model with any other
+neuron is refused naming it (the Streamer then keeps ``model.step``). Only the summation order of
+the products differs from torch, so membranes agree to float32 rounding and spikes are the same
+except for a membrane within rounding of its threshold (tested on the presets: equal spikes,
+membranes within 1e-5).
 """
 
 from __future__ import annotations
@@ -114,11 +116,12 @@ class AlifFrameStep(FrameStep):
     """scnn.neurons.ALIF (Bellec et al. 2018): adaptation A and threshold B = thr + b A (its docstring)."""
 
     def __init__(self, neuron: ALIF, shape: tuple[int, ...]):
-        self.beta = _per_neuron(neuron.beta, shape, 0, 1)
-        self.threshold = _per_neuron(neuron.threshold, shape)
-        self.rho = _per_neuron(neuron.rho, shape, 0, 1)
-        self.adaptation = _per_neuron(neuron.adaptation, shape, 0, None)
-        self.reset_to_zero = neuron.reset_to_zero
+        parameters = neuron.neuron_parameters()
+        self.beta = _per_neuron(parameters["beta"], shape, 0, 1)
+        self.threshold = _per_neuron(parameters["threshold"], shape)
+        self.rho = _per_neuron(parameters["rho"], shape, 0, 1)
+        self.adaptation = _per_neuron(parameters["adaptation"], shape, 0, None)
+        self.reset_to_zero = neuron.reset_mechanism == "zero"
         self.size = self.beta.size
         self.reset()
 
@@ -143,10 +146,12 @@ class RLeakyFrameStep(FrameStep):
     """snntorch.RLeaky: U = beta U[t-1] + I + W_rec(S[t-1]) - R thr (subtract) or (1 - R)(...) (zero)."""
 
     def __init__(self, neuron: RLeaky, shape: tuple[int, ...]):
-        self.beta = _per_neuron(neuron.beta, shape, 0, 1)
-        self.threshold = _per_neuron(neuron.threshold, shape)
-        self.reset_to_zero = neuron.rleaky.reset_mechanism == "zero"
-        self.recurrent, self.recurrent_bias, _ = affine_map(neuron.rleaky.recurrent, shape,
+        parameters = neuron.neuron_parameters()
+        self.beta = _per_neuron(parameters["beta"], shape, 0, 1)
+        self.threshold = _per_neuron(parameters["threshold"], shape)
+        self.reset_to_zero = neuron.reset_mechanism == "zero"
+        (recurrent,) = neuron.recurrent_synapses()
+        self.recurrent, self.recurrent_bias, _ = affine_map(recurrent, shape,
                                                             f"{type(neuron).__name__} recurrent weights")
         self.size = self.beta.size
         self.reset()
@@ -168,10 +173,11 @@ class SynapticFrameStep(FrameStep):
     """snntorch.Synaptic: Syn = alpha Syn[t-1] + I; U = beta U[t-1] + Syn - R thr (subtract) or (1 - R)(...) (zero)."""
 
     def __init__(self, neuron: Synaptic, shape: tuple[int, ...]):
-        self.alpha = _per_neuron(neuron.alpha, shape, 0, 1)
-        self.beta = _per_neuron(neuron.beta, shape, 0, 1)
-        self.threshold = _per_neuron(neuron.threshold, shape)
-        self.reset_to_zero = neuron.synaptic.reset_mechanism == "zero"
+        parameters = neuron.neuron_parameters()
+        self.alpha = _per_neuron(parameters["alpha"], shape, 0, 1)
+        self.beta = _per_neuron(parameters["beta"], shape, 0, 1)
+        self.threshold = _per_neuron(parameters["threshold"], shape)
+        self.reset_to_zero = neuron.reset_mechanism == "zero"
         self.size = self.beta.size
         self.reset()
 

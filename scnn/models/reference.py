@@ -1,10 +1,14 @@
-"""The reference code's execution: every layer at every time step, snntorch.Leaky with explicit state.
+"""The reference code's execution: every layer at every time step, each neuron stepped with its state.
 
 This is how the paper's public code runs a spiking CNN (one Python loop over T that
 calls every convolution, pooling, linear layer and neuron per step). It shares its
 parameters with a :class:`~scnn.models.SpecNet`, so the two can be compared on the
 same weights: tests check that the fast engine gives the same spikes, membranes and
 gradients, and ``benchmarks/bench_engine.py`` measures the speed-up against it.
+
+Neurons run through the neuron interface's single-step mode (``step`` after ``reset_net``), so
+any neuron works; for Leaky that is ``snntorch.Leaky`` called with the membrane of the previous
+step, exactly the reference code's loop.
 """
 
 from __future__ import annotations
@@ -29,18 +33,19 @@ class ReferenceNet(nn.Module):
     def forward(self, x: torch.Tensor) -> NetOutput:
         """x: static input ``[B, C, H, W]``; returns classifier spikes and membrane ``[T, B, classes]``."""
         blocks = self.model.blocks
-        membranes = [None] * len(blocks)
         spikes_out, membrane_out = [], []
-        for _ in range(self.num_steps):
-            h = x
-            for index, block in enumerate(blocks):
-                current = block.pool(block.synapse(block.dropout(h)))
-                if membranes[index] is None:
-                    membranes[index] = torch.zeros_like(current)
-                h, membranes[index] = block.activation.leaky(current, membranes[index])
-                h = h.to(current.dtype)  # snntorch's surrogates return float32 spikes; a no-op in float32
-            spikes_out.append(h)
-            membrane_out.append(membranes[-1])
+        reset_net(self.model)  # every neuron from rest (U[-1] = 0), as the multi-step forward
+        try:
+            for _ in range(self.num_steps):
+                h = x
+                for block in blocks:
+                    current = block.pool(block.synapse(block.dropout(h)))
+                    h, membrane = block.activation.step(current)
+                    h = h.to(current.dtype)  # snntorch's surrogates return float32 spikes; a no-op in float32
+                spikes_out.append(h)
+                membrane_out.append(membrane)
+        finally:
+            reset_net(self.model)  # leave no single-step state (nor its graph) behind in the shared model
         spikes, membrane = torch.stack(spikes_out), torch.stack(membrane_out)
         logits = membrane.sum(0) if self.model.config.readout == "membrane" else spikes.sum(0)
         return NetOutput(logits=logits, spikes=spikes, membrane=membrane)

@@ -57,7 +57,6 @@ class ALIF(SpikingNeuron):
         check_range("rho", rho, 0.0, 1.0)
         check_range("adaptation", adaptation, 0.0)
         self.reset_to_zero = reset_mechanism == "zero"
-        self.reset_mechanism = reset_mechanism
         self.slope = float(slope)
         self.spike_function = make_surrogate(surrogate, slope)
         for name, value, learn in (("beta", beta, learn_beta), ("threshold", threshold, learn_threshold),
@@ -70,6 +69,14 @@ class ALIF(SpikingNeuron):
         self.register_state("membrane")  # single-step state [B, ...]
         self.register_state("adaptation_state")
         self.register_state("spike")
+
+    @property
+    def reset_mechanism(self) -> str:
+        return "zero" if self.reset_to_zero else "subtract"
+
+    def neuron_parameters(self) -> dict[str, torch.Tensor]:
+        """beta, threshold (U_thr), rho (adaptation decay) and adaptation (b): its parameters or buffers."""
+        return {"beta": self.beta, "threshold": self.threshold, "rho": self.rho, "adaptation": self.adaptation}
 
     def _advance(self, current, membrane, adaptation, spike):
         """One step of the equations: (I[t], U[t-1], A[t-1], S[t-1]) -> (S[t], U[t], A[t])."""

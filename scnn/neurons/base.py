@@ -11,7 +11,11 @@ and the metrics talk to it through these methods and never reach into its inside
 * ``state`` (the single-step state tensors by name) and ``reset()``.
 * ``lif_parameters()``: for first-order LIF neurons, the numbers the engine's fused kernels,
   the quantised twin and the integer reference implement (None for any other neuron, which
-  then runs its own ``forward`` everywhere and is refused by the quantiser with a clear error).
+  then runs its own ``forward`` everywhere).
+* ``reset_mechanism`` ("subtract" or "zero") and ``neuron_parameters()`` (name -> the neuron's own
+  tensors: beta, threshold, and alpha, rho, adaptation where it has them): what the quantised twin,
+  the frame runner and the NIR export read. Each of those keeps a registry of neuron class -> its
+  twin, frame step or NIR writer; a neuron none of them registers is refused there with a clear error.
 * ``spike_function``: the surrogate spike function (Heaviside forward, surrogate backward).
 * ``snntorch_equivalent()``: the snntorch module that defines this neuron, if snntorch has one.
 * ``recurrent_synapses()``: connection layers inside the neuron (the metrics count their
@@ -126,6 +130,30 @@ class SpikingNeuron(nn.Module):
 
     def recurrent_synapses(self) -> list[nn.Module]:
         return []
+
+    # ------------------------------------------------------------------ what quantiser, exports, references read
+
+    @property
+    def reset_mechanism(self) -> str:
+        """What a spike does to the membrane: "subtract" (U -= threshold) or "zero" (RESET_MECHANISMS).
+
+        The default reads :meth:`lif_parameters`; a neuron that is not a plain LIF overrides this property
+        (NotImplementedError if it does neither)."""
+        parameters = self.lif_parameters()
+        if parameters is None:
+            raise NotImplementedError(f"{type(self).__name__} states no reset_mechanism")
+        return "zero" if parameters.reset_to_zero else "subtract"
+
+    def neuron_parameters(self) -> dict[str, torch.Tensor]:
+        """The neuron's own constants by name: the tensors it computes with (its parameters or buffers, not
+        copies), a scalar ``[]`` or one per channel ``[C, 1, ...]``, unclamped (ranges and clamps: the neuron's
+        docstring). LIF-family neurons have "beta" and "threshold"; Synaptic adds "alpha", ALIF "rho" and
+        "adaptation". Recurrent weights are :meth:`recurrent_synapses`. The default: beta and threshold of
+        :meth:`lif_parameters`, or nothing for a neuron that is not a plain LIF."""
+        parameters = self.lif_parameters()
+        if parameters is None:
+            return {}
+        return {"beta": parameters.beta, "threshold": parameters.threshold}
 
 
 def check_range(name: str, value, low: float | None = None, high: float | None = None,

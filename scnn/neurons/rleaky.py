@@ -84,6 +84,14 @@ class RLeaky(SpikingNeuron):
     def threshold(self) -> torch.Tensor:
         return self.rleaky.threshold
 
+    @property
+    def reset_mechanism(self) -> str:
+        return self.rleaky.reset_mechanism
+
+    def neuron_parameters(self) -> dict[str, torch.Tensor]:
+        """beta and threshold (snntorch's tensors); the recurrent weights are :meth:`recurrent_synapses`."""
+        return {"beta": self.rleaky.beta, "threshold": self.rleaky.threshold}
+
     def forward(self, current: torch.Tensor, return_membrane: bool = True,
                 overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current ``[T, B, ...]`` from a zero state -> (spikes, membranes) ``[T, B, ...]`` (membranes None

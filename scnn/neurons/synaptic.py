@@ -66,6 +66,14 @@ class Synaptic(SpikingNeuron):
     def threshold(self) -> torch.Tensor:
         return self.synaptic.threshold
 
+    @property
+    def reset_mechanism(self) -> str:
+        return self.synaptic.reset_mechanism
+
+    def neuron_parameters(self) -> dict[str, torch.Tensor]:
+        """alpha (synaptic current decay), beta and threshold (snntorch's tensors)."""
+        return {"alpha": self.synaptic.alpha, "beta": self.synaptic.beta, "threshold": self.synaptic.threshold}
+
     def forward(self, current: torch.Tensor, return_membrane: bool = True,
                 overwrite_current: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """current ``[T, B, ...]`` from a zero state -> (spikes, membranes) ``[T, B, ...]`` (membranes None

@@ -23,9 +23,10 @@ Data flow of a quantised spiking model (``e_*`` are base-2 exponents of scales):
 The recurrent (:class:`QuantRLeaky`: quantised recurrent weights, their current requantised on
 its own), second-order (:class:`QuantSynaptic`: a saturating synaptic-current state) and adaptive
 (:class:`QuantALIF`: a saturating threshold-increase state) neurons extend this update on the same
-grid; docs/integer_format.md gives each update order. Streaming models
-(:class:`~scnn.models.streaming.StreamingNet`) are quantised the same way: the input quantiser
-runs on the whole feature map, frame t feeds the (zero-padded) frequency convolution at step t.
+grid; docs/integer_format.md gives each update order. Each quantised neuron is registered for its
+float neuron's class (:func:`register_quant_neuron`) and reads it only through the neuron interface.
+Streaming models (:class:`~scnn.models.streaming.StreamingNet`) are quantised the same way: the input
+quantiser runs on the whole feature map, frame t feeds the (zero-padded) frequency convolution at step t.
 
 In training, rounding, flooring and saturation pass gradients straight through and the
 spike uses the float model's surrogate on ``(U - thr) * 2**e_u``. The ReLU control CNN
@@ -48,15 +49,35 @@ from torch import nn
 from scnn.models.outputs import NetOutput
 from scnn.models.registry import model_from_dict, model_to_dict
 from scnn.models.spec_net import SpecNet
+from scnn.neurons.alif import ALIF
 from scnn.neurons.base import SpikingNeuron
+from scnn.neurons.leaky import LIF
+from scnn.neurons.rleaky import RLeaky
+from scnn.neurons.synaptic import Synaptic
 from scnn.quant.config import QuantConfig
 from scnn.quant.quantizers import get_weight_quantizer
 
 MAX_LEAK_SHIFT = 15
 
+QUANT_NEURONS: dict[type, type] = {}
 
 
+def register_quant_neuron(neuron_class: type):
+    """Class decorator: the quantised twin of ``neuron_class`` (and of its subclasses), a :class:`QuantLIF`
+    subclass built as ``cls(neuron, config, layer)`` that reads the float neuron through the neuron interface
+    (``neuron_parameters()``, ``reset_mechanism``, ``recurrent_synapses()``, ``spike_function``)."""
 
+    def register(cls: type) -> type:
+        QUANT_NEURONS[neuron_class] = cls
+        return cls
+
+    return register
+
+
+def _float_neuron_constants(neuron: SpikingNeuron) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(beta, threshold, reset_to_zero) of a LIF-family float neuron, from the neuron interface."""
+    parameters = neuron.neuron_parameters()
+    return parameters["beta"], parameters["threshold"], neuron.reset_mechanism == "zero"
 
 
 # --------------------------------------------------------------------------- straight-through rounding
@@ -83,6 +104,7 @@ def leak_shift_for(beta: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- the quantised LIF
 
 
+@register_quant_neuron(LIF)
 class QuantLIF(nn.Module):
     """Integer-grid LIF (see the module docstring); beta and threshold fixed from the float neuron.
 
@@ -190,6 +212,7 @@ class QuantLIF(nn.Module):
         return torch.stack(spikes), torch.stack(membranes)
 
 
+@register_quant_neuron(RLeaky)
 class QuantRLeaky(QuantLIF):
     """Integer-grid recurrent LIF (:class:`scnn.neurons.RLeaky`): the recurrent synapse is quantised like
     every other synapse, its current requantised to the membrane grid on its own::
@@ -238,7 +261,7 @@ class QuantRLeaky(QuantLIF):
                 self.recurrent.bias.copy_(source.bias)
 
     def _float_constants(self, neuron, layer):
-        return neuron.beta, neuron.threshold, neuron.rleaky.reset_mechanism == "zero"
+        return _float_neuron_constants(neuron)
 
     def quant_v(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One-to-one weight: (V_int, exponent e_V) with V_int = clip(round(V / 2**e_V), +-(2**(b-1) - 1)) and
@@ -268,6 +291,7 @@ class QuantRLeaky(QuantLIF):
         return {"membrane": membrane, "spike": self._fire(membrane, self.threshold_int)}
 
 
+@register_quant_neuron(Synaptic)
 class QuantSynaptic(QuantLIF):
     """Integer-grid second-order LIF (:class:`scnn.neurons.Synaptic`): the synaptic current Syn and the
     membrane U share the state grid (unit 2**e_u, ``bits``, saturating), each with its own leak::
@@ -284,12 +308,12 @@ class QuantSynaptic(QuantLIF):
 
     def __init__(self, neuron: SpikingNeuron, config: QuantConfig, layer: str = "a layer"):
         super().__init__(neuron, config, layer)
-        alpha = neuron.alpha.detach().clone().float()
+        alpha = neuron.neuron_parameters()["alpha"].detach().clone().float()
         self.register_buffer("alpha_shift", leak_shift_for(alpha))
         self.register_buffer("alpha_multiplier", torch.round(alpha.clamp(0, 1) * 2 ** self.leak_bits))
 
     def _float_constants(self, neuron, layer):
-        return neuron.beta, neuron.threshold, neuron.synaptic.reset_mechanism == "zero"
+        return _float_neuron_constants(neuron)
 
     def initial_state(self, like):
         return {**super().initial_state(like), "synaptic": torch.zeros_like(like)}
@@ -306,6 +330,7 @@ class QuantSynaptic(QuantLIF):
         return {"membrane": membrane, "synaptic": synaptic, "spike": self._fire(membrane, self.threshold_int)}
 
 
+@register_quant_neuron(ALIF)
 class QuantALIF(QuantLIF):
     """Integer-grid adaptive LIF (:class:`scnn.neurons.ALIF`, Bellec et al. 2018). The adaptation is kept as
     the threshold increase Theta = b * A on the membrane grid (one quantised state, 0..state_max)::
@@ -325,14 +350,15 @@ class QuantALIF(QuantLIF):
 
     def __init__(self, neuron: SpikingNeuron, config: QuantConfig, layer: str = "a layer"):
         super().__init__(neuron, config, layer)
-        rho = neuron.rho.detach().clone().float()
+        parameters = neuron.neuron_parameters()
+        rho = parameters["rho"].detach().clone().float()
         self.register_buffer("rho_shift", leak_shift_for(rho))
         self.register_buffer("rho_multiplier", torch.round(rho.clamp(0, 1) * 2 ** self.leak_bits))
-        self.register_buffer("adaptation", neuron.adaptation.detach().clone().float().clamp(min=0))
+        self.register_buffer("adaptation", parameters["adaptation"].detach().clone().float().clamp(min=0))
         self.register_buffer("jump_int", torch.zeros_like(self.adaptation))
 
     def _float_constants(self, neuron, layer):
-        return neuron.beta, neuron.threshold, bool(neuron.reset_to_zero)
+        return _float_neuron_constants(neuron)
 
     def range_floor(self) -> float:
         """A fully adapted neuron's threshold thr + b must fit the grid too."""
@@ -362,20 +388,18 @@ class QuantALIF(QuantLIF):
 
 
 def quant_neuron(neuron: SpikingNeuron, config: QuantConfig, layer: str) -> QuantLIF:
-    """The integer-grid twin of a float neuron; ValueError naming ``layer`` for a neuron without one."""
-    from scnn.neurons.alif import ALIF
-    from scnn.neurons.rleaky import RLeaky
-    from scnn.neurons.synaptic import Synaptic
-
-    for float_type, quant_type in ((RLeaky, QuantRLeaky), (Synaptic, QuantSynaptic), (ALIF, QuantALIF)):
-        if isinstance(neuron, float_type):
-            quantized = quant_type(neuron, config, layer)
-            break
-    else:
+    """The integer-grid twin of a float neuron: the one registered (:func:`register_quant_neuron`) for its
+    class or nearest base class, else :class:`QuantLIF` for any neuron whose ``lif_parameters()`` is not None;
+    ValueError naming ``layer`` for a neuron without one."""
+    quant_type = next((QUANT_NEURONS[cls] for cls in type(neuron).__mro__ if cls in QUANT_NEURONS), None)
+    if quant_type is None:
         if neuron.lif_parameters() is None:
+            registered = ", ".join(sorted(getattr(cls, "neuron_name", cls.__name__) for cls in QUANT_NEURONS))
             raise ValueError(f"{layer}: cannot quantise neuron {type(neuron).__name__}: the quantised twin and the "
-                             "integer reference implement Leaky, RLeaky, Synaptic and ALIF")
-        quantized = QuantLIF(neuron, config, layer)
+                             f"integer reference implement the neurons {registered} (register_quant_neuron in "
+                             "scnn.quant.twin) and first-order LIFs (lif_parameters() not None)")
+        quant_type = QuantLIF
+    quantized = quant_type(neuron, config, layer)
     quantized.set_state_exponent(0)  # a unit until quantize() / calibrate() choose one
     return quantized
 

@@ -76,8 +76,10 @@ def record_sample(model: nn.Module, x: torch.Tensor) -> SampleDynamics:
     label_of = {layer.name: label for layer, label in zip(activity, labels)}
     spikes = {label_of[layer.name]: layer.activation_output[:, 0].flatten(1).cpu() for layer in activity}
     rates = {label_of[name]: rate.cpu() for name, rate in firing_rates(activity).items()}
-    thresholds = {label: float(block.activation.threshold.float().mean())
-                  for label, block in zip(labels, model.blocks) if isinstance(block.activation, SpikingNeuron)}
+    thresholds = {}  # a spiking layer's mean threshold, where its neuron has one
+    for label, block in zip(labels, model.blocks):
+        if isinstance(block.activation, SpikingNeuron) and "threshold" in block.activation.neuron_parameters():
+            thresholds[label] = float(block.activation.neuron_parameters()["threshold"].float().mean())
     readout = membranes if model.config.readout == "membrane" else spikes
     logits = readout[labels[-1]].sum(0)  # as SpecNet's readout: summed over steps
     return SampleDynamics(spikes, membranes, thresholds, rates, logits)
