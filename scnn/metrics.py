@@ -103,7 +103,7 @@ def dense_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
             per_layer[name] = int(by_module.get(f"model.{name}", 0))
     # The hoisted first layer ran once; the reference code runs it at every step too.
     first_layer_macs = next(iter(per_layer.values()), 0)
-    hoisted = is_spiking(model) and get_encoder(model.config.encoding).kind == "static"
+    hoisted = is_spiking(model) and model.input_kind == "static"
     per_step = total + (_num_steps(model) - 1) * first_layer_macs if hoisted else total
     return {"as_executed": total, "per_step": per_step, "flops_as_executed": 2 * total, "per_layer": per_layer}
 
@@ -142,7 +142,7 @@ def record_activity(model: nn.Module, x: torch.Tensor) -> list[LayerActivity]:
         if x.dim() == 4:  # encode here, so the first layer's recorded input is what it really sees
             x = get_encoder(model.config.encoding).encode(x, model.num_steps)
         output = model(x, record=True)
-        first_input = x if x.dim() == 4 or get_encoder(model.config.encoding).kind == "static" else x.flatten(0, 1)
+        first_input = x if x.dim() == 4 or model.input_kind == "static" else x.flatten(0, 1)
         inputs = [first_input] + [s.flatten(0, 1) for s in output.layer_spikes[:-1]]
         for index, (block, spikes) in enumerate(zip(model.blocks, output.layer_spikes)):
             activity.append(LayerActivity(f"blocks.{index}", connections[index], inputs[index], spikes,
@@ -320,7 +320,7 @@ def profile_model(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> P
     sparsity_counts = {}
     # The first layer of a directly encoded model runs once on its static input; NeuroBench counts it
     # at every step. A sequence-encoded model's first layer already sees T inputs: no repeat.
-    static_first = is_spiking(model) and get_encoder(model.config.encoding).kind == "static"
+    static_first = is_spiking(model) and model.input_kind == "static"
     steps = _num_steps(model) if static_first else 1
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size].to(device)

@@ -435,3 +435,215 @@ def test_exports_are_registered_and_chosen_by_name(tmp_path):
             QuantRunConfig(checkpoint="x.pt", exports=("integer", "nir_v9"))
     finally:
         EXPORTS.pop("shape_only")
+
+
+# --------------------------------------------------------------------------- input kinds through train()
+
+
+def test_a_spec_net_fed_frame_by_frame_trains_one_epoch_and_evaluates(tmp_path):
+    """model.encoding=frames through train(): the data stay static [N, 1, 32, 32]; the network sees one frame per
+    step, [T = 32, B, 1, 32, 1]; input_shape and num_classes come from the data (restating them is no change)."""
+    from tests.test_training import quick_config, synthetic_data
+    from scnn.train import evaluate
+
+    data = synthetic_data()
+    config = quick_config(epochs=1, model_overrides={"encoding": "frames", "input_shape": [1, 32, 32]})
+    results = train(config, DataConfig(), tmp_path / "run", progress=False, data=data)
+    model, checkpoint = load_trained_model(tmp_path / "run" / "best.pt")
+    assert checkpoint["model"]["config"]["input_shape"] == (1, 32, 32) and model.input_kind == "sequence"
+    with torch.no_grad():
+        output = model(data.test[0], record=True)
+    assert output.layer_spikes[0].shape[:2] == (32, len(data.test[1]))
+    assert evaluate(model, *data.test, num_classes=4)["accuracy"] == results["test_accuracy"]
+    with pytest.raises(ValueError, match=r"model.input_shape is set from the data \(\(1, 32, 32\)\), got"):
+        train(quick_config(model_overrides={"encoding": "frames", "input_shape": (1, 32, 1)}), DataConfig(),
+              tmp_path / "other", progress=False, data=data)
+    with pytest.raises(ValueError, match="static features need a sequence encoding"):  # refused before training
+        train(quick_config(model_overrides={"input_kind": "sequence"}), DataConfig(), tmp_path / "seq",
+              progress=False, data=data)
+    assert not (tmp_path / "seq" / "last.pt").exists()
+
+
+def test_model_b_config_with_frames_override_trains_through_the_run_config(tmp_path, toy_dataset):
+    """``scnn train --config configs/fsdd_model_b.yaml model.encoding=frames``, on the toy dataset, one epoch."""
+    from scnn.train import load_run_config
+
+    config = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "fsdd_model_b.yaml",
+                             ["model.encoding=frames", "train.epochs=1", "train.threads=1", f"data.dataset={toy_dataset}",
+                              f"data.cache_dir={tmp_path / 'cache'}"])
+    results = train(config.train, config.data, tmp_path / "run", progress=False)
+    assert results["run_config"]["model"]["encoding"] == "frames"
+    evaluation = evaluate_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "eval", progress=False)
+    assert evaluation["test_accuracy"] == results["test_accuracy"]
+    model, _ = load_trained_model(tmp_path / "run" / "best.pt")
+    frames = model.config.input_shape[-1]
+    assert model.num_steps == frames and model.blocks[0].synapse.kernel_size == (3, 1)
+
+
+# --------------------------------------------------------------------------- the neuron interface, kept
+
+
+ROOT = PACKAGE.parent
+BUILT_IN_NEURONS = ("leaky", "rleaky", "synaptic", "alif")
+
+
+def neuron_internal_names() -> set[str]:
+    """The names of a built-in neuron's insides: its child modules (the snntorch neuron inside Leaky, RLeaky and
+    Synaptic) and the constants it has beyond a first-order LIF's (Synaptic's alpha, ALIF's rho and adaptation;
+    the interface hands them out by ``neuron_parameters()``)."""
+    from scnn.neurons import LifParameters
+
+    names = set()
+    for name in BUILT_IN_NEURONS:
+        neuron_class = NEURONS[name]
+        neuron = neuron_class(size=4) if neuron_class.takes_layer_size else neuron_class()
+        names |= {child for child, _ in neuron.named_children()}
+        names |= set(neuron.neuron_parameters()) - set(LifParameters.__dataclass_fields__)
+    return names
+
+
+def neuron_internal_reads(source: str, internals: set[str]) -> list[tuple[int, str]]:
+    """(line, what) for each place ``source`` reaches into a neuron: an attribute named in ``internals`` on
+    anything but ``self`` (a class's own attribute of the same name is its own business), or
+    getattr/hasattr/setattr/delattr of such a name, given as a constant or as a loop variable over a literal that
+    holds one (``getattr(neuron, name) for name in ("leaky", "rleaky")``)."""
+    tree = ast.parse(source)
+    loop_names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.target, ast.Name) \
+                and isinstance(node.iter, (ast.Tuple, ast.List, ast.Set)) \
+                and any(isinstance(item, ast.Constant) and item.value in internals for item in node.iter.elts):
+            loop_names.add(node.target.id)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in internals \
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+            found.append((node.lineno, f".{node.attr}"))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) >= 2 \
+                and node.func.id in ("getattr", "hasattr", "setattr", "delattr"):
+            name = node.args[1]
+            if (isinstance(name, ast.Constant) and name.value in internals) or \
+                    (isinstance(name, ast.Name) and name.id in loop_names):
+                found.append((node.lineno, f"{node.func.id}(..., {ast.unparse(name)})"))
+    return sorted(found)
+
+
+def test_nothing_outside_the_neurons_reaches_into_a_neuron():
+    """The engine, models, quantiser, integer reference, exports, metrics and scripts use the neuron interface
+    (neuron_parameters(), reset_mechanism, step, recurrent_synapses(), ...), never a neuron's insides."""
+    internals = neuron_internal_names()
+    assert {"leaky", "rleaky", "synaptic", "alpha", "rho", "adaptation"} <= internals
+    reads = []
+    for folder in ("scnn", "experiments", "sweeps"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if PACKAGE / "neurons" not in path.parents:
+                reads += [f"{path.relative_to(ROOT)}:{line} {what}"
+                          for line, what in neuron_internal_reads(path.read_text(), internals)]
+    assert not reads, "code outside scnn/neurons reaches into neurons:\n" + "\n".join(reads)
+
+
+def test_the_internals_scan_finds_what_the_interface_replaced():
+    """The scan flags the reads the neuron interface replaced (each was in scnn before it) and not a class's own
+    attributes, a neuron's interface or the neuron names."""
+    internals = {"leaky", "rleaky", "synaptic", "alpha", "rho", "adaptation"}
+    old = '''
+h, membranes[i] = block.activation.leaky(current, membranes[i])
+reset_to_zero = neuron.rleaky.reset_mechanism == "zero"
+alpha = neuron.alpha.detach()
+self.register_buffer("adaptation", neuron.adaptation.clamp(min=0))
+core = next(getattr(neuron, name) for name in ("leaky", "rleaky", "synaptic") if hasattr(neuron, name))
+recurrent = hasattr(neuron, "rleaky")
+'''
+    assert [line for line, _ in neuron_internal_reads(old, internals)] == [2, 3, 4, 5, 6, 6, 7]
+    fine = '''
+self.synaptic = self.alpha * self.synaptic + current
+parameters = neuron.neuron_parameters(); alpha = parameters["alpha"]
+zero = neuron.reset_mechanism == "zero"; (recurrent,) = neuron.recurrent_synapses()
+model = create_model("streaming", neuron="synaptic", conv_neuron="rleaky")
+for name in ("leaky", "rleaky"):
+    print(name)
+'''
+    assert neuron_internal_reads(fine, internals) == []
+
+
+def _watch_neuron_reads(monkeypatch) -> list[str]:
+    """Record every attribute of a neuron that code in scnn outside scnn/neurons reads and that is not the
+    neuron interface (SpikingNeuron's members, nn.Module's, ``spike_function``, ``neuron_name``)."""
+    import sys
+
+    public = set(dir(SpikingNeuron)) | set(vars(torch.nn.Module())) | {"spike_function", "neuron_name"}
+    package, neurons = str(PACKAGE), str(PACKAGE / "neurons")
+    reads = []
+
+    def getattribute(self, name):
+        caller = sys._getframe(1)
+        path = caller.f_code.co_filename
+        if name not in public and path.startswith(package) and not path.startswith(neurons):
+            reads.append(f"{Path(path).relative_to(ROOT)}:{caller.f_lineno} {type(self).__name__}.{name}")
+        return object.__getattribute__(self, name)
+
+    monkeypatch.setattr(SpikingNeuron, "__getattribute__", getattribute)
+    return reads
+
+
+@pytest.mark.parametrize("neuron", BUILT_IN_NEURONS)
+def test_models_engine_quantiser_exports_and_metrics_read_neurons_only_through_the_interface(neuron, monkeypatch):
+    """Run every consumer of a neuron on each built-in neuron while recording the neuron's attributes that code
+    outside scnn/neurons reads: only the interface may be read."""
+    from scnn.interop.nir import export_nir, import_nir
+    from scnn.metrics import profile_model, snntorch_sequential
+    from scnn.models import create_model
+    from scnn.models.frame_runner import FrameRunner
+    from scnn.models.reference import ReferenceNet
+    from scnn.neurons import reset_net
+    from scnn.quant import quantize
+
+    torch.manual_seed(0)
+    spec = create_model("4C3-16FC-3FC", neuron=neuron, num_steps=3, input_shape=(1, 8, 8)).eval()
+    streaming = create_model("streaming", neuron=neuron, hidden=(8, 6)).eval()
+    x = torch.randn(2, 1, 8, 8) * 3
+    reads = _watch_neuron_reads(monkeypatch)
+    with torch.no_grad():
+        expected = spec(x, record=True)
+        reference = ReferenceNet(spec)(x)
+        reset_net(spec)
+        spec.step(x)
+        streaming(torch.randn(2, 1, 20, 5))
+        reset_net(streaming)
+        streaming.step(torch.randn(1, 1, 20))
+        FrameRunner(streaming)
+        quantize(spec)(x)
+        profile_model(spec, x)
+        if neuron != "alif":  # NIR cannot express ALIF (tests/test_nir_neurons.py); snntorch has no ALIF
+            import_nir(export_nir(spec))
+            snntorch_sequential(spec)
+    assert torch.equal(reference.spikes, expected.spikes)  # the reference net runs every neuron (step)
+    assert not reads, "neuron insides read from outside scnn/neurons:\n" + "\n".join(sorted(set(reads)))
+
+
+def test_each_built_in_neuron_names_its_twin_frame_step_and_nir_writer():
+    """One registration per consumer, keyed by the neuron's class; a subclass gets its base class's (nearest
+    first), and a new registration for the subclass takes over."""
+    from scnn.interop.nir import NIR_NEURONS
+    from scnn.models.frame_runner import FRAME_STEPS
+    from scnn.neurons import Leaky
+    from scnn.quant.twin import QUANT_NEURONS, QuantLIF, quant_neuron, register_quant_neuron
+    from scnn.quant import QuantConfig
+
+    for name in BUILT_IN_NEURONS:
+        assert NEURONS[name] in QUANT_NEURONS and NEURONS[name] in FRAME_STEPS and NEURONS[name] in NIR_NEURONS
+
+    class QuieterLeaky(Leaky):
+        pass
+
+    assert type(quant_neuron(QuieterLeaky(), QuantConfig(), "layer 0")) is QuantLIF
+
+    class QuantQuieterLeaky(QuantLIF):
+        pass
+
+    register_quant_neuron(QuieterLeaky)(QuantQuieterLeaky)
+    try:
+        assert type(quant_neuron(QuieterLeaky(), QuantConfig(), "layer 0")) is QuantQuieterLeaky
+        assert type(quant_neuron(Leaky(), QuantConfig(), "layer 0")) is QuantLIF
+    finally:
+        QUANT_NEURONS.pop(QuieterLeaky)

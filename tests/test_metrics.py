@@ -108,3 +108,16 @@ def test_profile_model_hoisting_convention(fsdd_batch):
     assert profile.synaptic_operations["dense"] == profile.dense_macs["as_executed"]
     assert 0.0 < profile.activation_sparsity["overall"] < 1.0 and profile.num_samples == 20
     assert profile.membrane_updates == 4 * (6 * 30 * 30 + 128 + 10)
+
+
+def test_a_model_fed_a_sequence_records_its_first_input_per_step():
+    """Only under static input does the first layer run once: a model given a sequence ([T, B, C, H, W],
+    ``input_kind="sequence"``, direct encoding) runs it at every step, and the first layer's recorded input
+    (what SynOps count) is the whole sequence, time folded into the batch."""
+    from scnn.metrics import record_activity
+
+    torch.manual_seed(0)
+    sequence = create_model("model_b", num_steps=4, input_kind="sequence")
+    assert sequence.input_kind == "sequence" and create_model("model_b").input_kind == "static"
+    first = record_activity(sequence, torch.randn(4, 2, 1, 32, 32))[0]
+    assert first.synapse_input.shape == (8, 1, 32, 32)

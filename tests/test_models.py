@@ -115,3 +115,86 @@ def test_gradients_flow_through_surrogate():
     model(torch.randn(4, 1, 32, 32) * 3).logits.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
     assert model.blocks[0].synapse.weight.grad.abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- input kinds
+
+
+def test_every_model_family_states_its_input_kind():
+    from scnn.features.encoders import INPUT_KINDS, get_encoder
+    from scnn.models import MODEL_FAMILIES, list_models, register_family
+
+    for family, (_, builder) in MODEL_FAMILIES.items():
+        assert hasattr(builder, "input_kind") and hasattr(builder, "encoding"), family
+    for name in list_models():
+        model = create_model(name)
+        assert model.input_kind in INPUT_KINDS and get_encoder(model.encoding).name == model.encoding, name
+    kinds = {name: create_model(name).input_kind for name in ("model_b", "control_cnn", "ssm_small", "streaming")}
+    assert kinds == {"model_b": "static", "control_cnn": "static", "ssm_small": "sequence", "streaming": "sequence"}
+    for overrides in ({"encoding": "frames"}, {"encoding": "rate"}, {"encoding": "delta"}, {"input_kind": "sequence"}):
+        assert create_model("model_b", **overrides).input_kind == "sequence", overrides
+
+    class Silent(torch.nn.Module):
+        def __init__(self, config):
+            super().__init__()
+
+    with pytest.raises(TypeError, match="model family 'silent': Silent states no input_kind"):
+        register_family("silent", dict, Silent)
+    assert "silent" not in MODEL_FAMILIES
+
+
+def test_frames_encoding_feeds_one_frame_per_step():
+    """model.encoding=frames: prepared features [B, C, F, W] reach the network as [T=W, B, C, F, 1]; the
+    layers are built on one frame (a 3x3 kernel is 3x1) and static features or their frames give the same."""
+    from scnn.features.encoders import model_input
+
+    torch.manual_seed(0)
+    model = create_model("model_b", encoding="frames", num_classes=4)
+    assert model.input_kind == "sequence" and model.num_steps == 32 and model.step_shape == (1, 32, 1)
+    assert model.blocks[0].synapse.kernel_size == (3, 1)
+    assert count_parameters(model) == (6 * 3 + 6) + (6 * 30 * 128 + 128) + (128 * 4 + 4)
+    x = torch.randn(5, 1, 32, 32) * 3
+    sequence = model_input(model, x)
+    assert sequence.shape == (32, 5, 1, 32, 1)
+    seen = []
+    hook = model.blocks[0].activation.register_forward_hook(lambda module, args, out: seen.append(args[0].shape))
+    output = model(x, record=True)
+    hook.remove()
+    assert seen == [(32, 5, 6, 30, 1)] and output.spikes.shape == (32, 5, 4) and output.layer_spikes[0].sum() > 0
+    assert torch.equal(model(sequence).logits, output.logits)
+    with torch.no_grad():  # the inference paths too
+        assert torch.allclose(model.eval()(x).logits, output.logits, atol=1e-4)
+    pooled = create_model("6C3-P2-16C3-32FC-4FC", encoding="frames")
+    assert pooled.blocks[0].pool.kernel_size == (2, 1) and pooled(x).logits.shape == (5, 4)
+
+
+@pytest.mark.parametrize("encoding", ["frames", "delta"])
+def test_frames_are_causal(encoding):
+    """Changing a later frame changes no earlier output: the readout membrane of every earlier step stays."""
+    torch.manual_seed(0)
+    model = create_model("6C3-P2-16C3-32FC-4FC", encoding=encoding, beta=0.9, threshold=0.5).eval()
+    x = torch.randn(3, 1, 32, 32) * 3
+    later = x.clone()
+    later[..., 20:] = torch.randn(3, 1, 32, 12) * 3
+    with torch.no_grad():
+        before, after = model(x).membrane, model(later).membrane
+    assert torch.equal(before[:20], after[:20]) and not torch.equal(before[20:], after[20:])
+
+
+def test_the_ssm_takes_its_features_or_their_frames():
+    from scnn.features.encoders import frames
+
+    torch.manual_seed(0)
+    model = create_model("ssm_tiny", num_classes=4).eval()
+    x = torch.randn(3, 1, 32, 32)
+    assert model.input_kind == "sequence" and model.encoding == "frames"
+    assert torch.equal(model(frames(x, 0)).logits, model(x).logits)
+
+
+def test_a_sequence_model_without_a_sequence_encoding_refuses_static_features():
+    model = create_model("model_b", input_kind="sequence", num_steps=4)
+    with pytest.raises(ValueError, match=r"input_kind 'sequence' takes \[T, B, C, H, W\], got \(2, 1, 32, 32\); "
+                                         r"static features need a sequence encoding \(encoding=frames"):
+        model(torch.zeros(2, 1, 32, 32))
+    framed = create_model("model_b", input_kind="sequence", encoding="frames")
+    assert framed(torch.randn(2, 1, 32, 32)).spikes.shape == (32, 2, 10)

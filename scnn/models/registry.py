@@ -1,6 +1,11 @@
 """Models by name (timm's shape): families register a config dataclass and a builder, presets
 register default values of a family. This module imports no model; ``scnn.models`` imports
 the families, which register themselves.
+
+Every family states the kind of input its models take (``input_kind``: "static" ``[B, C, ...]``,
+the same at every step, or "sequence" ``[T, B, ...]``, one input per step; a class attribute, or a
+property when it depends on the config) and the encoder that turns prepared static features into
+it (``encoding``, :mod:`scnn.features.encoders`); registration and :func:`build_model` check it.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from dataclasses import asdict, fields
 from typing import Callable
 
 from torch import nn
+
+from scnn.features.encoders import INPUT_KINDS
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -40,7 +47,12 @@ def register_model(name: str, family: str, **defaults) -> None:
 
 
 def register_family(family: str, config_class: type, builder: Callable) -> None:
-    """Register a model family: its config dataclass and a builder taking that config."""
+    """Register a model family: its config dataclass and a builder taking that config (a model class
+    that states ``input_kind`` and ``encoding``, see the module docstring)."""
+    for name in ("input_kind", "encoding"):
+        if not hasattr(builder, name):
+            raise TypeError(f"model family {family!r}: {getattr(builder, '__name__', builder)} states no {name}; "
+                            f"give it one (input_kind: one of {INPUT_KINDS}; encoding: a registered encoder)")
     MODEL_FAMILIES[family] = (config_class, builder)
 
 
@@ -87,6 +99,8 @@ def create_model(name: str, **overrides) -> nn.Module:
 def build_model(family: str, config) -> nn.Module:
     _, builder = MODEL_FAMILIES[family]
     model = builder(config)
+    if model.input_kind not in INPUT_KINDS:
+        raise TypeError(f"model family {family!r}: input_kind must be one of {INPUT_KINDS}, got {model.input_kind!r}")
     model.family = family
     return model
 

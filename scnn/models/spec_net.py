@@ -13,9 +13,16 @@ ReLU in the control CNN; max pooling and ReLU commute, so their order does not
 matter there). In a spiking model every block, the classifier included, ends in a
 LIF, and the classifier's membrane and spikes are the readout.
 
-Data flow of a spiking model (multi-step)::
+Inputs (the model states its kind, :attr:`SpecNet.input_kind`): prepared features ``[B, C, H, W]``
+go through the config's ``encoding`` (:mod:`scnn.features.encoders`): "direct" keeps them static, the
+same input at every one of ``num_steps`` steps; "frames" (and "delta") make a sequence of the W
+feature frames, each ``[C, H, 1]``, and the layers are built on one frame (a kxk convolution or
+pooling is then k x 1: a frame has no width); "rate" draws a sequence. A sequence ``[T, B, C, H, W]``
+may also be given as it is (``input_kind="sequence"``: event bins, or anything made per step).
 
-    x [B, C, H, W] (static, direct encoding)  or  x [T, B, C, H, W]
+Data flow of a spiking model (multi-step), run by :func:`scnn.engine.network.run_blocks`::
+
+    x [B, C, H, W] (static, direct encoding)  or  x [T, B, C, H, W] (sequence)
       first block's synapse runs once on the static input -> current [B, ...]
       first LIF sees the same current at every step       -> spikes [T, B, ...]
       later synapses run on [T*B, ...] (time folded into the batch)
@@ -26,14 +33,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
-from scnn.engine import policy as engine
+from scnn.engine.network import run_blocks
 from scnn.engine.synapses import spike_synapse
-from scnn.features.encoders import get_encoder
+from scnn.features.encoders import INPUT_KINDS, get_encoder, model_input
 from scnn.models.outputs import NetOutput
 from scnn.models.registry import register_family, register_model
 from scnn.neurons.base import NEURONS, SpikingNeuron, create_neuron
@@ -87,15 +93,13 @@ def parse_spec(spec: str) -> list[LayerSpec]:
 
 # --------------------------------------------------------------------------- config
 
-INPUT_KINDS = ("static", "sequence")
-
-
 @dataclass
 class SpecNetConfig:
     """Everything needed to rebuild a spec model (saved inside every checkpoint).
 
     spec: layer string; spiking: LIF after every layer (else ReLU, no time steps).
-    input_shape: (channels, rows, frames) of one sample.
+    input_shape: (channels, rows, frames) of one sample (of the prepared features; for a per-frame
+        encoding such as "frames" also accepted as one frame, (channels, rows, 1)).
     num_steps: time steps T; beta, threshold: LIF leak and threshold;
     surrogate, surrogate_slope: spike surrogate gradient; reset_mechanism: "subtract" | "zero";
     learn_beta, learn_threshold: train them; per_channel_beta: one beta per channel;
@@ -108,7 +112,8 @@ class SpecNetConfig:
         (``[T, B, C, H, W]``, one input per step: feature frames or event bins; T comes from the input).
     encoding: for static input, the registered encoder (:mod:`scnn.features.encoders`) that turns it
         into what the neurons see: "direct" (the same input at each of the ``num_steps`` steps, the
-        first synapse runs once) or a sequence encoder such as "rate".
+        first synapse runs once) or a sequence encoder: "rate", or "frames" / "delta" (step t sees
+        feature frame t; T is the number of frames, ``num_steps`` is not used).
     """
 
     spec: str
@@ -174,11 +179,13 @@ class Block(nn.Module):
         return self.current(spikes)
 
 
-def _fold(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Apply a stateless layer to ``[T, B, ...]`` in one call by folding T into the batch."""
-    steps, batch = x.shape[:2]
-    y = function(x.reshape(steps * batch, *x.shape[2:]))
-    return y.reshape(steps, batch, *y.shape[1:])
+def _window(size: int, flat: tuple[bool, bool]) -> int | tuple[int, int]:
+    """A size x size kernel or pooling window, one wide along an axis the input has not (``flat``)."""
+    return size if not any(flat) else (1 if flat[0] else size, 1 if flat[1] else size)
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 class SpecNet(nn.Module):
@@ -187,7 +194,9 @@ class SpecNet(nn.Module):
     def __init__(self, config: SpecNetConfig):
         super().__init__()
         self.config = config
-        channels, height, width = config.input_shape
+        channels, height, width = self.step_shape
+        # A frame [C, F, 1] (or any input one wide) has nothing to slide over along that axis.
+        flat = (height == 1, width == 1)
         self.blocks = nn.ModuleList()
         layers = parse_spec(config.spec)
         if config.num_classes is not None:
@@ -198,12 +207,14 @@ class SpecNet(nn.Module):
             layer = layers[index]
             pool = None
             if index + 1 < len(layers) and layers[index + 1].kind == "pool":
-                pool = nn.MaxPool2d(layers[index + 1].kernel)
+                pool = nn.MaxPool2d(_window(layers[index + 1].kernel, flat))
             if layer.kind == "conv":
-                synapse = nn.Conv2d(channels, layer.size, layer.kernel)
-                channels, height, width = layer.size, height - layer.kernel + 1, width - layer.kernel + 1
+                kernel = _pair(_window(layer.kernel, flat))
+                synapse = nn.Conv2d(channels, layer.size, _window(layer.kernel, flat))
+                channels, height, width = layer.size, height - kernel[0] + 1, width - kernel[1] + 1
                 if pool is not None:
-                    height, width = height // pool.kernel_size, width // pool.kernel_size
+                    pool_size = _pair(pool.kernel_size)
+                    height, width = height // pool_size[0], width // pool_size[1]
                 if height < 1 or width < 1:
                     raise ValueError(f"spec {config.spec!r}: feature map vanishes on input {config.input_shape}")
                 activation = self._activation(num_channels=channels, channel_dims=2)
@@ -236,55 +247,41 @@ class SpecNet(nn.Module):
 
     @property
     def num_steps(self) -> int:
-        return self.config.num_steps if self.config.spiking else 1
+        """Steps per sample: ``num_steps``, or the number of frames of a per-frame encoding (1: not spiking)."""
+        if not self.config.spiking:
+            return 1
+        frames = self.config.input_shape[-1]
+        return frames if get_encoder(self.encoding).per_frame and frames > 1 else self.config.num_steps
+
+    @property
+    def step_shape(self) -> tuple[int, int, int]:
+        """What one step of the network sees: ``input_shape``, or one frame of it for a per-frame encoding."""
+        return get_encoder(self.encoding).step_shape(self.config.input_shape)
+
+    @property
+    def input_kind(self) -> str:
+        """"static" (the same input at every step: direct encoding) or "sequence" (``[T, B, ...]``, one input
+        per step: given so (``input_kind="sequence"``) or made by a sequence encoding from static features)."""
+        if self.config.input_kind == "sequence" or get_encoder(self.encoding).kind == "sequence":
+            return "sequence"
+        return "static"
+
+    @property
+    def encoding(self) -> str:
+        """The encoder of static features (:mod:`scnn.features.encoders`); "direct" for the ReLU control CNN."""
+        return self.config.encoding if self.config.spiking else "direct"
 
     def forward(self, x: torch.Tensor, record: bool = False) -> NetOutput:
-        """x: static ``[B, C, H, W]`` (direct encoding, repeated over ``num_steps``) or ``[T, B, C, H, W]``."""
-        if self.config.input_kind == "sequence" and x.dim() != 5:
-            raise ValueError(f"{self.config.spec}: input_kind 'sequence' takes [T, B, C, H, W], got {tuple(x.shape)}")
+        """x: prepared features ``[B, C, H, W]`` (turned into the network's input by the encoding) or a
+        sequence ``[T, B, C, H, W]``. The network: every block's synapse feeding its neuron, in order."""
+        x = model_input(self, x)
         if not self.config.spiking:
             for block in self.blocks:
                 x = block.activation(block.current(x))
             return NetOutput(logits=x)
-        if x.dim() == 4:
-            x = get_encoder(self.config.encoding).encode(x, self.num_steps)
-
-        layer_spikes, last = [], len(self.blocks) - 1
-        current = None  # set when the previous block's fused kernel already computed this block's current
-        for position, block in enumerate(self.blocks):
-            if current is None and position == 0 and x.dim() == 4:
-                # Static input: the first synapse gives the same current at every step; run it once.
-                static = block.current(x)
-                if (not record and position < last
-                        and engine.grouped_training_applies(block.activation, static, self.num_steps, self.blocks[1])):
-                    # Training: the first LIF and the dense layer after it as one grouped product.
-                    current = engine.static_lif_into_dense_training(block.activation, static, self.num_steps,
-                                                                    self.blocks[1])
-                    continue
-                current = static.unsqueeze(0).expand(self.num_steps, *static.shape)
-            elif current is None:
-                current = self._current(position, block, x)
-            if not record and position < last:
-                # Inference: this LIF fused with the next dense layer (scnn.engine), when that applies.
-                spikes, next_current = engine.lif_into_dense(block.activation, current, self.blocks[position + 1])
-                if spikes is not None or next_current is not None:
-                    x, current = spikes, next_current
-                    continue
-            # Hidden membranes are only returned when recording (dynamics hooks read them). A
-            # synapse's output is read by nobody but the LIF, which may keep its membranes in it.
-            scratch = torch.is_grad_enabled() and (position > 0 or x.dim() == 5) and not engine.observed(block)
-            x, membrane = block.activation(current, return_membrane=record or position == last,
-                                           overwrite_current=scratch)
-            current = None
-            if record:
-                layer_spikes.append(x)
-        return self._readout(x, membrane, layer_spikes)
-
-    def _current(self, position: int, block: Block, x: torch.Tensor) -> torch.Tensor:
-        """Input current ``[T, B, ...]`` of block ``position`` from its input x ``[T, B, ...]``."""
-        if position == 0:
-            return _fold(block.current, x)  # time-varying input [T, B, ...]: not spikes
-        return _fold(block.spike_current, x)
+        static = x.dim() == 4  # direct encoding: the same input at every step
+        spikes, membrane, layer_spikes = run_blocks(self.blocks, x, self.num_steps if static else None, record)
+        return self._readout(spikes, membrane, layer_spikes)
 
     def _readout(self, spikes: torch.Tensor, membrane: torch.Tensor, layer_spikes: list) -> NetOutput:
         logits = membrane.sum(0) if self.config.readout == "membrane" else spikes.sum(0)
@@ -303,11 +300,6 @@ class SpecNet(nn.Module):
             x_t, membrane = block.activation.step(block.current(x_t))
         logits = membrane if self.config.readout == "membrane" else x_t
         return NetOutput(logits=logits, spikes=x_t.unsqueeze(0), membrane=membrane.unsqueeze(0))
-
-    @property
-    def input_kind(self) -> str:
-        """"static" or "sequence": the input this model takes (see :class:`SpecNetConfig`)."""
-        return self.config.input_kind
 
     def neurons(self) -> list[SpikingNeuron]:
         """Every block's neuron, in order (empty for the ReLU control CNN)."""

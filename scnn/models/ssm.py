@@ -191,9 +191,14 @@ class SSMConfig:
 class SSMClassifier(nn.Module):
     """Encoder (linear per step) -> SSM blocks -> mean over time -> linear classifier.
 
-    Input ``[B, 1, rows, frames]`` (the trainer's feature layout) is read as a sequence of
-    ``frames`` steps with ``rows`` features. Output: NetOutput with logits ``[B, classes]``.
+    Its input kind is "sequence", frame by frame: prepared features ``[B, 1, rows, frames]`` (the
+    trainer's layout) are read as ``frames`` steps of ``rows`` features (the "frames" encoding, done
+    here as one transpose), and frames ``[T, B, 1, rows, 1]`` are taken as they are.
+    Output: NetOutput with logits ``[B, classes]``.
     """
+
+    input_kind = "sequence"
+    encoding = "frames"
 
     def __init__(self, config: SSMConfig):
         super().__init__()
@@ -206,7 +211,15 @@ class SSMClassifier(nn.Module):
         self.decoder = nn.Linear(config.features, config.num_classes)
         self._sum, self._count = None, 0
 
+    @property
+    def num_steps(self) -> int:
+        """Input steps per sample: one per frame."""
+        return self.config.input_shape[2]
+
     def forward(self, x: torch.Tensor, record: bool = False) -> NetOutput:
+        """x: features ``[B, 1, rows, frames]`` or frames ``[T, B, 1, rows, 1]``."""
+        if x.dim() == 5:
+            x = x.squeeze(-1).permute(1, 2, 3, 0)                # frames -> [B, 1, rows, T]
         h = self.encoder(x.squeeze(1).transpose(1, 2))          # [B, frames, H]
         for block in self.blocks:
             h = block(h)

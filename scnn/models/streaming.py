@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from scnn.engine.column_conv import column_conv, column_conv_applies
-from scnn.engine.policy import fast_inference_applies, observed
-from scnn.features.encoders import get_encoder
+from scnn.engine.network import sequence_current
+from scnn.features.encoders import model_input
 from scnn.models.outputs import NetOutput
 from scnn.models.registry import register_family, register_model
 from scnn.models.spec_net import Block
@@ -126,29 +125,22 @@ class StreamingNet(nn.Module):
         """Steps per sample: one per frame."""
         return self.config.input_shape[2]
 
+    input_kind = "sequence"  # one feature frame [1, F, 1] per step: [T, B, 1, F, 1]
+
     @property
-    def input_kind(self) -> str:
-        return "static"  # fed [B, 1, F, W] feature maps, encoded frame by frame here
+    def encoding(self) -> str:
+        return self.config.encoding  # "frames": prepared features [B, 1, F, W] -> [W, B, 1, F, 1]
 
     def forward(self, x: torch.Tensor, record: bool = False) -> NetOutput:
         """x: features ``[B, 1, F, W]`` or frames ``[T, B, 1, F, 1]`` -> NetOutput with the per-frame
         readout membrane ``[T, B, classes]`` and logits (its sum over frames) ``[B, classes]``."""
-        if x.dim() == 4:
-            x = get_encoder(self.config.encoding).encode(x, self.num_steps)
+        x = model_input(self, x)
         if x.dim() != 5:
             raise ValueError(f"streaming model takes [B, 1, F, W] or [T, B, 1, F, 1], got {tuple(x.shape)}")
         layer_spikes, last = [], len(self.blocks) - 1
         membrane = None
-        for position, block in enumerate(self.blocks):
-            steps, batch = x.shape[:2]
-            synapse = block.current if position == 0 else block.spike_current
-            folded = x.reshape(steps * batch, *x.shape[2:])
-            if position == 0 and fast_inference_applies(folded) and column_conv_applies(block.synapse, folded) \
-                    and not observed(block):
-                current = column_conv(block.synapse, folded)  # inference: the frequency convolution as one product
-            else:
-                current = synapse(folded)
-            current = current.reshape(steps, batch, *current.shape[1:])
+        for position, block in enumerate(self.blocks):  # synapse (scnn.engine picks its path) -> neuron
+            current = sequence_current(block, x, first=position == 0)
             x, membrane = block.activation(current, return_membrane=record or position == last)
             if record:
                 layer_spikes.append(x)

@@ -23,6 +23,7 @@ from torch import nn
 from scnn.train.run_config import RunConfig
 from scnn.data.prepare import DataConfig, PreparedData, compare_test_sets, prepare_data
 from scnn.features.augment import augment_batch
+from scnn.features.encoders import model_encoder
 from scnn.features.mfcc import FeatureConfig
 from scnn.features.wave_augment import mixup_batch
 from scnn.features.normalize import Normalizer
@@ -225,6 +226,22 @@ def train(train_config: TrainConfig, data_config: DataConfig, out_dir: str | Pat
                                 stop_after_epochs, data, epoch_callback, overwrite, extend_epochs)
 
 
+def model_for_data(name: str, overrides: dict, data: PreparedData) -> nn.Module:
+    """Model ``name`` with ``overrides``, built for the prepared data: ``input_shape`` and ``num_classes`` come
+    from the data (an override may restate them, not change them), and the model must take the data's static
+    features ``[B, C, F, W]``: a model whose input kind is "sequence" through a sequence encoding (e.g.
+    ``model.encoding=frames``, one feature frame per step; :func:`scnn.features.encoders.model_input`)."""
+    derived = {"input_shape": tuple(data.input_shape), "num_classes": len(data.class_names)}
+    for key, value in derived.items():
+        given = overrides.get(key)
+        if given is not None and (tuple(int(v) for v in given) if key == "input_shape" else int(given)) != value:
+            hint = " (for one feature frame per step, set model.encoding=frames)" if key == "input_shape" else ""
+            raise ValueError(f"model.{key} is set from the data ({value}), got {given!r}; leave it out{hint}")
+    model = create_model(name, **{**overrides, **derived})
+    model_encoder(model, (len(data.train[1]), *data.input_shape))  # refused here, not at the first batch
+    return model
+
+
 def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir: Path, resume: bool, progress: bool,
                      stop_after_epochs: int | None, data: PreparedData | None, epoch_callback, overwrite: bool,
                      extend_epochs: bool) -> dict:
@@ -251,8 +268,7 @@ def _train_in_folder(train_config: TrainConfig, data_config: DataConfig, out_dir
         data = world.main_first(lambda: prepare_data(data_config, normalizer=normalizer, progress=progress,
                                                      keep_waveforms=train_config.waveform_augmentation))
     torch.manual_seed(train_config.seed)
-    model = create_model(train_config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
-                         **train_config.model_overrides)
+    model = model_for_data(train_config.model, train_config.model_overrides, data)
     if checkpoint is not None:
         check_resumed_model(checkpoint, model, data, last_path)
     model.to(device)

@@ -25,8 +25,8 @@ def recipe_cost(config: RunConfig, num_classes: int, train_size: int, batches: i
     features = config.data.features()
     shape = (1, *features.shape)
     torch.manual_seed(seed)
-    model = create_model(config.train.model, input_shape=shape, num_classes=num_classes,
-                         **config.train.model_overrides)
+    model = create_model(config.train.model, **{**config.train.model_overrides, "input_shape": shape,
+                                                "num_classes": num_classes})  # from the data, as in training
     size = config.train.batch_size * (batches + 1)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(size, *shape, generator=generator)
