@@ -77,6 +77,7 @@ from scnn.models.outputs import NetOutput  # noqa: E402
 from scnn.models.reference import ReferenceNet  # noqa: E402
 from scnn.neurons.base import reset_net  # noqa: E402
 from scnn.result_tables import write_table  # noqa: E402
+from scnn.timing import interleaved, median_ratio  # noqa: E402
 
 # Per cell: training and inference speed-ups the engine should reach against each peer, and its
 # peak training memory at most theirs (issue 19).
@@ -228,23 +229,6 @@ def training_step(network: nn.Module, optimizer: torch.optim.Optimizer, inputs, 
 def inference_step(network: nn.Module, inputs, kernels: bool = True) -> None:
     with torch.inference_mode(), fast_inference(enabled=kernels):
         network(inputs)
-
-
-def interleaved(functions: dict, repeats: int, warmup: int = 2) -> dict:
-    """Seconds per call of each function, interleaved call by call; returns all samples."""
-    samples = {name: [] for name in functions}
-    for repeat in range(warmup + repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            elapsed = time.perf_counter() - start
-            if repeat >= warmup:
-                samples[name].append(elapsed)
-    return samples
-
-
-def median_ratio(reference: list, candidate: list) -> float:
-    return statistics.median(r / c for r, c in zip(reference, candidate))
 
 
 # --------------------------------------------------------------------------- FLOPs

@@ -41,13 +41,12 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import interleaved, median_ratio  # noqa: E402
 from scnn.engine import fast_inference, keep_freed_memory  # noqa: E402
 from scnn.models import create_model  # noqa: E402
 from scnn.neurons import LIF, SpikingNeuron, create_neuron  # noqa: E402
 from scnn.result_tables import write_table  # noqa: E402
+from scnn.timing import interleaved, median_ratio  # noqa: E402
 
 LAYER_CASES = {
     "rleaky_all_to_all": ("rleaky", {"all_to_all": True}),

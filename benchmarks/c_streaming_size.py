@@ -8,13 +8,14 @@ the numpy reference before its size is reported.
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/c_streaming_size.py --out runs/c_streaming_size [--qemu]
         [--hidden 256 256]      # other hidden layer sizes (configs/fsdd_streaming.yaml's)
 
-Writes OUT/c_streaming_size.json; prints one line per preset.
+Writes the "c_streaming_size" table (scnn.result_tables, docs/results_formats.md): OUT/c_streaming_size.csv, one
+row per preset, and its sidecar OUT/c_streaming_size.json (the limits and the Cortex-M4 harness's sizes); prints one
+line per preset.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,30 @@ def measure(preset: str, out: Path, qemu: bool, hidden: list[int] | None = None)
     return result
 
 
+def table_row(result: dict) -> dict:
+    """One row of the "c_streaming_size" table from :func:`measure`'s result (the harness's sizes go to the sidecar)."""
+    library = result["library"]
+    return {"preset": result["preset"], "hidden": list(result["hidden"]), "input_shape": list(result["input_shape"]),
+            "neurons": ";".join(result["neurons"]), "weight_bytes": result["weight_bytes"],
+            "text_bytes": library["text"], "data_bytes": library["data"], "bss_bytes": library["bss"],
+            "flash_bytes": result["flash_bytes"], "state_bytes": result["state_bytes"], "ram_bytes": result["ram_bytes"],
+            "fits_1mib_flash_256kib_ram": result["fits_1MiB_flash_256KiB_ram"],
+            "qemu_bit_exact": result.get("qemu_bit_exact")}
+
+
+def write_results(results: list[dict], out: Path, argv: list[str] | None = None) -> Path:
+    """OUT/c_streaming_size.csv and its sidecar, through the schema."""
+    from scnn.result_tables import write_table
+
+    metadata = {"flash_limit_bytes": FLASH_LIMIT, "ram_limit_bytes": RAM_LIMIT, "argv": list(argv or sys.argv[1:]),
+                "harness_m4": {result["preset"]: result["harness_m4"] for result in results}}
+    return write_table([table_row(result) for result in results], out / "c_streaming_size.csv", "c_streaming_size",
+                       metadata)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder for the exports and c_streaming_size.json")
+    parser.add_argument("--out", required=True, help="folder for the exports and the c_streaming_size table")
     parser.add_argument("--qemu", action="store_true", help="also run the test vectors under qemu (MPS2-AN386)")
     parser.add_argument("--hidden", type=int, nargs="+", help="hidden layer sizes (default: the presets' 128 128)")
     args = parser.parse_args(argv)
@@ -70,10 +92,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     results = [measure(preset, out, args.qemu, args.hidden) for preset in ("streaming", "streaming_rleaky")]
-    out.mkdir(parents=True, exist_ok=True)
-    from scnn.io import write_text
-
-    write_text(out / "c_streaming_size.json", json.dumps(results, indent=1) + "\n")
+    write_results(results, out, argv)
     for r in results:
         print(f"{r['preset']} (hidden {r['hidden']}): flash {r['flash_bytes']} B ({r['flash_bytes'] / 1024:.1f} KiB; weights "
               f"{r['weight_bytes']} B), RAM {r['ram_bytes']} B ({r['ram_bytes'] / 1024:.1f} KiB: state "

@@ -4,9 +4,11 @@ run that finds it built, and the time to read an epoch's batches from it (and to
 A synthetic set of the real format (1-s 16 kHz tones with noise, scnn.data.fixtures.write_tone) is written
 once under --work; the Speech Commands recipes' features (40 MFCCs x 50 frames, configs/gsc35_cnn.yaml).
 
-    OMP_NUM_THREADS=1 python benchmarks/cache_scale.py --files 20000 --threads 1 --work /tmp/cache_scale
+    OMP_NUM_THREADS=1 python benchmarks/cache_scale.py --files 20000 --threads 1 --work /tmp/cache_scale \
+        --out runs/cache_scale
 
-Prints one JSON object: build_files_per_s (extraction and shard writing, cold), warm_start_s (a second
+Writes the "cache_scale" table (scnn.result_tables, docs/results_formats.md): OUT/cache_scale.csv, one row for
+the run, and its sidecar OUT/cache_scale.json; prints the same row as one JSON object: build_files_per_s (extraction and shard writing, cold), warm_start_s (a second
 call: every file's SHA-256 plus opening the memory-mapped shards) and hash_s (the digests alone),
 read_s_per_10k (an epoch's random-order batches of 64 gathered from the shards and normalised, per 10,000
 samples), split_file_s and mapped_read_s_per_10k (prepare_data's way for such sets: the split normalised once
@@ -35,6 +37,7 @@ from scnn.data.fixtures import write_tone  # noqa: E402
 from scnn.features.cache import SHARD_FILES, content_digests, mapped_rows, sharded_features  # noqa: E402
 from scnn.features.normalize import Normalizer  # noqa: E402
 from scnn.features.mfcc import feature_config  # noqa: E402
+from scnn.result_tables import write_table  # noqa: E402
 
 GSC_FEATURES = dict(sample_rate=16000, n_fft=640, hop_length=320, n_mels=40, n_mfcc=40, num_frames=50, top_db=None)
 
@@ -74,6 +77,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--train-batches", type=int, default=10, help="batches timed for train_s_per_10k (0: skip)")
     parser.add_argument("--work", default="/tmp/scnn_cache_scale", help="folder of the WAVs and the cache")
+    parser.add_argument("--out", default="runs/cache_scale", help="folder of the cache_scale table")
     args = parser.parse_args(argv)
 
     import torch
@@ -156,6 +160,8 @@ def main(argv=None) -> dict:
         "rss_anon_mb_after_reading": memory.get("RssAnon"), "rss_file_mb_after_reading": memory.get("RssFile"),
         "cache_mb": round(sum(p.stat().st_size for p in cache.rglob("*")) / 2**20, 1),
     }
+    write_table([report], Path(args.out) / "cache_scale.csv", "cache_scale",
+                {"argv": list(sys.argv[1:] if argv is None else argv), "work": str(work)})
     print(json.dumps(report, indent=1))
     return report
 

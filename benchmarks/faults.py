@@ -7,7 +7,8 @@ experiments/evaluate.py, experiments/sweep_param.py and the library) and prints
     refused   stopped with one clear line, nothing written that contradicts the folder
     FAILED    what went wrong (a wrong result, a traceback, silence)
 
-The exit status is 1 if any row FAILED. The setup is small: a copy of FSDD with three
+The exit status is 1 if any row FAILED. The rows are also saved as the "faults" table
+(scnn.result_tables, docs/results_formats.md): OUT/faults.csv and its sidecar OUT/faults.json. The setup is small: a copy of FSDD with three
 speakers (george, jackson, theo) and takes 0-7 (240 recordings; the official test split
 holds 150), Model B at T = 2, 3 training recordings per class, 1-3 epochs, one thread.
 Scripts run in this process by default (importing torch once, not thirty times); rows that
@@ -632,6 +633,13 @@ def permissions(bench: Bench):
 # --------------------------------------------------------------------------- main
 
 
+def write_faults_table(results: list[dict], out: Path, argv: list[str]) -> Path:
+    """OUT/faults.csv and its sidecar: one row per fault (fault, status, reason, seconds), through the schema."""
+    from scnn.result_tables import write_table
+
+    return write_table(results, out / "faults.csv", "faults", {"argv": argv, "speakers": list(SPEAKERS)})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("SCNN_DATA_DIR"),
@@ -640,9 +648,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="WORD", help="run only rows whose name holds one of these words")
     parser.add_argument("--subprocess", action="store_true", help="run every script in a process of its own")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads here (default 1)")
+    parser.add_argument("--out", default="runs/faults", help="folder of the faults table (default runs/faults)")
     args = parser.parse_args(argv)
     if not args.data_dir or not Path(args.data_dir).is_dir():
         parser.error("--data-dir DIR (a folder of FSDD wavs) is required, or set SCNN_DATA_DIR")
+    out = Path(args.out).resolve()  # whatever a row does to the working folder
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
@@ -654,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.only or any(word.lower() in name.lower() for word in args.only)]
     start = time.perf_counter()
     counts = {HANDLED: 0, REFUSED: 0, FAILED: 0}
+    results = []
     try:
         bench = Bench(work, Path(args.data_dir), args.subprocess)
         for name, function in rows:
@@ -663,10 +674,13 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as error:  # noqa: BLE001 - a row that breaks is a failed row, the rest still run
                 status, reason = FAILED, f"{type(error).__name__}: {shorten(str(error), 120)}"
             counts[status] += 1
-            print(f"{status:8s} {name}: {reason} [{time.perf_counter() - row_start:.0f} s]", flush=True)
+            seconds = time.perf_counter() - row_start
+            results.append({"fault": name, "status": status, "reason": reason or "-", "seconds": seconds})
+            print(f"{status:8s} {name}: {reason} [{seconds:.0f} s]", flush=True)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
+    write_faults_table(results, out, list(sys.argv[1:] if argv is None else argv))
     print(f"{len(rows)} faults: {counts[HANDLED]} handled, {counts[REFUSED]} refused, {counts[FAILED]} FAILED "
           f"in {time.perf_counter() - start:.0f} s")
     return 1 if counts[FAILED] else 0

@@ -17,6 +17,9 @@ excluded): the numpy :class:`scnn.quant.integer.IntegerStreamer` one frame at a 
 ``scnn export-c`` (gcc -O3; the harness classifies the samples ``--c-passes`` times, minus a run on
 no samples, so process start cancels out), after checking the C logits bit-exact against numpy.
 
+Writes the "stream_cost" table (scnn.result_tables, docs/results_formats.md): OUT/summary.csv, one row for
+the run, and its sidecar OUT/summary.json; and OUT/stream_cost.json, the same numbers nested.
+
 Example:
     python benchmarks/stream_cost.py --checkpoint runs/streaming/best.pt \\
         --baseline runs/float/model_b_t10/best.pt --data-dir ../shared/data/fsdd/recordings --out runs/stream_cost
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -98,6 +102,34 @@ def _integer_costs(stem: str, x: torch.Tensor, out: Path, repeats: int, c_passes
     return {"numpy_integer_streamer": 1000 * best["numpy"] / total, "c_O3": c_ms, "c_bit_exact_with_numpy": True}
 
 
+def table_row(result: dict) -> dict:
+    """The "stream_cost" table's row of one run (``result``: what :func:`main` returns, stream_cost.json)."""
+    frame = result["ms_per_frame"]
+    factor = result["real_time_factor"]
+    integer = result.get("ms_per_frame_integer_from_codes") or {}
+    baseline = result.get("baseline") or {}
+    return {
+        "checkpoint": result["checkpoint"], "samples": result["samples"], "repeats": result["repeats"],
+        "frame_ms": result["frame_ms"], "front_end_ms_per_frame": frame["front_end"],
+        "numpy_ms_per_frame": frame["numpy_frame_runner_total"], "torch_ms_per_frame": frame["torch_step_total"],
+        "numpy_real_time_factor": factor["numpy_frame_runner"], "torch_real_time_factor": factor["torch_step"],
+        "synops_per_sample": result["synops_per_sample"],
+        "seconds_of_audio_per_sample": result["seconds_of_audio_per_sample"],
+        "synops_per_second_of_audio": result["synops_per_second_of_audio"],
+        "dense_macs_per_second_of_audio": result["dense_macs_per_second_of_audio"],
+        "parameters": result["parameters"],
+        "integer_numpy_ms_per_frame": integer.get("numpy_integer_streamer"),
+        "integer_c_ms_per_frame": integer.get("c_O3"),
+        "integer_c_bit_exact": integer.get("c_bit_exact_with_numpy"),
+        "integer_numpy_real_time_factor": factor.get("integer_numpy_integer_streamer"),
+        "integer_c_real_time_factor": factor.get("integer_c_O3"),
+        "baseline_checkpoint": baseline.get("checkpoint"),
+        "baseline_synops_per_inference": baseline.get("synops_per_inference"),
+        "baseline_dense_macs_per_inference": baseline.get("dense_macs_per_inference"),
+        "baseline_parameters": baseline.get("parameters"),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="streaming model checkpoint (best.pt of scnn train)")
@@ -114,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     from scnn.features.mfcc import load_audio
     from scnn.io import write_json
     from scnn.metrics import profile_model
+    from scnn.result_tables import write_table
     from scnn.stream import Streamer
     from scnn.train.evaluate import load_trained_model
 
@@ -155,6 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["ms_per_frame_integer_from_codes"] = integer
         result["real_time_factor"].update({f"integer_{name}": value / (1000 * frame_s) for name, value
                                            in integer.items() if isinstance(value, float)})
+    write_table([table_row(result)], out / "summary.csv", "stream_cost",
+                {"machine": result["machine"], "argv": list(sys.argv[1:] if argv is None else argv)})
     write_json(out / "stream_cost.json", result)
     for key in ("ms_per_frame", "ms_per_frame_integer_from_codes", "real_time_factor"):
         if key in result:

@@ -735,3 +735,164 @@ register_table(Table(
                "trained on the validation speakers too, last epoch; blank: no refit)", optional=True),
     ), "OUT/cv.csv, cv.json, cv.md, cv_summary.json (mean ± std, per speaker, per class), cv_accuracy.png",
     "scnn cv --config FILE [--folds K] --out OUT", "cross-validation by speaker, one row per fold"))
+
+register_table(Table(
+    "c_streaming_size", 1, (
+        Column("preset", "str", "name", "streaming preset (streaming: ALIF neurons; streaming_rleaky: RLeaky)"),
+        Column("hidden", "json", "neurons", "hidden layer sizes (a JSON list)"),
+        Column("input_shape", "json", "", "the integer artefact's input shape (a JSON list)"),
+        Column("neurons", "str", "names", "each layer's activation type in the artefact, joined by ';'"),
+        Column("weight_bytes", "int", "bytes", "weights and biases in the generated C"),
+        Column("text_bytes", "int", "bytes", "the C library's .text (arm-none-eabi-size, -O2)"),
+        Column("data_bytes", "int", "bytes", "the C library's .data"),
+        Column("bss_bytes", "int", "bytes", "the C library's .bss"),
+        Column("flash_bytes", "int", "bytes", "flash of the library: text + data"),
+        Column("state_bytes", "int", "bytes", "the caller's state struct (scnn_state_t)"),
+        Column("ram_bytes", "int", "bytes", "state + one frame of input codes (the stack not counted)"),
+        Column("fits_1mib_flash_256kib_ram", "bool", "", "flash below 1 MiB and RAM below 256 KiB"),
+        Column("qemu_bit_exact", "bool", "", "the test vectors bit-exact under qemu (MPS2-AN386; blank: --qemu "
+               "not given)", optional=True),
+    ), "OUT/c_streaming_size.csv, c_streaming_size.json (limits; the Cortex-M4 harness's sizes per preset), "
+    "OUT/PRESET/ (integer artefact, C)",
+    "python benchmarks/c_streaming_size.py --out OUT [--qemu] [--hidden 256 256]",
+    "flash and RAM of the streaming presets' INT8 C code on a Cortex-M4: real shapes, random weights "
+    "(sizes do not depend on them), checked bit-exact on the host first"))
+
+register_table(Table(
+    "recipe_costs", 1, (
+        Column("recipe", "str", "name", "the run config (configs/RECIPE.yaml)"),
+        Column("benchmark", "str", "name", "gsc35, gsc12, shd or ssc"),
+        Column("classes", "int", "count", "classes of the benchmark"),
+        Column("parameters", "int", "count", "weights and biases"),
+        Column("macs_per_sample", "int", "MACs", "dense MACs per sample as executed (the SSM's in recurrent mode)"),
+        Column("input_shape", "json", "", "the feature shape of one sample, [channels, rows, frames] (a JSON list)"),
+        Column("timed_samples", "int", "samples", "training samples timed (after one warm-up batch)"),
+        Column("seconds_per_10k_samples", "float", "s", "CPU time of training on 10,000 samples (forward, backward, "
+               "optimiser step; random inputs of the recipe's shape)"),
+        Column("train_size", "int", "samples", "the benchmark's published training-set size (blank: not known "
+               "without the data)", optional=True),
+        Column("seconds_per_epoch", "float", "s", "seconds_per_10k_samples x train_size / 10,000 (blank: size not "
+               "known)", optional=True),
+    ), "OUT/recipe_costs.csv, recipe_costs.json (machine, threads, batches, training-set sizes)",
+    "python benchmarks/recipe_costs.py --threads 1 --batches 10 --out OUT",
+    "parameters, dense MACs per sample and CPU training time of the benchmark recipes (configs/gsc*, shd*, ssc*) "
+    "on random inputs; no accuracy"))
+
+register_table(Table(
+    "stream_cost", 1, (
+        Column("checkpoint", "str", "path", "the streaming checkpoint"),
+        Column("samples", "int", "samples", "test recordings streamed"),
+        Column("repeats", "int", "passes", "passes over the recordings; the fastest is kept"),
+        Column("frame_ms", "float", "ms", "audio per frame (one hop)"),
+        Column("front_end_ms_per_frame", "float", "ms", "compute per frame of the causal front end alone"),
+        Column("numpy_ms_per_frame", "float", "ms", "compute per frame of the Streamer with the numpy frame "
+               "runner (front end included)"),
+        Column("torch_ms_per_frame", "float", "ms", "the same with model.step (torch)"),
+        Column("numpy_real_time_factor", "float", "ratio", "numpy_ms_per_frame / frame_ms (below 1: faster than "
+               "real time)"),
+        Column("torch_real_time_factor", "float", "ratio", "torch_ms_per_frame / frame_ms"),
+        Column("synops_per_sample", "float", "operations", "NeuroBench effective synaptic operations per recording"),
+        Column("seconds_of_audio_per_sample", "float", "s", "audio one recording covers (frames x hop)"),
+        Column("synops_per_second_of_audio", "float", "operations", "synops_per_sample / "
+               "seconds_of_audio_per_sample"),
+        Column("dense_macs_per_second_of_audio", "float", "MACs", "dense MACs per recording / "
+               "seconds_of_audio_per_sample"),
+        Column("parameters", "int", "count", "weights and biases of the streaming model"),
+        Column("integer_numpy_ms_per_frame", "float", "ms", "the integer artefact from input codes, numpy "
+               "IntegerStreamer, per frame (blank: no --integer)", optional=True),
+        Column("integer_c_ms_per_frame", "float", "ms", "the same, exported C (gcc -O3; process start subtracted)",
+               optional=True),
+        Column("integer_c_bit_exact", "bool", "", "the C logits equal the numpy integer logits (checked before "
+               "timing)", optional=True),
+        Column("integer_numpy_real_time_factor", "float", "ratio", "integer_numpy_ms_per_frame / frame_ms",
+               optional=True),
+        Column("integer_c_real_time_factor", "float", "ratio", "integer_c_ms_per_frame / frame_ms", optional=True),
+        Column("baseline_checkpoint", "str", "path", "a whole-word model for comparison (blank: no --baseline)",
+               optional=True),
+        Column("baseline_synops_per_inference", "float", "operations", "its effective synaptic operations per "
+               "recording", optional=True),
+        Column("baseline_dense_macs_per_inference", "int", "MACs", "its dense MACs per recording", optional=True),
+        Column("baseline_parameters", "int", "count", "its weights and biases", optional=True),
+    ), "OUT/summary.csv, summary.json (machine, arguments), stream_cost.json (the same numbers nested), "
+    "OUT/c/ (with --integer)",
+    "python benchmarks/stream_cost.py --checkpoint CHECKPOINT [--baseline CHECKPOINT] [--integer STEM] --out OUT",
+    "compute per 16 ms frame on one core, real-time factor and synaptic operations per second of audio of a "
+    "streaming model, one row per run"))
+
+register_table(Table(
+    "c_latency", 1, (
+        Column("checkpoint", "str", "path", "the float checkpoint, post-training quantised to 8/8/8 bits"),
+        Column("model", "str", "text", "the model's spec string"),
+        Column("num_steps", "int", "steps", "time steps T"),
+        Column("samples", "int", "samples", "test recordings timed"),
+        Column("repeats", "int", "runs", "timed runs; the fastest is kept"),
+        Column("c_passes", "int", "passes", "times the C harness classifies the samples per timed run"),
+        Column("c_bit_exact_with_numpy", "bool", "", "both C builds return the numpy reference's logits and spike "
+               "counts"),
+        Column("test_accuracy_integer", "float", "fraction", "accuracy of the integer model on the timed samples"),
+        Column("c_ms", "float", "ms", "one inference of the generated C, gcc -O3 -std=c99 (process start "
+               "subtracted)"),
+        Column("c_o2_ms", "float", "ms", "the same, gcc -O2"),
+        Column("numpy_reference_ms", "float", "ms", "the numpy integer reference, one sample at a time"),
+        Column("numpy_reference_batched_ms", "float", "ms", "the numpy integer reference on all samples at once, "
+               "per sample"),
+        Column("torch_float_ms", "float", "ms", "the float model in torch, one sample at a time"),
+        Column("torch_brevitas_twin_ms", "float", "ms", "the Brevitas twin in torch, one sample at a time"),
+        Column("c_speedup_over_numpy", "float", "ratio", "numpy_reference_ms / c_ms"),
+        Column("c_o2_speedup_over_numpy", "float", "ratio", "numpy_reference_ms / c_o2_ms"),
+        Column("c_state_bytes", "int", "bytes", "the C state struct"),
+        Column("c_weight_bytes", "int", "bytes", "weights and biases in the C arrays"),
+        Column("m4_flash_bytes", "int", "bytes", "Cortex-M4 library text + data (blank: no arm-none-eabi "
+               "toolchain)", optional=True),
+        Column("m4_ram_bytes", "int", "bytes", "Cortex-M4 data + bss + state", optional=True),
+        Column("m4_fits_1mib_flash_256kib_ram", "bool", "", "flash at most 1 MiB and RAM at most 256 KiB",
+               optional=True),
+    ), "OUT/c_latency.csv, c_latency.json, latency.json (the same numbers nested), OUT/integer.*, OUT/c/",
+    "python benchmarks/c_latency.py --checkpoint CHECKPOINT --samples 50 --repeats 5 --c-passes 20 --out OUT",
+    "latency per inference of a quantised model on this CPU: generated C, numpy integer reference and torch, "
+    "in one run"))
+
+register_table(Table(
+    "cache_scale", 1, (
+        Column("files", "int", "count", "synthetic 16 kHz recordings (Speech Commands' format)"),
+        Column("clip_seconds", "float", "s", "length of each recording"),
+        Column("threads", "int", "threads", "extraction processes, hashing threads and torch threads"),
+        Column("shard_size", "int", "count", "recordings per cache shard"),
+        Column("shards", "int", "count", "shards written"),
+        Column("feature_shape", "json", "", "[rows, frames] of one recording's features (a JSON list)"),
+        Column("wav_write_s", "float", "s", "writing the missing recordings (0 when kept from an earlier run)"),
+        Column("build_s", "float", "s", "building the cache cold: extraction and shard writing"),
+        Column("build_files_per_s", "float", "files/s", "files / build_s"),
+        Column("hash_s", "float", "s", "every file's SHA-256 alone"),
+        Column("warm_start_s", "float", "s", "a second call that finds the cache built: the digests plus opening "
+               "the memory-mapped shards"),
+        Column("read_s_per_10k", "float", "s", "an epoch's random-order batches gathered from the shards and "
+               "normalised, per 10,000 samples"),
+        Column("split_file_s", "float", "s", "the split normalised once into a memory-mapped file "
+               "(prepare_data's way for such sets)"),
+        Column("mapped_read_s_per_10k", "float", "s", "an epoch's random batches indexed from that file, per "
+               "10,000 samples"),
+        Column("train_s_per_10k", "float", "s", "gsc35_cnn forward, backward and AdamW step on such batches, per "
+               "10,000 samples (blank: --train-batches 0)", optional=True),
+        Column("peak_rss_mb_before_training", "float", "MB", "peak resident memory while building, hashing and "
+               "reading (mapped file pages included)"),
+        Column("rss_anon_mb_after_reading", "float", "MB", "memory the process holds itself (RssAnon; blank: not "
+               "Linux)", optional=True),
+        Column("rss_file_mb_after_reading", "float", "MB", "mapped file pages the kernel may drop (RssFile)",
+               optional=True),
+        Column("cache_mb", "float", "MB", "the cache on disk"),
+    ), "OUT/cache_scale.csv, cache_scale.json (the WAVs and the cache stay under --work)",
+    "python benchmarks/cache_scale.py --files 20000 --threads 1 --work WORK --out OUT",
+    "the sharded feature cache at the scale of Speech Commands: building, a warm start, reading an epoch, "
+    "training on it"))
+
+register_table(Table(
+    "faults", 1, (
+        Column("fault", "str", "name", "the fault injected (issue 21's table, one row each)"),
+        Column("status", "str", "name", "handled (met correctly), refused (stopped with one clear line, nothing "
+               "contradictory written) or FAILED"),
+        Column("reason", "str", "text", "what happened"),
+        Column("seconds", "float", "s", "wall time of the row"),
+    ), "OUT/faults.csv, faults.json (arguments)",
+    "python benchmarks/faults.py --data-dir DIR --out OUT",
+    "fault injection on a small FSDD setup: how each fault is met"))

@@ -248,3 +248,30 @@ def test_quantize_script_end_to_end_on_fsdd(tmp_path, fsdd_dir, feature_cache):
                           "--weight-bits", "1", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and "--weight-bits: must be from 2 to 8, got 1" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr  # checked where parsed: one line, no traceback
+
+
+def test_qat_from_scratch_reads_its_data_config_as_train_does(tmp_path):
+    """--mode scratch takes the data options (and a config's data section, and data.* overrides) as scnn train does:
+    here class folders with a random split, not FSDD. results.json records the run config of the scratch run."""
+    from scnn.cli import main as scnn
+    from scnn.data.fixtures import write_tone
+    from scnn.train import RunConfig
+
+    for label, frequency in (("low", 300.0), ("mid", 700.0), ("high", 1500.0)):
+        for take in range(10):
+            write_tone(tmp_path / "wav" / label / f"{take}.wav", frequency * (1 + 0.02 * take), seed=take, seconds=0.4)
+    out = tmp_path / "scratch"
+    results = scnn(["quantize", "--mode", "scratch", "--model", "4C3-16FC-3FC", "--num-steps", "2", "--epochs", "1",
+                    "--batch-size", "8", "--calibration-samples", "8", "--no-export", "--threads", "1", "--no-progress",
+                    "--dataset", "folders", "--data-dir", str(tmp_path / "wav"), "--split", "random",
+                    "data.test_fraction=0.3", f"data.cache_dir={tmp_path / 'cache'}", "--out", str(out)])
+    assert results["float"] == {} and len(results["history"]) == 1
+    on_disk = json.loads((out / "results.json").read_text())
+    assert sum(map(sum, on_disk["quantized"]["confusion_matrix"])) == 9, "30 recordings, 30 % tested"
+    assert sorted(on_disk["quantized"]["per_class_accuracy"]) == ["high", "low", "mid"]
+    assert on_disk["config"]["data"] == {"dataset": "folders", "data_dir": str(tmp_path / "wav"), "split": "random",
+                                         "test_fraction": 0.3, "cache_dir": str(tmp_path / "cache")}
+    run = RunConfig.from_dict(on_disk["run_config"])
+    assert (run.data.dataset, run.data.split, run.data.test_fraction) == ("folders", "random", 0.3)
+    assert run.model == {"name": "4C3-16FC-3FC", "num_steps": 2}
+    assert (run.train.epochs, run.train.batch_size, run.train.lr) == (1, 8, 5e-4), "the QAT's own settings"

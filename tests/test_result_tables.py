@@ -251,6 +251,19 @@ def test_quantization_benchmark_records_folders_and_bits_as_data(tiny_quant_resu
     assert loaded.metadata["epochs"] == 5
 
 
+def test_quantization_benchmark_starts_every_run_from_a_config(tmp_path, tiny_quant_results, tiny_snn_run):
+    """--config (the README table's quantize config) is the base of every run, flags over it; finished runs are
+    reused, so only the table is rewritten here."""
+    shutil.copytree(tiny_quant_results, tmp_path, dirs_exist_ok=True)
+    config = REPO / "configs" / "quantize" / "fsdd_model_b_int8.yaml"
+    _run_script(REPO / "benchmarks" / "quantization.py", "--config", config, "--checkpoint",
+                f"model_b={tiny_snn_run / 'best.pt'}", "--bits", "8,8,8", "4,8,8", "--epochs", "1", "--out", tmp_path)
+    loaded = load_table(tmp_path / "summary.csv", "quantization")
+    assert [row["run"] for row in loaded.rows] == ["model_b_w8a8s8", "model_b_w4a8s8"]
+    assert (loaded.metadata["epochs"], loaded.metadata["lr"], loaded.metadata["threads"]) == (1, 5e-4, 2)
+    assert loaded.metadata["config"] == str(config)
+
+
 def _run_script(*arguments) -> str:
     return subprocess.run([sys.executable, *map(str, arguments)], check=True, capture_output=True, text=True,
                           cwd=REPO).stdout
@@ -293,3 +306,149 @@ def test_feature_speed_benchmark_table(tmp_path, fsdd_dir):
     assert [(row["files"], row["cached"]) for row in rows][-1] == (60, True)
     assert all(row["seconds"] > 0 and row["feature_preset"] == "default" for row in rows)
     assert [row["workers"] for row in rows if not row["cached"]][0] == 1
+
+
+# --------------------------------------------------------------------------- every benchmark writes a registered table
+
+
+def _benchmark(name: str):
+    """benchmarks/NAME.py as a module (its functions, without running main)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_benchmark_writes_a_registered_table():
+    """Each script in benchmarks/ calls write_table and is the documented writer of at least one registered table;
+    each table a script is documented to write is named in it; every table name handed to write_table is
+    registered. (Before, c_streaming_size, recipe_costs and stream_cost wrote free-form JSON, and c_latency and
+    cache_scale only printed.)"""
+    import ast
+
+    scripts = sorted((REPO / "benchmarks").glob("*.py"))
+    assert len(scripts) >= 12
+    for path in scripts:
+        tree = ast.parse(path.read_text())
+        constants = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                     and isinstance(node.value, str)}
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and getattr(node.func, "id", getattr(node.func, "attr", None)) == "write_table"]
+        assert calls, f"{path.name} writes no results table (scnn.result_tables.write_table)"
+        for call in calls:
+            table = call.args[2] if len(call.args) > 2 else next(
+                (keyword.value for keyword in call.keywords if keyword.arg == "table"), None)
+            if isinstance(table, ast.Constant):
+                assert table.value in TABLES, f"{path.name}: write_table(..., {table.value!r}) is not registered"
+        documented = [name for name, table in TABLES.items() if f"benchmarks/{path.name} " in table.command + " "]
+        assert documented, f"{path.name}: no registered table names it as its writer (Table.command)"
+        for name in documented:
+            assert name in constants, f"{path.name} is documented to write table {name!r} but never names it"
+
+
+def test_recipe_costs_benchmark_table(tmp_path):
+    """One tiny recipe of the 12-word protocol (its training-set size unknown: blank cells), one timed batch."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "gsc12_tiny.yaml").write_text(
+        "model: {name: 4C3-16FC-12FC, num_steps: 1}\n"
+        "data: {dataset: speech_commands_12, feature_overrides: {sample_rate: 16000, n_fft: 640, hop_length: 320, "
+        "n_mels: 40, n_mfcc: 40, num_frames: 50, top_db: null}}\n"
+        "train: {batch_size: 4, epochs: 1}\n")
+    (configs / "fsdd_model_b.yaml").write_text("model: {name: model_b}\n")  # not a benchmark recipe: skipped
+    _run_script(REPO / "benchmarks" / "recipe_costs.py", "--configs", configs, "--batches", "1", "--out", tmp_path)
+    loaded = load_table(tmp_path / "recipe_costs.csv", "recipe_costs")
+    (row,) = loaded.rows
+    assert (row["recipe"], row["benchmark"], row["classes"], row["input_shape"]) == ("gsc12_tiny", "gsc12", 12,
+                                                                                       [1, 40, 50])
+    assert row["train_size"] is None and row["seconds_per_epoch"] is None and row["seconds_per_10k_samples"] > 0
+    assert row["timed_samples"] == 4 and row["parameters"] > 0 and row["macs_per_sample"] > 0
+    assert loaded.metadata["batches"] == 1 and loaded.metadata["train_sizes"]["gsc35"] == 84_843
+
+
+def test_cache_scale_benchmark_table(tmp_path):
+    _run_script(REPO / "benchmarks" / "cache_scale.py", "--files", "6", "--shard-size", "4", "--train-batches", "0",
+                "--threads", "1", "--work", tmp_path / "work", "--out", tmp_path / "out")
+    loaded = load_table(tmp_path / "out" / "cache_scale.csv", "cache_scale")
+    (row,) = loaded.rows
+    assert (row["files"], row["shard_size"], row["shards"], row["feature_shape"]) == (6, 4, 2, [40, 50])
+    assert row["train_s_per_10k"] is None, "--train-batches 0: not measured"
+    assert row["build_files_per_s"] > 0 and row["cache_mb"] >= 0
+    assert loaded.metadata["work"] == str(tmp_path / "work")
+
+
+def test_c_streaming_size_rows_through_the_schema(tmp_path):
+    """The writing function of benchmarks/c_streaming_size.py (measuring needs arm-none-eabi-gcc): lists stay lists,
+    the harness's sizes go to the sidecar, qemu's check is blank unless run."""
+    bench = _benchmark("c_streaming_size")
+    results = [{"preset": preset, "hidden": [128, 128], "input_shape": [20, 64],
+                "neurons": ["alif", "alif", "none"], "weight_bytes": 61_000,
+                "library": {"text": 70_000, "data": 8, "bss": 0}, "flash_bytes": 70_008, "state_bytes": 2_000,
+                "ram_bytes": 3_280, "harness_m4": {"text": 80_000, "data": 100, "bss": 2_000},
+                "fits_1MiB_flash_256KiB_ram": True, **extra}
+               for preset, extra in (("streaming", {"qemu_bit_exact": True}), ("streaming_rleaky", {}))]
+    bench.write_results(results, tmp_path, ["--out", str(tmp_path)])
+    loaded = load_table(tmp_path / "c_streaming_size.csv", "c_streaming_size")
+    assert [row["preset"] for row in loaded.rows] == ["streaming", "streaming_rleaky"]
+    assert loaded.rows[0]["hidden"] == [128, 128] and loaded.rows[0]["neurons"] == "alif;alif;none"
+    assert loaded.rows[0]["flash_bytes"] == loaded.rows[0]["text_bytes"] + loaded.rows[0]["data_bytes"]
+    assert [row["qemu_bit_exact"] for row in loaded.rows] == [True, None]
+    assert loaded.metadata["harness_m4"]["streaming"]["text"] == 80_000
+
+
+def test_c_latency_rows_through_the_schema(tmp_path):
+    """benchmarks/c_latency.py's row of scnn.quant.latency.measure_latency's result (timed in test_export_c)."""
+    bench = _benchmark("c_latency")
+    latency = {"c": 0.2, "c_O2": 0.25, "numpy_reference": 3.0, "numpy_reference_batched": 0.5, "torch_float": 1.0,
+               "torch_brevitas_twin": 4.0}
+    result = {"checkpoint": "runs/model_b/best.pt", "model": "6C3-128FC-10FC", "num_steps": 10, "samples": 6,
+              "repeats": 1, "c_passes": 50, "c_bit_exact_with_numpy": True, "test_accuracy_integer": 5 / 6,
+              "latency_ms": latency, "c_state_bytes": 100, "c_weight_bytes": 693_110,
+              "c_speedup_over_numpy": 15.0, "c_O2_speedup_over_numpy": 12.0}
+    row = bench.table_row(result)
+    assert row["m4_flash_bytes"] is None, "no arm-none-eabi toolchain: blank"
+    write_table([row, bench.table_row({**result, "cortex_m4": {"flash_bytes": 696_566, "ram_bytes": 9_000,
+                                                                "fits_1MiB_flash_256KiB_ram": True}})],
+                tmp_path / "c_latency.csv", "c_latency")
+    rows = read_table(tmp_path / "c_latency.csv", "c_latency")
+    assert rows[0]["c_ms"] == 0.2 and rows[0]["c_o2_ms"] == 0.25 and rows[0]["test_accuracy_integer"] == 5 / 6
+    assert (rows[1]["m4_flash_bytes"], rows[1]["m4_fits_1mib_flash_256kib_ram"]) == (696_566, True)
+
+
+def test_stream_cost_rows_through_the_schema(tmp_path):
+    """benchmarks/stream_cost.py's row of its nested result (the script runs in test_streaming): the integer and
+    baseline columns are blank unless measured."""
+    bench = _benchmark("stream_cost")
+    result = {"checkpoint": "runs/streaming/best.pt", "samples": 3, "repeats": 1, "machine": "x86_64, 1 torch thread",
+              "frame_ms": 16.0, "ms_per_frame": {"front_end": 0.05, "numpy_frame_runner_total": 0.3,
+                                                 "torch_step_total": 0.9},
+              "real_time_factor": {"numpy_frame_runner": 0.3 / 16, "torch_step": 0.9 / 16},
+              "synops_per_sample": 1.5e6, "seconds_of_audio_per_sample": 1.024,
+              "synops_per_second_of_audio": 1.5e6 / 1.024, "dense_macs_per_second_of_audio": 2e7,
+              "parameters": 150_634}
+    plain = bench.table_row(result)
+    assert plain["integer_c_ms_per_frame"] is None and plain["baseline_checkpoint"] is None
+    full = bench.table_row({
+        **result, "ms_per_frame_integer_from_codes": {"numpy_integer_streamer": 0.2, "c_O3": 0.01,
+                                                      "c_bit_exact_with_numpy": True},
+        "real_time_factor": {**result["real_time_factor"], "integer_numpy_integer_streamer": 0.2 / 16,
+                             "integer_c_O3": 0.01 / 16},
+        "baseline": {"checkpoint": "runs/model_b/best.pt", "synops_per_inference": 3e6,
+                     "dense_macs_per_inference": 2_770_000, "parameters": 692_678}})
+    write_table([plain, full], tmp_path / "summary.csv", "stream_cost")
+    rows = read_table(tmp_path / "summary.csv", "stream_cost")
+    assert rows[0]["numpy_ms_per_frame"] == 0.3 and rows[0]["integer_c_bit_exact"] is None
+    assert (rows[1]["integer_c_ms_per_frame"], rows[1]["integer_c_bit_exact"]) == (0.01, True)
+    assert rows[1]["integer_c_real_time_factor"] == 0.01 / 16 and rows[1]["baseline_parameters"] == 692_678
+
+
+def test_faults_rows_through_the_schema(tmp_path):
+    bench = _benchmark("faults")
+    rows = [{"fault": "kill during an epoch", "status": "handled", "reason": "resumed from last.pt", "seconds": 12.5},
+            {"fault": "read-only --out", "status": "refused", "reason": "-", "seconds": 0.4}]
+    bench.write_faults_table(rows, tmp_path, ["--only", "kill"])
+    loaded = load_table(tmp_path / "faults.csv", "faults")
+    assert loaded.rows == rows and loaded.metadata["argv"] == ["--only", "kill"]

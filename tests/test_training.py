@@ -123,6 +123,19 @@ def test_train_and_evaluate_scripts_end_to_end_on_fsdd(tmp_path, fsdd_dir, featu
     assert len(predictions) == 300
     assert sum(row["label"] == row["prediction"] for row in predictions) == round(300 * evaluated["test_accuracy"])
     assert (evaluation / "confusion_matrix.png").exists()
+    for written, kind in ((results, "train"), (evaluated, "evaluate")):
+        assert set(written) == documented_keys(kind), f"docs/results_schema.md and {kind}'s results.json differ"
+
+
+def documented_keys(kind: str) -> set[str]:
+    """The keys docs/results_schema.md lists for one kind of results.json (its shared table and the kind's own)."""
+    text = (REPO_EXPERIMENTS.parent / "docs" / "results_schema.md").read_text()
+    keys = set()
+    for heading in ("## Keys shared by all kinds", f"## `kind: {kind}`"):
+        section = text.split(heading, 1)[1].split("\n## ", 1)[0]
+        table = next(block for block in section.split("\n\n") if block.startswith("| key |"))
+        keys |= {line.split("`")[1] for line in table.splitlines()[2:]}
+    return keys
     assert 0 < results["activation_sparsity"] < 1 and results["dense_macs_per_sample"] == 48_600 + 4 * 692_480
     profile = tmp_path / "profile"
     subprocess.run([sys.executable, str(REPO_EXPERIMENTS / "profile_cost.py"), str(out / "best.pt"), "--data-dir",

@@ -7,7 +7,9 @@ that the exported models agree with the fake-quantised one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,9 +23,10 @@ from scnn.quant.config import QuantConfig
 from scnn.quant.exports import DEFAULT_EXPORTS, check_exports, run_exports
 from scnn.quant.twin import QuantSpecNet, model_size_bytes, quantize, quantized_to_dict
 from scnn.train.config import TrainConfig, resolve_device
-from scnn.train.evaluate import evaluate, load_trained_model
+from scnn.train.evaluate import checkpoint_run_config, evaluate, load_trained_model
 from scnn.train.loop import FitState, fit, training_parts
 from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions
+from scnn.train.run_config import RunConfig, build_dataclass, check_model_options, read_config_file
 
 
 @dataclass
@@ -38,6 +41,14 @@ class QuantRunConfig:
     alone for streaming models, whose ONNX graphs unroll every frame).
     epochs, lr, batch_size: QAT; calibration_samples: training samples used to calibrate.
     train_per_class: keep only the first N training recordings per class (0: all), for quick runs.
+    data: :class:`scnn.data.DataConfig` fields. With ``mode="scratch"``, the data the model is trained and
+    tested on (fields left out take DataConfig's defaults); from a checkpoint, the fields changed from the
+    checkpoint's data config (``data_dir`` where the recordings are now, another ``split``, ...), as
+    ``scnn evaluate`` changes them.
+
+    A config file (:func:`load_quantize_config`, ``configs/quantize/``) holds the same tree in four sections:
+    ``quantize`` (the fields here but quant, model, model_overrides and data), ``quant`` (QuantConfig),
+    ``model`` (``name`` and options: the model of ``mode="scratch"``) and ``data``.
     """
 
     checkpoint: str | None = None
@@ -55,10 +66,13 @@ class QuantRunConfig:
     device: str = "auto"
     export: bool = True
     exports: tuple | None = None
+    data: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.quant, dict):
             self.quant = QuantConfig(**self.quant)
+        data = build_dataclass(DataConfig, dict(self.data or {}), "data")  # every key and type checked
+        self.data = {key: getattr(data, key) for key in (self.data or {})}
         if self.exports is not None:
             self.exports = tuple(self.exports)
             check_exports(self.exports)
@@ -97,28 +111,122 @@ def fine_tune(quantized: QuantSpecNet, data: PreparedData, train_config: TrainCo
     return state.history
 
 
+# --------------------------------------------------------------------------- config files
+
+QUANTIZE_SECTIONS = ("quantize", "quant", "model", "data")
+_OWN_SECTIONS = ("quant", "model", "model_overrides", "data")  # QuantRunConfig fields given as sections
 
 
+def _default_tree() -> dict:
+    """The defaults as a config tree (a QuantRunConfig of the defaults is refused: mode qat needs a checkpoint)."""
+    fields = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+              for f in dataclasses.fields(QuantRunConfig)}
+    return {"quantize": {name: value for name, value in fields.items() if name not in _OWN_SECTIONS},
+            "quant": asdict(QuantConfig()), "model": {"name": fields["model"], **fields["model_overrides"]},
+            "data": fields["data"]}
 
 
+def quantize_config_tree(config: QuantRunConfig) -> dict:
+    """``config`` as the tree of a quantize config file: sections quantize, quant, model, data."""
+    values = asdict(config)
+    return {"quantize": {key: value for key, value in values.items() if key not in _OWN_SECTIONS},
+            "quant": values["quant"], "model": {"name": config.model, **config.model_overrides},
+            "data": dict(config.data)}
 
 
+def quantize_config_from_dict(values: dict) -> QuantRunConfig:
+    """A QuantRunConfig from the tree of a quantize config file; every section, key and type is checked and
+    an error names the offending ``section.key``."""
+    from scnn.train.run_config import _checked
+
+    if "train" in values:
+        raise ValueError("section 'train' does not apply to scnn quantize: QAT's settings are quantize.epochs, "
+                         "quantize.lr, quantize.batch_size and quantize.seed (a quantize config has sections "
+                         f"{', '.join(QUANTIZE_SECTIONS)}; configs/quantize/)")
+    unknown = sorted(set(values) - set(QUANTIZE_SECTIONS))
+    if unknown:
+        raise ValueError(f"unknown section(s) {', '.join(unknown)}; a quantize config has {', '.join(QUANTIZE_SECTIONS)}")
+    section = dict(values.get("quantize") or {})
+    hints = typing.get_type_hints(QuantRunConfig)
+    valid = [f.name for f in dataclasses.fields(QuantRunConfig) if f.name not in _OWN_SECTIONS]
+    for key, value in section.items():
+        if key not in valid:
+            where = f" (it is a section of its own: {key}.*)" if key in _OWN_SECTIONS else ""
+            raise ValueError(f"quantize.{key}: no such option{where}; valid: {', '.join(valid)}")
+        section[key] = _checked(f"quantize.{key}", value, hints[key])
+    quant = build_dataclass(QuantConfig, dict(values.get("quant") or {}), "quant")
+    model = dict(values.get("model") or {"name": "model_b"})
+    if not isinstance(model.get("name"), str) or not model["name"]:
+        raise ValueError("model.name: give a preset (model_a, model_b, ...) or a spec string such as 6C3-128FC-10FC")
+    check_model_options(model)
+    return QuantRunConfig(**section, quant=quant, model=model.pop("name"), model_overrides=model,
+                          data=dict(values.get("data") or {}))
 
 
+def load_quantize_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
+                         updates: dict | None = None) -> QuantRunConfig:
+    """The run config of ``scnn quantize``, in layers as ``scnn train`` builds its own
+    (:func:`scnn.train.run_config.load_run_config`): the defaults, then the YAML/TOML file at ``path``
+    (sections quantize, quant, model, data; ``configs/quantize/``), then ``updates`` (a nested dict, e.g. from
+    command-line flags), then ``KEY=VALUE`` overrides (``quant.weight_bits=4 quantize.epochs=10``)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    layers = [OmegaConf.create(_default_tree())]
+    if path is not None:
+        layers.append(OmegaConf.create(read_config_file(path)))
+    if updates:
+        layers.append(OmegaConf.create(updates))
+    bad = [item for item in overrides if "=" not in item or not item.split("=", 1)[0].strip()]
+    if bad:
+        raise ValueError(f"overrides must look like section.key=value (e.g. quant.weight_bits=4); got {', '.join(bad)}")
+    try:
+        layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
+    except OmegaConfBaseException as error:
+        raise ValueError(f"cannot apply overrides {' '.join(overrides)}: {error}".splitlines()[0]) from None
+    return quantize_config_from_dict(merged)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _data_overrides(config: QuantRunConfig, data_dir: str | None) -> dict:
+    """The DataConfig fields this run sets: ``config.data``, then ``data_dir`` and ``train_per_class`` if given."""
+    overrides = dict(config.data)
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if config.train_per_class:
+        overrides["train_per_class"] = config.train_per_class
+    return overrides
 
 
 def _load_float(config: QuantRunConfig, data_dir: str | None, progress: bool) -> tuple[nn.Module, PreparedData, dict]:
-    """The float model and the data it was trained on (same split, features and normaliser)."""
+    """The float model and the data it was trained on (same split, features and normaliser, with
+    ``config.data`` changed). From scratch: a new model of ``config.model`` and the data of ``config.data``
+    (DataConfig's defaults for the fields it leaves out, as ``scnn train`` reads its data section)."""
+    overrides = _data_overrides(config, data_dir)
     if config.mode == "scratch":
-        data = prepare_data(DataConfig(data_dir=data_dir, train_per_class=config.train_per_class), progress=progress)
+        data = prepare_data(DataConfig(**overrides), progress=progress)
         torch.manual_seed(config.seed)
         model = create_model(config.model, input_shape=data.input_shape, num_classes=len(data.class_names),
                              **config.model_overrides)
         return model, data, {}
     model, checkpoint = load_trained_model(config.checkpoint)
-    data = checkpoint_data(checkpoint, {"data_dir": data_dir, "train_per_class": config.train_per_class or None},
-                           progress)
+    data = checkpoint_data(checkpoint, overrides, progress)
     return model, data, checkpoint
+
+
+def run_config_of(config: QuantRunConfig, checkpoint: dict, data_dir: str | None,
+                  train_config: TrainConfig) -> dict | None:
+    """``results.json``'s ``run_config`` (:meth:`scnn.train.RunConfig.to_dict`): from a checkpoint, the run config
+    it was trained with, its ``data`` section as this run read the data; from scratch, the model and data of
+    ``config`` and the QAT's TrainConfig as ``train``."""
+    overrides = _data_overrides(config, data_dir)
+    if checkpoint:
+        return checkpoint_run_config(checkpoint, overrides)
+    return RunConfig(model={"name": config.model, **config.model_overrides}, data=DataConfig(**overrides),
+                     train=train_config).to_dict()
 
 
 def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str | None = None,
@@ -138,7 +246,11 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
     device = resolve_device(config.device)
     float_model, data, checkpoint = _load_float(config, data_dir, progress)
     num_classes = len(data.class_names)
-    results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "quantize", "config": asdict(config), "float": {},
+    # QAT (fine-tuning or from scratch) trains with these settings; the rest are TrainConfig's defaults.
+    train_config = TrainConfig(model=float_model.family, epochs=config.epochs, lr=config.lr,
+                               batch_size=config.batch_size, seed=config.seed, device=str(device))
+    results = {"schema_version": RESULTS_SCHEMA_VERSION, "kind": "quantize", "config": asdict(config),
+               "run_config": run_config_of(config, checkpoint, data_dir, train_config), "float": {},
                "quantized": {}}
     if config.mode != "scratch":
         float_test = evaluate(float_model, *data.test, num_classes=num_classes)
@@ -155,8 +267,6 @@ def run_quantization(config: QuantRunConfig, out_dir: str | Path, data_dir: str 
         results["ptq_test_accuracy"] = ptq["accuracy"]
     history = []
     if config.mode in ("qat", "scratch"):
-        train_config = TrainConfig(model=float_model.family, epochs=config.epochs, lr=config.lr,
-                                   batch_size=config.batch_size, seed=config.seed, device=str(device))
         history = fine_tune(quantized, data, train_config, progress)
     quantized.cpu().eval()
     test = evaluate(quantized, *data.test, num_classes=num_classes)

@@ -35,7 +35,7 @@ from scnn.data.prepare import PreparedData, checkpoint_data, checkpoint_features
 from scnn.features.torch_mfcc import fitted_batch, load_recordings
 from scnn.io import save_checkpoint, write_json
 from scnn.train.config import TrainConfig, resolve_device
-from scnn.train.evaluate import load_trained_model, write_predictions
+from scnn.train.evaluate import checkpoint_run_config, load_trained_model, write_predictions
 from scnn.train.run import library_versions
 from scnn.train.warp_eval import check_audio_front_end, warp_averaged_probabilities, warp_factors
 
@@ -161,6 +161,9 @@ def self_train(checkpoint: str | Path, out_dir: str | Path, part: str = "test", 
         "accuracy_after": {"plain": float((logits.argmax(1) == labels).float().mean()),
                            "plain_torch_front_end": history[-1]["accuracy_plain"],
                            "warp_average": float((averaged.argmax(1) == labels).float().mean())},
-        "wall_time_s": time.perf_counter() - start, "versions": library_versions()}
+        "wall_time_s": time.perf_counter() - start,
+        # the checkpoint's run config, its data as read here and its train section the adaptation's training
+        "run_config": checkpoint_run_config(saved, data_overrides, train=config),
+        "versions": library_versions()}
     write_json(out_dir / "adapt.json", results)
     return results

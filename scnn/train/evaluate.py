@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import time
 import warnings
@@ -15,7 +16,7 @@ from torch import nn
 from scnn.data.prepare import DataConfig, checkpoint_data, compare_test_sets
 from scnn.io import load_checkpoint, write_json, write_text
 from scnn.models.registry import count_parameters, is_spiking, model_from_dict
-from scnn.train.config import resolve_device
+from scnn.train.config import TrainConfig, resolve_device
 
 # Version 1: the first release (flat modules, DataConfig.layout); it loads as it is.
 # Version 2: configs under scnn.* packages, DataConfig.dataset, the run config saved as run_config.
@@ -75,6 +76,28 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     return model.to(device).eval(), checkpoint
 
 
+def checkpoint_run_config(checkpoint: dict, data_overrides: dict | None = None,
+                          train: TrainConfig | None = None) -> dict | None:
+    """The run config a checkpoint was trained with, as ``results.json`` keeps it (``RunConfig.to_dict()``:
+    sections model, data, train): its ``data`` section with ``data_overrides`` applied as
+    :func:`scnn.data.prepare.checkpoint_data` applies them (None values ignored: the data as a run read it),
+    its ``train`` section replaced by ``train`` if given (the training an adaptation did). None, with a
+    warning, if the checkpoint's config no longer loads into this version's dataclasses (the results are
+    written all the same)."""
+    from scnn.train.run_config import RunConfig
+
+    try:
+        run = RunConfig.from_checkpoint(checkpoint)
+        given = {key: value for key, value in (data_overrides or {}).items() if value is not None}
+        changes = {"data": DataConfig.from_dict({**checkpoint["data_config"], **given})}
+    except (ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"the checkpoint's run config does not load ({error}); results record run_config: null",
+                      stacklevel=2)
+        return None
+    if train is not None:
+        changes["train"] = train
+    return dataclasses.replace(run, **changes).to_dict()
+
 
 def evaluate_checkpoint(path: str | Path, out_dir: str | Path, data_overrides: dict | None = None,
                         device: str = "auto", progress: bool = True) -> dict:
@@ -126,6 +149,7 @@ def evaluate_checkpoint(path: str | Path, out_dir: str | Path, data_overrides: d
                      "differences": differences},
         "skipped_files": [{"file": file, "reason": reason} for file, reason in data.skipped],
         "data_dir": data.data_dir,
+        "run_config": checkpoint_run_config(checkpoint, data_overrides),
         "config": {"model": checkpoint["model"], "data_config": asdict(data_config),
                    "train_config": checkpoint.get("train_config")},
         "versions": library_versions(),
