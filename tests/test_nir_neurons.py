@@ -351,14 +351,20 @@ def test_streaming_rleaky_preset_exports_exactly_and_imports_back(recordings, tm
     assert imported.config.readout_beta == pytest.approx(model.config.readout_beta)
 
 
-@pytest.mark.parametrize("inputs", ["frames", "sequence"])
+@pytest.mark.parametrize("inputs", ["frames", "frames_built_on_the_features", "sequence"])
 def test_spec_nets_fed_step_by_step_export_and_import_back(recordings, tmp_path, inputs):
-    """A spec net fed frame by frame (encoding "frames") or given a sequence (input_kind "sequence"): the
-    graph's Input is one step's input; rate encoding (random) is refused."""
-    if inputs == "frames":
-        model = seeded("24FC-10FC", input_shape=(1, 32, 1), encoding="frames", neuron="rleaky", threshold=0.5)
+    """A spec net fed frame by frame (encoding "frames"; built on one frame, or on the whole features as
+    train() builds it, its 5x5 kernel then 5x1) or given a sequence (input_kind "sequence"): the graph's Input
+    is one step's input; rate encoding (random) is refused."""
+    if inputs.startswith("frames"):
+        if inputs == "frames":
+            model = seeded("24FC-10FC", input_shape=(1, 32, 1), encoding="frames", neuron="rleaky", threshold=0.5)
+        else:
+            model = seeded("4C5-24FC-10FC", input_shape=(1, 32, 32), encoding="frames", threshold=0.3)
+            assert model.blocks[0].synapse.kernel_size == (5, 1)
         x, steps = recordings, recordings.shape[-1]
         sequence = recordings.permute(3, 0, 1, 2).unsqueeze(-1)
+        inputs = "frames"
     else:
         model = seeded("4C5-24FC-10FC", input_shape=(1, 32, 32), input_kind="sequence", num_steps=5,
                        neuron="synaptic", threshold=0.3)

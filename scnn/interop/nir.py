@@ -148,6 +148,18 @@ def _square_kernel(weight: np.ndarray, padding: tuple[int, int], index: int) -> 
     return square, (padding[0] + dh, padding[1] + dw)
 
 
+def _unsquare_kernel(weight: np.ndarray, padding) -> tuple[np.ndarray, tuple[int, int]]:
+    """The inverse of :func:`_square_kernel`: a square kernel whose padding only makes up for zeros around a
+    centred (kh, kw) core, as that core with the padding taken off; anything else is returned as it is."""
+    ph, pw = (int(p) for p in np.broadcast_to(np.asarray(padding), (2,)))
+    size_h, size_w = weight.shape[2:]
+    if (ph or pw) and 2 * ph < size_h and 2 * pw < size_w:
+        core = weight[:, :, ph:size_h - ph, pw:size_w - pw]
+        if np.count_nonzero(weight) == np.count_nonzero(core):
+            return core, (0, 0)
+    return weight, (ph, pw)
+
+
 NIR_NEURONS: dict[type, Callable] = {}
 
 
@@ -271,12 +283,13 @@ def export_nir(model: nn.Module):
         if not config.spiking:
             raise ValueError("NIR export: the model is not spiking (ReLU control CNN); NIR graphs here hold "
                              "spiking neurons")
-        shape, steps, readout = tuple(config.input_shape), config.num_steps, config.readout
+        # what one step sees and how many steps: input_shape and num_steps, or one frame per step
+        shape, steps, readout = tuple(model.step_shape), model.num_steps, config.readout
         if config.input_kind == "sequence":
             encoding, input_note = "sequence", "one [C, H, W] input per step, given by the caller"
         elif config.encoding == "direct":
             encoding, input_note = "direct", "direct: the input is fed unchanged at every step"
-        elif config.encoding == "frames":  # the model's input_shape is then one frame's, [C, F, 1]
+        elif config.encoding == "frames":  # one frame per step: the input is one frame's, [C, F, 1]
             encoding = "frames"
             input_note = "frame t of the [C, F, W] features at step t: input [C, F, 1], as many steps as frames"
         else:
@@ -528,6 +541,8 @@ def _copy_layer(block, layer: dict, index: int) -> None:
     weight = np.asarray(node.weight, np.float32)
     bias = np.asarray(getattr(node, "bias", np.zeros(weight.shape[0])), np.float32)
     target = block.synapse[-1] if isinstance(block.synapse, nn.Sequential) else block.synapse
+    if type(node).__name__ == "Conv2d" and tuple(target.weight.shape) != weight.shape:
+        weight = _unsquare_kernel(weight, node.padding)[0]  # a k x 1 kernel the export squared
     if tuple(target.weight.shape) != weight.shape:
         raise ValueError(f"NIR import: weights of {name!r} {weight.shape} do not fit layer {index} "
                          f"{tuple(target.weight.shape)}")
@@ -599,10 +614,14 @@ def import_nir(graph, num_steps: int | None = None, readout: str | None = None):
             name, node = layer["synapse"]
             weight = np.asarray(node.weight)
             if type(node).__name__ == "Conv2d":
-                if (np.any(np.asarray(node.stride) != 1) or np.any(np.asarray(node.padding) != 0)
-                        or np.any(np.asarray(node.dilation) != 1) or node.groups != 1
-                        or weight.shape[2] != weight.shape[3]):
-                    raise ValueError(f"NIR import: Conv2d node {name!r} is not square, stride 1, unpadded")
+                weight, padding = _unsquare_kernel(weight, node.padding)  # as scnn's export squared it
+                # square, or k x 1 in a model fed one frame per step (a kxk kernel has nothing to slide over
+                # along a frame's width of 1, so the spec net builds it k x 1)
+                square = weight.shape[2] == weight.shape[3] or (encoding == "frames" and weight.shape[3] == 1)
+                if (np.any(np.asarray(node.stride) != 1) or np.any(np.asarray(padding) != 0)
+                        or np.any(np.asarray(node.dilation) != 1) or node.groups != 1 or not square):
+                    raise ValueError(f"NIR import: Conv2d node {name!r} is not square (or k x 1 fed frame by "
+                                     "frame), stride 1, unpadded")
                 spec.append(f"{weight.shape[0]}C{weight.shape[2]}")
             else:
                 spec.append(f"{weight.shape[0]}FC")
