@@ -76,16 +76,24 @@ def main(argv: list[str] | None = None):
     except USER_ERRORS as error:
         if args.debug:
             raise
-        message = str(error).strip() or type(error).__name__  # a list of bad files or lines may follow
-        print(f"scnn {args.command}: error: {message}", file=sys.stderr)
+        print(f"scnn {args.command}: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
     except RuntimeError as error:
         from scnn.data.fsdd import DownloadError
 
         if args.debug or not isinstance(error, DownloadError):
             raise
-        print(f"scnn {args.command}: error: {error}", file=sys.stderr)
+        print(f"scnn {args.command}: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def one_line(error: BaseException) -> str:
+    """A user error's message as one line: our own messages are one line already; one that is not (a third
+    party's text carried in it) keeps its first line, and --debug shows the rest."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} [more with --debug]"
 
 
 def console_main() -> int:

@@ -44,9 +44,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from scnn.cli.common import set_threads
+    from scnn.cli.common import check_checkpoint, set_threads
     from scnn.train.adapt import self_train
 
+    if args.warp_average:  # its range first, as self_train checks it before it loads anything
+        from scnn.train.warp_eval import warp_factors
+
+        warp_factors(args.warp_average)
+    check_checkpoint(args.checkpoint)
     set_threads(args.threads)
     results = self_train(args.checkpoint, args.out, part=args.on, keep=args.keep, epochs=args.epochs,
                          lr_factor=args.lr_factor, warp_spread=args.warp_average,

@@ -42,6 +42,27 @@ def fraction(text: str) -> float:
     return value
 
 
+# The first bytes of torch.save's files: a zip archive (PyTorch >= 1.6), or the legacy format's pickled magic number.
+_CHECKPOINT_SIGNATURES = (b"PK\x03\x04", b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19")
+
+
+def check_checkpoint(path, what: str = "checkpoint") -> None:
+    """A user error in one line unless ``path`` is a file that torch.save wrote (read: its first bytes only);
+    run before any work, where a command takes a checkpoint. What torch.load finds wrong inside such a file
+    is :func:`scnn.io.load_checkpoint`'s to say."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist" if not path.exists() else
+                                f"{what} {path} is not a file (give best.pt or last.pt of a run)")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if not head.startswith(_CHECKPOINT_SIGNATURES):
+        kind = "an empty file" if not head else "not a file written by torch.save"
+        raise ValueError(f"{what} {path} cannot be loaded: {kind} (give best.pt or last.pt written by scnn train)")
+
+
 def parse_value(text: str):
     """A command-line value in YAML's syntax: 40 -> int, 0.7 -> float, true -> bool, null -> None,
     8,4,2 -> a list of ints; anything else stays a string."""
@@ -65,6 +86,18 @@ def key_values(pairs: list[str], option: str) -> dict:
             raise ValueError(f"{option} expects KEY=VALUE, got {pair!r}")
         result[key.strip()] = parse_value(text)
     return result
+
+
+def feature_pair(text: str) -> str:
+    """An argparse type for ``--feature KEY=VALUE``: KEY a FeatureConfig field, VALUE of its type (the ranges
+    and combinations are checked with the preset, once the run config is built). Returns ``text``."""
+    from scnn.features.mfcc import check_feature_overrides
+
+    try:
+        check_feature_overrides(key_values([text], "--feature"), "{key}")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("--feature expects", "expected")) from None
+    return text
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -103,7 +136,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, defaults: bool = True) -
     group.add_argument("--split-seed", type=any_int, default=default(0), help="seed of the random splits")
     group.add_argument("--features", choices=sorted(FEATURE_PRESETS), default=default("default"),
                        help="feature preset (default: default; 'paper' = the reference code's MFCCs)")
-    group.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
+    group.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE", type=feature_pair,
                        help="override one feature parameter, e.g. --feature top_db=20 (repeatable)")
     group.add_argument("--cache-dir", help="feature cache folder (default: <user cache>/scnn/features)")
     group.add_argument("--skip-bad", action="store_true", default=None,

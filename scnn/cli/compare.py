@@ -28,12 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    from scnn.cli.common import check_checkpoint
     from scnn.viz.tables import profile_checkpoint, with_paper_values, write_rows
 
     quantized = dict(item.split("=", 1) for item in args.quantized if "=" in item)
     unknown = set(quantized) - set(args.runs)
     if len(quantized) != len(args.quantized) or unknown:
         raise ValueError(f"--quantized takes RUN=QUANT_DIR with RUN one of the runs given; got {args.quantized}")
+    for run in args.runs:  # every one before the first is profiled
+        check_checkpoint(Path(run) / "best.pt")
     rows = [profile_checkpoint(Path(run) / "best.pt", args.data_dir, args.max_samples, quant_dir=quantized.get(run))
             for run in args.runs]
     table = write_rows(with_paper_values(rows), args.out, "compare", COLUMNS)

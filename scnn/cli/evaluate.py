@@ -8,6 +8,25 @@ from __future__ import annotations
 
 import argparse
 
+from scnn.cli.common import any_int, positive_float
+
+# Options that mean something only with another: given without it, an error (never silently unused).
+# dest -> (its default, the dest it needs, how the error names both)
+NEEDS = {"snr": ([20.0, 10.0, 5.0, 0.0], "noise", "--snr", "--noise KINDS"),
+         "noise_seed": (0, "noise", "--noise-seed", "--noise KINDS"),
+         "noise_on": ("test", "noise", "--noise-on", "--noise KINDS"),
+         "warp_step": (0.02, "warp_average", "--warp-step", "--warp-average SPREAD")}
+
+
+def _snrs(text: str) -> list[float]:
+    """--snr: comma-separated finite numbers of dB."""
+    from scnn.train.noise_eval import parse_snrs
+
+    try:
+        return parse_snrs(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--snr: ")) from None
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from scnn.data.splits import SPLITS
@@ -24,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     noise = parser.add_argument_group("noise (scnn.train.noise_eval: accuracy against SNR, table 'noise')")
     noise.add_argument("--noise", metavar="KINDS", help="also evaluate with these noises mixed into the test "
                        "recordings: comma-separated white, pink, brown, babble (other test recordings)")
-    noise.add_argument("--snr", metavar="DB", default="20,10,5,0", help="SNRs in dB for --noise (default 20,10,5,0)")
-    noise.add_argument("--noise-seed", type=int, default=0, help="seed of the noise (default 0)")
-    noise.add_argument("--noise-on", choices=("test", "val"), default="test",
+    noise.add_argument("--snr", metavar="DB", type=_snrs, help="SNRs in dB for --noise (default 20,10,5,0)")
+    noise.add_argument("--noise-seed", type=any_int, help="seed of the noise (default 0)")
+    noise.add_argument("--noise-on", choices=("test", "val"),
                        help="recordings the noise goes into: the test split (default) or the validation split, "
                             "to choose a recipe without the test set (writes noise_val.*)")
     warp = parser.add_argument_group("test-time warp averaging (scnn.train.warp_eval)")
@@ -34,21 +53,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="also evaluate validation and test with the class probabilities averaged over frequency "
                            "warps 1-SPREAD..1+SPREAD (VTLP factors; 0.1 is Jaitly & Hinton's range): "
                            "writes warp_average.json")
-    warp.add_argument("--warp-step", metavar="STEP", type=float, default=0.02,
+    warp.add_argument("--warp-step", metavar="STEP", type=positive_float,
                       help="step of the warp grid for --warp-average (default 0.02: 11 factors for 0.1)")
 
 
 def run(args: argparse.Namespace) -> dict:
+    from scnn.cli.common import check_checkpoint
     from scnn.train import evaluate_checkpoint
 
-    if args.noise:  # checked before the plain evaluation runs
-        from scnn.train.noise_eval import parse_noise_kinds, parse_snrs
+    # Every option is checked before the plain evaluation runs.
+    for name, (default, needed, option, needed_option) in NEEDS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif getattr(args, needed) is None:
+            raise ValueError(f"{option} applies only with {needed_option}; add {needed_option.split()[0]} "
+                             f"or leave {option} out")
+    if args.noise:
+        from scnn.train.noise_eval import parse_noise_kinds
 
-        args.noise, args.snr = parse_noise_kinds(args.noise), parse_snrs(args.snr)
-    if args.warp_average is not None:  # checked before the plain evaluation runs
+        args.noise = parse_noise_kinds(args.noise)
+    if args.warp_average is not None:
         from scnn.train.warp_eval import warp_factors
 
         warp_factors(args.warp_average, args.warp_step)
+    check_checkpoint(args.checkpoint)
     overrides = {"data_dir": args.data_dir, "split": args.split, "holdout_speaker": args.holdout_speaker}
     results = evaluate_checkpoint(args.checkpoint, args.out, {k: v for k, v in overrides.items() if v is not None},
                                   device=args.device, progress=not args.no_progress)

@@ -18,8 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace):
+    from scnn.cli.common import check_checkpoint
     from scnn.interop.nir import DT, export_nir_checkpoint
 
+    check_checkpoint(args.checkpoint)
     path = export_nir_checkpoint(args.checkpoint, args.out)
     print(f"wrote {path} (NIR, dt = {DT} s per step)")
     return path

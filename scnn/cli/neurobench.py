@@ -24,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from scnn.cli.common import check_checkpoint
     from scnn.interop.neurobench import run_neurobench
 
+    check_checkpoint(args.checkpoint)
     result = run_neurobench(args.checkpoint, args.out, args.data_dir, args.integer_artefact, args.max_samples,
                             progress=not args.no_progress)
     bench = result["neurobench"]

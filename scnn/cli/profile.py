@@ -21,8 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    from scnn.cli.common import check_checkpoint
     from scnn.viz.tables import COLUMNS, profile_checkpoint, write_rows
 
+    for path in args.checkpoints:  # every one before the first is profiled
+        check_checkpoint(path)
     rows = [profile_checkpoint(path, args.data_dir, args.max_samples, args.device) for path in args.checkpoints]
     print(write_rows(rows, args.out, "profile", COLUMNS))
     return rows

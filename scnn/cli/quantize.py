@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 
-from scnn.cli.common import (add_data_arguments, data_updates, nonnegative_int, positive_float, positive_int,
-                             any_int)
+from scnn.cli.common import (add_data_arguments, any_int, check_checkpoint, data_updates, nonnegative_int,
+                             positive_float, positive_int)
 
 # flags that set a field of the same name in section quantize or quant (flags left out leave the file's value)
 QUANTIZE_FLAGS = ("checkpoint", "mode", "epochs", "lr", "batch_size", "calibration_samples", "seed", "threads",
@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> dict:
     from scnn.quant.workflow import quantize_config_tree, run_quantization
 
     config = run_config_from(args)
+    if config.checkpoint:
+        check_checkpoint(config.checkpoint)  # one line before any work, as evaluate and profile do
     if args.print_config:
         from omegaconf import OmegaConf
 

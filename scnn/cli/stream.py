@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import numpy as np
 
+    from scnn.cli.common import check_checkpoint
     from scnn.features.mfcc import load_audio
     from scnn.stream import Streamer, detect, speech_frames
     from scnn.viz.plots import plot_class_evidence
@@ -46,8 +47,7 @@ def run(args: argparse.Namespace) -> dict:
     path = Path(args.file)
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist")
-    if not Path(args.checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    check_checkpoint(args.checkpoint)
     missing = [name for name in args.enrol or [] if not Path(name).is_file()]
     if missing:
         raise FileNotFoundError(f"--enrol: {len(missing)} recording(s) do not exist: {', '.join(missing[:3])}")

@@ -34,13 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> list[dict]:
     from scnn.io import write_json
-    from scnn.search.sweep import run_sweep, summarize_sweep
+    from scnn.search.sweep import check_sweep_values, run_sweep, summarize_sweep
     from scnn.viz.plots import plot_sweep
 
     values = [parse_value(text) for text in args.values]
     epochs = args.epochs or (None if args.config else 15)
     config = base_run_config(args, {"name": args.model, **key_values(args.model_option, "--model-option")},
                              {"epochs": epochs, "threads": args.threads})
+    check_sweep_values(args.param, values, config.train, "--param", "--values")
     try:
         rows = run_sweep(args.param, values, args.seeds, config.train, config.data, args.out,
                          overwrite=args.overwrite)

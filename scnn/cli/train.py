@@ -159,7 +159,12 @@ def flag_updates(args: argparse.Namespace, model_name: str) -> dict:
     model.update(neuron)
     if args.dropout is not None:
         model["dropout"] = args.dropout
-    model.update(key_values(args.model_option, "--model-option"))
+    options = key_values(args.model_option, "--model-option")
+    if options:  # named as given here; load_run_config checks the whole model section again
+        from scnn.train.run_config import check_model_options
+
+        check_model_options({"name": model_name, **options}, "--model-option {key}")
+    model.update(options)
     train = {flag: getattr(args, flag) for flag in TRAIN_FLAGS if getattr(args, flag) is not None}
     if args.tf32:
         train["tf32"] = True
@@ -173,7 +178,9 @@ def run_config_from(args: argparse.Namespace):
     from scnn.train.run_config import load_run_config, read_config_file
 
     file_model = (read_config_file(args.config).get("model") or {}) if args.config else {}
-    model_name = args.model or file_model.get("name") or "model_b"
+    # the model the layers end with: a model.name=... override over --model over the file's
+    named = [item.split("=", 1)[1].strip() for item in args.overrides if item.split("=", 1)[0].strip() == "model.name"]
+    model_name = named[-1] if named else args.model or file_model.get("name") or "model_b"
     return load_run_config(args.config, args.overrides, flag_updates(args, model_name))
 
 

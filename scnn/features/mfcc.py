@@ -205,11 +205,31 @@ FEATURE_PRESETS: dict[str, FeatureConfig] = {
 }
 
 
+def check_feature_overrides(overrides: dict, where: str = "feature {key}") -> dict:
+    """``overrides`` checked by name and type against :class:`FeatureConfig`'s fields (ValueError naming the
+    parameter, ``where`` formatted with its name, and the valid names or the type), returned unchanged (an int
+    stays an int: the cache key hashes the values); the ranges and combinations are FeatureConfig's own checks."""
+    import typing
+
+    from scnn.validate import check_type
+
+    if not isinstance(overrides, dict):
+        raise ValueError(f"feature overrides: expected a mapping of feature parameters, got {overrides!r}")
+    hints = typing.get_type_hints(FeatureConfig)
+    checked = {}
+    for key, value in overrides.items():
+        if key not in hints:
+            raise ValueError(f"{where.format(key=key)}: no such feature parameter; valid: {', '.join(hints)}")
+        check_type(where.format(key=key), value, hints[key])
+        checked[key] = value
+    return checked
+
+
 def feature_config(preset: str = "default", **overrides) -> FeatureConfig:
     """A preset by name, with keyword overrides (``feature_config("paper", top_db=30)``)."""
     if preset not in FEATURE_PRESETS:
         raise ValueError(f"unknown feature preset {preset!r}; choose one of {sorted(FEATURE_PRESETS)}")
-    return replace(FEATURE_PRESETS[preset], **overrides)
+    return replace(FEATURE_PRESETS[preset], **check_feature_overrides(overrides))
 
 
 # --------------------------------------------------------------------------- audio

@@ -137,6 +137,7 @@ def quantize_config_tree(config: QuantRunConfig) -> dict:
 def quantize_config_from_dict(values: dict) -> QuantRunConfig:
     """A QuantRunConfig from the tree of a quantize config file; every section, key and type is checked and
     an error names the offending ``section.key``."""
+    from scnn.features.mfcc import check_feature_overrides
     from scnn.train.run_config import _checked
 
     if "train" in values:
@@ -159,8 +160,9 @@ def quantize_config_from_dict(values: dict) -> QuantRunConfig:
     if not isinstance(model.get("name"), str) or not model["name"]:
         raise ValueError("model.name: give a preset (model_a, model_b, ...) or a spec string such as 6C3-128FC-10FC")
     check_model_options(model)
-    return QuantRunConfig(**section, quant=quant, model=model.pop("name"), model_overrides=model,
-                          data=dict(values.get("data") or {}))
+    data = dict(values.get("data") or {})
+    check_feature_overrides(dict(data.get("feature_overrides") or {}), "data.feature_overrides.{key}")
+    return QuantRunConfig(**section, quant=quant, model=model.pop("name"), model_overrides=model, data=data)
 
 
 def load_quantize_config(path: str | Path | None = None, overrides: list[str] | tuple = (),

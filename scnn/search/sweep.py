@@ -57,6 +57,36 @@ def _config_for(base: TrainConfig, param: str, value) -> TrainConfig:
 # --------------------------------------------------------------------------- values and their types
 
 
+def check_sweep_values(param: str, values: list, base: TrainConfig, param_option: str = "sweep parameter",
+                       values_option: str = "sweep value") -> list:
+    """``param`` is a TrainConfig field or an option of ``base``'s model, and every value has its type and
+    range (the checks of ``train.*`` and ``model.*`` in a run config); otherwise a ValueError naming the
+    option (``param_option``, ``values_option``: how the caller's user gave them) and the allowed values,
+    before any data work. Returns ``values`` unchanged."""
+    import typing
+
+    from scnn.train.run_config import check_model_options, model_config_class
+    from scnn.validate import check_type
+
+    train_fields = [f.name for f in fields(TrainConfig) if f.name not in ("model", "model_overrides")]
+    model_fields = [f.name for f in fields(model_config_class(base.model))]
+    if param not in train_fields and param not in model_fields:
+        raise ValueError(f"{param_option} {param}: no such option of {base.model} or of training; model options: "
+                         f"{', '.join(model_fields)}; training: {', '.join(train_fields)}")
+    if not values:
+        raise ValueError(f"{values_option}: no values of {param} to sweep")
+    hints = typing.get_type_hints(TrainConfig)
+    for value in values:
+        try:
+            if param in train_fields:
+                replace(base, **{param: check_type(f"train.{param}", value, hints[param])})
+            else:
+                check_model_options({"name": base.model, **base.model_overrides, param: value})
+        except ValueError as error:
+            raise ValueError(f"{values_option} {value}: {error}") from None
+    return values
+
+
 def value_key(value) -> tuple:
     """Identity of a swept value, hashable: 1 and 1.0 are the same point, True and "True" and 1 are not.
 
@@ -297,6 +327,7 @@ def run_sweep(param: str, values: list, seeds: list[int], base: TrainConfig, dat
     the sweep it holds (sweep.json, sweep.csv, summary, figure, point folders) and start afresh.
     A point whose run was interrupted resumes from its ``last.pt``.
     """
+    check_sweep_values(param, values, base)
     out_dir = check_output_folder(out_dir)
     with folder_lock(out_dir):
         remove_stale_temporaries(out_dir)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +47,12 @@ class RunConfig:
             raise ValueError("model.name: give a preset (model_a, model_b, ...) or a spec string such as 6C3-128FC-10FC")
         options = {key: value for key, value in self.model.items() if key != "name"}
         self.train = dataclasses.replace(self.train, model=self.model["name"], model_overrides=options)
+        # The features are checked here, before any data work: their names and types (named as the config's
+        # keys), then what FeatureConfig checks of the preset with them.
+        from scnn.features.mfcc import check_feature_overrides
+
+        check_feature_overrides(self.data.feature_overrides, "data.feature_overrides.{key}")
+        self.data.features()
 
     def to_dict(self) -> dict:
         """Plain values, sections in order; ``train`` without its mirror of the model section."""
@@ -88,14 +93,70 @@ def _legacy_data(values: dict) -> dict:
     return asdict(DataConfig.from_dict(values))
 
 
-def check_model_options(model: dict) -> None:
-    """The model section names a known model and only options its family has (ValueError naming them)."""
-    from scnn.models import model_config
+# Ranges of model options, whatever sets them (a config file, model.KEY=VALUE, --model-option, a sweep's
+# values): the ranges scnn train's flags check (--beta in [0, 1], --threshold > 0, --num-steps >= 1, ...).
+MODEL_OPTION_RANGES = {
+    "num_steps": dict(minimum=1, integer=True),
+    "beta": dict(minimum=0, maximum=1),
+    "readout_beta": dict(minimum=0, maximum=1),
+    "threshold": dict(minimum=0, exclusive_minimum=True),
+    "surrogate_slope": dict(minimum=0, exclusive_minimum=True),
+    "features": dict(minimum=1, integer=True),
+    "state_size": dict(minimum=1, integer=True),
+    "dt_min": dict(minimum=0, exclusive_minimum=True),
+    "dt_max": dict(minimum=0, exclusive_minimum=True),
+}
 
+
+def _model_option_choices(key: str):
+    """The allowed values of a model option that takes a name (None: any)."""
+    from scnn.neurons import RESET_MECHANISMS, SURROGATES, list_neurons
+
+    return {"surrogate": SURROGATES, "reset_mechanism": RESET_MECHANISMS, "neuron": list_neurons(),
+            "conv_neuron": list_neurons(), "readout": ("membrane", "spike_count")}.get(key)
+
+
+def model_config_class(name: str):
+    """The config dataclass of the family a model name (preset, else spec string) belongs to; builds nothing."""
+    import scnn.models  # noqa: F401  (the families register themselves)
+    from scnn.models.registry import MODEL_FAMILIES, MODEL_PRESETS, SPEC_FAMILY
+
+    family = MODEL_PRESETS[name][0] if name in MODEL_PRESETS else SPEC_FAMILY
+    return MODEL_FAMILIES[family][0]
+
+
+def check_model_options(model: dict, where: str = "model.{key}") -> None:
+    """The model section names a known model and only options its family has, each of the field's type
+    and within its range (ValueError naming it, ``where`` formatted with the option's name); builds nothing."""
+    from scnn.models import model_config
+    from scnn.validate import check_choice, check_number, check_type
+
+    name = model.get("name", "model_b")
     options = {key: value for key, value in model.items() if key != "name"}
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model.name: give a preset (model_a, model_b, ...) or a spec string such as "
+                         f"6C3-128FC-10FC; got {name!r}")
+    config_class = model_config_class(name)
+    hints = typing.get_type_hints(config_class)
+    valid = sorted(f.name for f in dataclasses.fields(config_class))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"{where.format(key=unknown[0])}: model {name!r} has no option(s) {unknown}; "
+                         f"valid: {valid}")
+    for key, value in options.items():
+        label = where.format(key=key)
+        value = check_type(label, value, hints[key])
+        if key in MODEL_OPTION_RANGES and isinstance(value, (int, float)):
+            check_number(label, value, **MODEL_OPTION_RANGES[key])
+        if key == "dropout" and not 0 <= value < 1:
+            raise ValueError(f"{label} must lie in [0, 1); got {value!r}")
+        if _model_option_choices(key) is not None:
+            check_choice(label, value, _model_option_choices(key))
+        if key in ("downsample", "hidden") and any(item < 1 for item in value):
+            raise ValueError(f"{label}: every value must be >= 1; got {value!r}")
     try:
-        model_config(model.get("name", "model_b"), **options)
-    except TypeError as error:  # unknown option names: a user error, reported like the others
+        model_config(name, **options)
+    except TypeError as error:  # a value the family's own checks cannot use: a user error all the same
         raise ValueError(f"model: {error}") from None
 
 
@@ -118,27 +179,11 @@ def build_dataclass(cls, values: dict, section: str):
 
 
 def _checked(name: str, value, annotation):
-    """``value`` converted to (or checked against) ``annotation``; ValueError naming ``name``."""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or \
-        typing.get_origin(annotation) is typing.Union else (annotation,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise ValueError(f"{name}: a value is required (got null)")
-    for option in options:
-        origin = typing.get_origin(option) or option
-        if origin is bool and isinstance(value, bool):
-            return value
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if origin is str and isinstance(value, (str, Path)):
-            return str(value)
-        if origin in (dict, list, tuple) and isinstance(value, (dict, list, tuple)):
-            return origin(value) if origin is not dict else dict(value)
-    wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
-    raise ValueError(f"{name}: expected {wanted}, got {value!r}")
+    """``value`` converted to (or checked against) ``annotation``; ValueError naming ``name``
+    (:func:`scnn.validate.check_type`)."""
+    from scnn.validate import check_type
+
+    return check_type(name, value, annotation)
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
@@ -164,6 +209,17 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple
     return RunConfig.from_dict(merged)
 
 
+def _parse_problem(error: Exception) -> str:
+    """What a YAML, TOML or JSON parser found wrong, in one line with where (line and column, from 1)."""
+    problem = getattr(error, "problem", None)  # yaml's MarkedYAMLError: problem, problem_mark (from 0)
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if problem:
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        context = getattr(error, "context", None)
+        return f"{context + ': ' if context else ''}{problem}{where}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def read_config_file(path: str | Path) -> dict:
     """A YAML (.yaml, .yml) or TOML (.toml) file as a dict; errors name the file."""
     path = Path(path)
@@ -184,7 +240,7 @@ def read_config_file(path: str | Path) -> dict:
 
             values = yaml.safe_load(text) or {}
     except Exception as error:  # yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError
-        raise ValueError(f"config file {path} cannot be parsed: {error}") from None
+        raise ValueError(f"config file {path} cannot be parsed: {_parse_problem(error)}") from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path}: expected sections {', '.join(SECTIONS)} at the top level")
     return values
