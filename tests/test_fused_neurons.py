@@ -223,7 +223,10 @@ def test_gradients_when_only_some_inputs_need_them(kind, learn):
     (spikes, grads), (ref_spikes, ref_grads) = results
     assert torch.equal(spikes, ref_spikes) and len(grads) == len(ref_grads) >= 1
     for grad, ref in zip(grads, ref_grads):
-        assert torch.allclose(grad, ref, atol=1e-4, rtol=0)
+        # within 1e-4, or a float32 rounding of large parameter gradients (sums over 25 steps and the batch):
+        # the recurrent weights' reach several hundred, where the two orders of summation differ by 2e-4 on
+        # some CPUs (measured 507.0889 against 507.0887)
+        assert torch.allclose(grad, ref, atol=1e-4, rtol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -115,14 +115,14 @@ def run(args: argparse.Namespace) -> dict:
     from scnn.quant.workflow import quantize_config_tree, run_quantization
 
     config = run_config_from(args)
-    if config.checkpoint:
-        check_checkpoint(config.checkpoint)  # one line before any work, as evaluate and profile do
-    if args.print_config:
+    if args.print_config:  # prints the config only: the checkpoint need not exist yet
         from omegaconf import OmegaConf
 
         tree = quantize_config_tree(config)
         print(OmegaConf.to_yaml(OmegaConf.create(tree)), end="")
         return tree
+    if config.checkpoint:
+        check_checkpoint(config.checkpoint)  # one line before any work, as evaluate and profile do
     # Brevitas's deprecation notices for its own internals, printed on every layer: not actionable here.
     warnings.filterwarnings("ignore", module="brevitas")
     results = run_quantization(config, args.out, progress=not args.no_progress)
