@@ -138,7 +138,7 @@ def quantize_config_from_dict(values: dict) -> QuantRunConfig:
     """A QuantRunConfig from the tree of a quantize config file; every section, key and type is checked and
     an error names the offending ``section.key``."""
     from scnn.features.mfcc import check_feature_overrides
-    from scnn.train.run_config import _checked
+    from scnn.validate import check_type
 
     if "train" in values:
         raise ValueError("section 'train' does not apply to scnn quantize: QAT's settings are quantize.epochs, "
@@ -154,7 +154,7 @@ def quantize_config_from_dict(values: dict) -> QuantRunConfig:
         if key not in valid:
             where = f" (it is a section of its own: {key}.*)" if key in _OWN_SECTIONS else ""
             raise ValueError(f"quantize.{key}: no such option{where}; valid: {', '.join(valid)}")
-        section[key] = _checked(f"quantize.{key}", value, hints[key])
+        section[key] = check_type(f"quantize.{key}", value, hints[key])
     quant = build_dataclass(QuantConfig, dict(values.get("quant") or {}), "quant")
     model = dict(values.get("model") or {"name": "model_b"})
     if not isinstance(model.get("name"), str) or not model["name"]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from scnn.data.prepare import DataConfig
 from scnn.train.config import TrainConfig
+from scnn.validate import check_type
 
 SECTIONS = ("model", "data", "train")
 _MODEL_KEYS_IN_TRAIN = ("model", "model_overrides")  # TrainConfig's mirror of the model section
@@ -174,16 +175,8 @@ def build_dataclass(cls, values: dict, section: str):
     for key, value in values.items():
         if key not in shown:
             raise ValueError(f"{section}.{key}: no such option; valid: {', '.join(shown)}")
-        values = {**values, key: _checked(f"{section}.{key}", value, hints[key])}
+        values = {**values, key: check_type(f"{section}.{key}", value, hints[key])}
     return cls(**values)
-
-
-def _checked(name: str, value, annotation):
-    """``value`` converted to (or checked against) ``annotation``; ValueError naming ``name``
-    (:func:`scnn.validate.check_type`)."""
-    from scnn.validate import check_type
-
-    return check_type(name, value, annotation)
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple = (),
