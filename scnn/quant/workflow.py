@@ -26,7 +26,7 @@ from scnn.train.config import TrainConfig, resolve_device
 from scnn.train.evaluate import checkpoint_run_config, evaluate, load_trained_model
 from scnn.train.loop import FitState, fit, training_parts
 from scnn.train.run import RESULTS_SCHEMA_VERSION, library_versions
-from scnn.train.run_config import RunConfig, build_dataclass, check_model_options, read_config_file
+from scnn.train.run_config import RunConfig, build_dataclass, check_model_options, merge_config_layers
 
 
 @dataclass
@@ -171,22 +171,7 @@ def load_quantize_config(path: str | Path | None = None, overrides: list[str] | 
     (:func:`scnn.train.run_config.load_run_config`): the defaults, then the YAML/TOML file at ``path``
     (sections quantize, quant, model, data; ``configs/quantize/``), then ``updates`` (a nested dict, e.g. from
     command-line flags), then ``KEY=VALUE`` overrides (``quant.weight_bits=4 quantize.epochs=10``)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    layers = [OmegaConf.create(_default_tree())]
-    if path is not None:
-        layers.append(OmegaConf.create(read_config_file(path)))
-    if updates:
-        layers.append(OmegaConf.create(updates))
-    bad = [item for item in overrides if "=" not in item or not item.split("=", 1)[0].strip()]
-    if bad:
-        raise ValueError(f"overrides must look like section.key=value (e.g. quant.weight_bits=4); got {', '.join(bad)}")
-    try:
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
-    except OmegaConfBaseException as error:
-        raise ValueError(f"cannot apply overrides {' '.join(overrides)}: {error}".splitlines()[0]) from None
+    merged = merge_config_layers(_default_tree(), path, updates, overrides, example="quant.weight_bits=4")
     return quantize_config_from_dict(merged)
 
 

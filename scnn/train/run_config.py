@@ -183,23 +183,31 @@ def load_run_config(path: str | Path | None = None, overrides: list[str] | tuple
                     updates: dict | None = None) -> RunConfig:
     """The defaults, then the YAML/TOML file at ``path``, then ``updates`` (a nested dict, e.g. from
     command-line flags), then ``KEY=VALUE`` overrides, each layer over the one before."""
+    return RunConfig.from_dict(merge_config_layers(RunConfig().to_dict(), path, updates, overrides,
+                                                   example="train.epochs=40"))
+
+
+def merge_config_layers(defaults: dict, path: str | Path | None, updates: dict | None,
+                        overrides: list[str] | tuple, example: str) -> dict:
+    """``defaults``, then the YAML/TOML file at ``path``, then ``updates``, then ``KEY=VALUE`` overrides, merged
+    by OmegaConf into one plain nested dict (the config trees of ``scnn train`` and ``scnn quantize``);
+    ValueError in one line for an override that is not ``section.key=value`` (``example`` shows one)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    layers = [OmegaConf.create(RunConfig().to_dict())]
+    layers = [OmegaConf.create(defaults)]
     if path is not None:
         layers.append(OmegaConf.create(read_config_file(path)))
     if updates:
         layers.append(OmegaConf.create(updates))
     bad = [item for item in overrides if "=" not in item or not item.split("=", 1)[0].strip()]
     if bad:
-        raise ValueError(f"overrides must look like section.key=value (e.g. train.epochs=40); got {', '.join(bad)}")
+        raise ValueError(f"overrides must look like section.key=value (e.g. {example}); got {', '.join(bad)}")
     try:
         layers.append(OmegaConf.from_dotlist(list(overrides)))
-        merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
+        return OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
     except OmegaConfBaseException as error:
         raise ValueError(f"cannot apply overrides {' '.join(overrides)}: {error}".splitlines()[0]) from None
-    return RunConfig.from_dict(merged)
 
 
 def _parse_problem(error: Exception) -> str:
